@@ -1,0 +1,162 @@
+"""Compare cfer with the baselines on the same synthetic basic -> compound stream.
+
+Every strategy gets the same data, class orders, initial weights, epochs, optimiser and
+replay budget. For each class order the stream is: the basic classes, then the compound
+classes ``--per-step`` at a time. Prints a markdown table (mean +- std over orders),
+optionally writes one JSON record per strategy (``--json``) and a plot of seen-class
+accuracy against step (``--plot``).
+
+Usage:
+    python benchmarks/continual_compare.py                 # default run (<= 20 min, 2 cores)
+    python benchmarks/continual_compare.py --quick         # smoke run (<= 3 min)
+    python benchmarks/continual_compare.py --strategies cfer naive --orders 3 --json out.json --plot out.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from cfer.data.synthetic import make_synthetic_splits  # noqa: E402
+from cfer.scenarios import compound_orders, make_stream  # noqa: E402
+from cfer.strategies.factory import STRATEGIES, make_strategy  # noqa: E402
+from cfer.strategies.runner import basic_epochs_plugin, run_stream  # noqa: E402
+from cfer.teacher import build_model  # noqa: E402
+
+COLUMNS = [
+    ("average_accuracy", "avg acc over steps"),
+    ("final_accuracy", "final acc (all 21)"),
+    ("final_basic_accuracy", "final basic acc"),
+    ("final_compound_accuracy", "final compound acc"),
+    ("mean_newest_accuracy", "newest-class acc"),
+    ("forgetting", "forgetting"),
+    ("mean_step_time_s", "s / step"),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
+    ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
+    ap.add_argument("--arch", default="resemotenet_slim")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs per experience")
+    ap.add_argument("--basic-epochs", type=int, default=6, help="epochs on the basic experience")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--subjects", type=int, nargs=3, default=(16, 4, 8), metavar=("TRAIN", "VAL", "TEST"))
+    ap.add_argument("--per-class", type=int, default=4)
+    ap.add_argument("--memory-fraction", type=float, default=0.3,
+                    help="replay budget M as a fraction of the training set (the published 0.3)")
+    ap.add_argument("--image-size", type=int, default=48)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="small smoke run: 2 orders, fewer subjects/epochs")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--plot", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.orders, args.epochs, args.basic_epochs = min(args.orders, 2), 2, 3
+        args.subjects, args.per_class, args.per_step = (8, 2, 4), 3, 5
+    return args
+
+
+def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memory_size: int) -> dict:  # noqa: ANN001
+    model = build_model(arch=args.arch, num_classes=stream.n_basic, in_chans=3, img_size=args.image_size,
+                        seed=args.seed)
+    model.load_state_dict(copy.deepcopy(init_state))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    epochs = basic_epochs_plugin(basic_epochs=args.basic_epochs, later_epochs=args.epochs)
+    strategy = make_strategy(name, model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
+                             eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
+                             plugins=[epochs])
+    torch.manual_seed(args.seed)
+    res = run_stream(strategy, stream)
+    return res.to_dict()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    splits = make_synthetic_splits(subjects=tuple(args.subjects), per_class=args.per_class,
+                                   image_size=args.image_size, seed=args.seed)
+    memory_size = int(args.memory_fraction * len(splits["train"]))
+    orders = compound_orders(n_orders=args.orders, seed=args.seed)
+    init = build_model(arch=args.arch, num_classes=6, in_chans=3, img_size=args.image_size, seed=args.seed)
+    init_state = init.state_dict()
+    records: dict[str, list[dict]] = {n: [] for n in args.strategies}
+    print(f"# continual comparison: {len(args.strategies)} strategies x {len(orders)} orders, arch {args.arch}, "
+          f"{args.per_step} compound classes per step, M={memory_size}, train={len(splits['train'])} faces",
+          file=sys.stderr)
+    for k, order in enumerate(orders):
+        stream = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], per_step=args.per_step,
+                             order=order)
+        for name in args.strategies:
+            t0 = time.perf_counter()
+            rec = run_one(name, stream, args, init_state, memory_size)
+            rec["order"] = list(order)
+            records[name].append(rec)
+            print(f"  order {k} {name:8s} avg {rec['average_accuracy']:.3f} final {rec['final_accuracy']:.3f} "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    total = time.perf_counter() - t_start
+
+    print(f"\n{len(orders)} class orders, {args.per_step} compound classes per step, {args.arch} "
+          f"{args.image_size}x{args.image_size}, {args.basic_epochs}+{args.epochs} epochs, replay budget {memory_size}, "
+          f"total {total / 60:.1f} min\n")
+    print("| strategy | " + " | ".join(label for _, label in COLUMNS) + " |")
+    print("|---|" + "---|" * len(COLUMNS))
+    summary = {}
+    for name in args.strategies:
+        cells, summary[name] = [], {}
+        for key, _ in COLUMNS:
+            vals = np.array([r[key] for r in records[name]], float)
+            summary[name][key] = {"mean": float(vals.mean()), "std": float(vals.std())}
+            fmt = "{:.1f} ± {:.1f}" if key == "mean_step_time_s" else "{:.3f} ± {:.3f}"
+            cells.append(fmt.format(vals.mean(), vals.std()))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        out = [{"strategy": n, "summary": summary[n], "runs": records[n]} for n in args.strategies]
+        args.json.write_text(json.dumps({"args": {k: (list(v) if isinstance(v, tuple) else v)
+                                                  for k, v in vars(args).items() if k not in ("json", "plot")},
+                                         "total_seconds": total, "results": out}, indent=1, default=str))
+        print(f"\nJSON written to {args.json}")
+    if args.plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for name in args.strategies:
+            curves = np.array([r["seen_accuracy"] for r in records[name]])
+            m, s = curves.mean(0), curves.std(0)
+            x = np.arange(len(m))
+            ax.plot(x, m, marker="o", ms=3, label=name, lw=2.4 if name == "cfer" else 1.3)
+            ax.fill_between(x, m - s, m + s, alpha=0.12)
+        ax.set_xlabel("step (0 = basic classes)")
+        ax.set_ylabel("accuracy on all seen classes")
+        ax.set_title(f"basic -> compound stream, mean ± std over {len(orders)} class orders")
+        ax.grid(alpha=0.3)
+        ax.legend(ncol=3, fontsize=8)
+        fig.tight_layout()
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.plot, dpi=120)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

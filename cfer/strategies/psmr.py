@@ -1,0 +1,185 @@
+"""Predictive Sorting Memory Replay (PSMR) as an Avalanche storage policy.
+
+Per class, predict on that class's training samples, sort them by the output for their
+**true** class (highest first) and keep the top ``m``. The budget ``M`` is shared by
+``total_classes`` classes: ``m = floor(M / total_classes)``.
+
+* ``mode="grow"``: each new class adds ``m`` items, so the buffer grows by ``m`` per
+  class and reaches at most ``M``.
+* ``mode="limit"``: the buffer holds ``M`` items from the start, re-balanced at every step
+  to ``floor(M / seen classes)`` per class.
+
+Old classes are only **truncated** (their existing order is kept and the tail cut), as
+in the reference code; ``rescore_old=True`` re-sorts them with the current scorer first.
+New-class samples are chosen by predictive sorting (``new_class_selection="sorted"``,
+the method as described) or at random (``"random"``, as the reference code does). The
+scorer is the strategy's current model (``scorer="current"``) or a given frozen model
+(``scorer="teacher"``). The buffer stores index subsets of the experience datasets, never
+copies of the images.
+
+Example:
+    >>> from avalanche.training.plugins import ReplayPlugin
+    >>> policy = PredictiveSortingBuffer(max_size=300, total_classes=21, mode="grow")
+    >>> replay = ReplayPlugin(mem_size=300, storage_policy=policy)        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+import torch
+from avalanche.training.storage_policy import BalancedExemplarsBuffer, ExemplarsBuffer, ExemplarsSelectionStrategy
+from torch import nn
+from torch.utils.data import DataLoader
+
+__all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin"]
+
+logger = logging.getLogger(__name__)
+
+
+class PredictiveSortingSelection(ExemplarsSelectionStrategy):
+    """Sort a class's samples by the model's output for their true class, highest first.
+
+    Args:
+        scorer: ``"current"`` (the strategy's model) or ``"teacher"`` (``teacher``).
+        teacher: The frozen model used when ``scorer="teacher"``.
+        score: ``"softmax"`` (probability of the true class) or ``"logit"``.
+        batch_size: Items per forward pass (default: the strategy's eval batch size).
+    """
+
+    def __init__(self, *, scorer: Literal["current", "teacher"] = "current", teacher: nn.Module | None = None,
+                 score: Literal["softmax", "logit"] = "softmax", batch_size: int | None = None) -> None:
+        if scorer not in ("current", "teacher"):
+            raise ValueError(f"scorer must be 'current' or 'teacher', got {scorer!r}")
+        if scorer == "teacher" and teacher is None:
+            raise ValueError("scorer='teacher' needs teacher=<frozen model>")
+        if score not in ("softmax", "logit"):
+            raise ValueError(f"score must be 'softmax' or 'logit', got {score!r}")
+        self.scorer, self.teacher, self.score, self.batch_size = scorer, teacher, score, batch_size
+
+    @torch.no_grad()
+    def scores(self, strategy, data) -> torch.Tensor:  # noqa: ANN001
+        """Output for the true class of every item of ``data``."""
+        model = self.teacher if self.scorer == "teacher" else strategy.model
+        was = model.training
+        model.eval()
+        out = []
+        try:
+            bs = self.batch_size or getattr(strategy, "eval_mb_size", None) or 256
+            for x, y, *_ in DataLoader(data, batch_size=bs, shuffle=False):
+                logits = model(x.to(strategy.device))
+                y = y.to(logits.device).long()
+                if self.score == "softmax":
+                    vals = torch.softmax(logits, 1).gather(1, y[:, None])[:, 0]
+                else:
+                    vals = logits.gather(1, y.clamp_max(logits.shape[1] - 1)[:, None])[:, 0]
+                    vals = torch.where(y < logits.shape[1], vals, torch.full_like(vals, -float("inf")))
+                out.append(vals.cpu())
+        finally:
+            model.train(was)
+        return torch.cat(out) if out else torch.empty(0)
+
+    def make_sorted_indices(self, strategy, data) -> list[int]:  # noqa: ANN001
+        s = self.scores(strategy, data)
+        return torch.argsort(-s, stable=True).tolist()
+
+
+class _ClassBuffer(ExemplarsBuffer):
+    """One class's exemplars, kept in sorted order; resizing only truncates."""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__(max_size)
+
+    def resize(self, strategy, new_size: int) -> None:  # noqa: ANN001
+        self.max_size = new_size
+        if len(self.buffer) > new_size:
+            self.buffer = self.buffer.subset(list(range(new_size)))
+
+
+class PredictiveSortingBuffer(BalancedExemplarsBuffer):
+    """The PSMR storage policy (see the module docstring).
+
+    Args:
+        max_size: The budget ``M`` in items.
+        total_classes: Classes the stream will have (``m = floor(M / total_classes)``).
+        mode: ``"grow"`` or ``"limit"``.
+        scorer: ``"current"`` or ``"teacher"``.
+        teacher: Frozen model for ``scorer="teacher"``.
+        score: ``"softmax"`` or ``"logit"``.
+        rescore_old: Re-sort old classes with the scorer before truncating them.
+        new_class_selection: ``"sorted"`` or ``"random"``.
+        seed: Seed of the random selection (a private generator).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_size: int,
+        total_classes: int,
+        mode: Literal["grow", "limit"] = "grow",
+        scorer: Literal["current", "teacher"] = "current",
+        teacher: nn.Module | None = None,
+        score: Literal["softmax", "logit"] = "softmax",
+        rescore_old: bool = False,
+        new_class_selection: Literal["sorted", "random"] = "sorted",
+        seed: int = 0,
+    ) -> None:
+        if max_size < 0:
+            raise ValueError(f"max_size must be >= 0, got {max_size}")
+        if total_classes < 1:
+            raise ValueError(f"total_classes must be >= 1, got {total_classes}")
+        if mode not in ("grow", "limit"):
+            raise ValueError(f"mode must be 'grow' or 'limit', got {mode!r}")
+        if new_class_selection not in ("sorted", "random"):
+            raise ValueError(f"new_class_selection must be 'sorted' or 'random', got {new_class_selection!r}")
+        super().__init__(max_size, adaptive_size=True)
+        self.total_classes = total_classes
+        self.mode = mode
+        self.rescore_old = rescore_old
+        self.new_class_selection = new_class_selection
+        self.selection = PredictiveSortingSelection(scorer=scorer, teacher=teacher, score=score)
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def per_class_quota(self) -> int:
+        """Items per class: ``m`` (grow) or ``floor(M / seen classes)`` (limit)."""
+        if self.mode == "grow":
+            return self.max_size // self.total_classes
+        return self.max_size // max(1, len(self.buffer_groups))
+
+    def post_adapt(self, agent, exp) -> None:  # noqa: ANN001
+        data = exp.dataset
+        targets = np.asarray([int(t) for t in data.targets])
+        new_classes = [int(c) for c in np.unique(targets) if int(c) not in self.buffer_groups]
+        for c in new_classes:
+            self.buffer_groups[c] = _ClassBuffer(0)
+        quota = self.per_class_quota
+        if self.rescore_old:
+            for c, buf in self.buffer_groups.items():
+                if c not in new_classes and len(buf.buffer):
+                    buf.buffer = buf.buffer.subset(self.selection.make_sorted_indices(agent, buf.buffer))
+        for c in new_classes:
+            sub = data.subset(np.flatnonzero(targets == c).tolist())
+            if self.new_class_selection == "sorted":
+                order = self.selection.make_sorted_indices(agent, sub)
+            else:
+                order = self._rng.permutation(len(sub)).tolist()
+            self.buffer_groups[c].buffer = sub.subset(order[:quota])
+        for buf in self.buffer_groups.values():
+            buf.resize(agent, quota)
+        logger.debug("PSMR buffer: %d classes x %d = %d items", len(self.buffer_groups), quota, len(self.buffer))
+
+    def resize(self, strategy, new_size: int) -> None:  # noqa: ANN001
+        self.max_size = new_size
+        for buf in self.buffer_groups.values():
+            buf.resize(strategy, self.per_class_quota)
+
+
+def psmr_plugin(*, max_size: int, total_classes: int, **kwargs):  # noqa: ANN003, ANN201
+    """Avalanche's ``ReplayPlugin`` with a :class:`PredictiveSortingBuffer`."""
+    from avalanche.training.plugins import ReplayPlugin
+
+    policy = PredictiveSortingBuffer(max_size=max_size, total_classes=total_classes, **kwargs)
+    return ReplayPlugin(mem_size=max_size, storage_policy=policy)

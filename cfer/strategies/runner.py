@@ -1,0 +1,77 @@
+"""Run any Avalanche strategy over a :class:`~cfer.scenarios.CompoundStream`.
+
+After each training step the strategy is evaluated on the test experiences seen so
+far, and the accuracies land in a :class:`~cfer.metrics.ContinualResults`.
+
+Example:
+    >>> results = run_stream(strategy, stream)      # doctest: +SKIP
+    >>> results.average_accuracy                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from cfer.metrics import ContinualResults, experience_accuracies
+
+__all__ = ["run_stream"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps") -> ContinualResults:  # noqa: ANN001
+    """Train ``strategy`` on every experience of ``stream``, evaluating after each.
+
+    Args:
+        strategy: An Avalanche strategy whose evaluator reports ``Top1_Acc_Exp``
+            (e.g. built by :func:`cfer.strategies.factory.make_strategy`).
+        stream: The :class:`~cfer.scenarios.CompoundStream`.
+        progress: Show a tqdm bar over steps.
+        desc: Label of the bar.
+
+    Returns:
+        The accuracy matrix and the derived metrics.
+    """
+    test = stream.test_stream
+    results = ContinualResults(n_test=[len(e.dataset) for e in test])
+    steps = list(enumerate(stream.train_stream))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(steps), desc=desc, unit="step", leave=False)
+    for i, experience in steps:
+        t0 = time.perf_counter()
+        strategy.train(experience)
+        seconds = time.perf_counter() - t0
+        metrics = strategy.eval(test[: i + 1])
+        accs = experience_accuracies(metrics, n_experiences=i + 1)
+        results.add_step(accuracies=accs, seconds=seconds)
+        logger.info("step %d: seen-class accuracy %.3f (%.1f s)", i, results.seen_accuracy[-1], seconds)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(seen=f"{results.seen_accuracy[-1]:.3f}")
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def basic_epochs_plugin(*, basic_epochs: int, later_epochs: int):  # noqa: ANN201
+    """A plugin that trains the first (basic) experience for ``basic_epochs`` epochs and
+    every later experience for ``later_epochs``.
+
+    Example:
+        >>> p = basic_epochs_plugin(basic_epochs=8, later_epochs=3)   # doctest: +SKIP
+    """
+    from avalanche.core import SupervisedPlugin
+
+    if basic_epochs < 1 or later_epochs < 1:
+        raise ValueError("basic_epochs and later_epochs must be >= 1")
+
+    class BasicEpochsPlugin(SupervisedPlugin):
+        def before_training_exp(self, strategy, **kwargs):  # noqa: ANN001, ANN003
+            first = strategy.clock.train_exp_counter == 0
+            strategy.train_epochs = basic_epochs if first else later_epochs
+
+    return BasicEpochsPlugin()
