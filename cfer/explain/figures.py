@@ -1,0 +1,110 @@
+"""Pictures of explanations: overlay grids, region-attention bars, similarity heatmaps.
+
+Each function returns a matplotlib figure; the caller saves it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from cfer import taxonomy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = ["overlay", "overlay_grid", "region_bars", "similarity_heatmap"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
+    """A uint8 RGB picture of ``cam`` (jet colours) blended over ``image`` (HWC uint8 or float)."""
+    from matplotlib import colormaps
+
+    img = np.asarray(image, np.float32)
+    if img.max() > 1.5:
+        img = img / 255.0
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, -1)
+    heat = colormaps["jet"](np.clip(cam, 0, 1))[..., :3]
+    return (np.clip((1 - alpha) * img + alpha * heat, 0, 1) * 255).astype(np.uint8)
+
+
+def overlay_grid(images: np.ndarray, cams: np.ndarray, titles: Sequence[str], *, columns: int = 8,
+                 suptitle: str | None = None) -> "Figure":
+    """Overlays in a grid, one titled panel per image (basic and compound side by side if
+    the caller orders them so)."""
+    plt = _plt()
+    n = len(images)
+    rows = int(np.ceil(n / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.55 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i in range(n):
+        ax = axes.ravel()[i]
+        ax.imshow(overlay(images[i], cams[i]))
+        name = titles[i]
+        colour = "#9c1f3a" if name in taxonomy.COMPOUND else "#1f4e9c" if name in taxonomy.BASIC else "#555555"
+        ax.set_title(taxonomy.display_name(name).replace(" ", "\n") if name in taxonomy.ALL_CLASSES else name,
+                     fontsize=7, color=colour)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def region_bars(attention: dict[str, np.ndarray], *, title: str = "Grad-CAM energy per facial region") -> "Figure":
+    """One group of bars per class: its mean share of CAM energy in each region."""
+    plt = _plt()
+    classes = list(attention)
+    regions = taxonomy.REGIONS
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) + 2), 3.8))
+    width = 0.8 / len(regions)
+    colours = plt.get_cmap("tab10")
+    x = np.arange(len(classes))
+    for k, r in enumerate(regions):
+        ax.bar(x + (k - len(regions) / 2 + 0.5) * width, [attention[c][k] for c in classes], width,
+               label=r, color=colours(k))
+    ax.set_xticks(x)
+    ax.set_xticklabels([taxonomy.display_name(c) for c in classes], rotation=55, ha="right", fontsize=7)
+    ax.set_ylabel("share of CAM energy")
+    ax.set_title(title, fontsize=10)
+    ax.legend(ncol=len(regions), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_heatmap(matrix: np.ndarray, compounds: Sequence[str], basics: Sequence[str], *,
+                       title: str = "compound x basic CAM similarity") -> "Figure":
+    """Heatmap of a compound x basic similarity matrix; constituent cells are outlined."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.0 * len(basics) + 2.8, 0.36 * len(compounds) + 1.6))
+    im = ax.imshow(matrix, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(basics)))
+    ax.set_xticklabels(basics, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(compounds)))
+    ax.set_yticklabels([taxonomy.display_name(c) for c in compounds], fontsize=8)
+    for i, c in enumerate(compounds):
+        for b in taxonomy.CONSTITUENTS.get(c, ()):
+            if b in basics:
+                j = list(basics).index(b)
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="white", lw=1.6))
+        for j in range(len(basics)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if matrix[i, j] < matrix.mean() else "black")
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    ax.set_title(title + " (outlined: constituents)", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cfer import taxonomy
+from cfer.data.synthetic import render_faces
+from cfer.explain.compare import constituent_gap, mean_maps, similarity_table, top_overlap
+from cfer.explain.gradcam import METHODS, explain
+from cfer.explain.regions import canonical_region_map, localisation_score, region_attention
+
+
+class RegionModel(nn.Module):
+    """Logits that depend only on the pixels of one fixed region."""
+
+    def __init__(self, mask: np.ndarray, n_classes: int = 3):
+        super().__init__()
+        self.register_buffer("mask", torch.as_tensor(mask, dtype=torch.float32)[None, None])
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, n_classes)
+        with torch.no_grad():
+            self.conv.weight.fill_(0.1)
+            self.conv.bias.fill_(0.1)
+            self.fc.weight.fill_(1.0)
+
+    def forward(self, x):
+        a = torch.relu(self.conv(x * self.mask)) * self.mask
+        return self.fc(a.sum((2, 3)) / self.mask.sum())
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return render_faces(classes=["happy", "surprised", "happily_surprised", "sad"], n_subjects=2, per_class=2, seed=1)
+
+
+def test_a_model_of_one_region_puts_most_energy_there(faces):
+    x = faces.tensors()[0]
+    mouth = faces.region_mask("mouth")[0]
+    model = RegionModel(mouth)
+    for method in ("gradcam", "gradcam++", "layercam"):
+        cams = explain(model, x[:1], method=method, target_layers=[model.conv], targets=0)
+        share = region_attention(cams, faces.region_map[:1])[0]
+        assert share[taxonomy.REGIONS.index("mouth")] > 0.8, (method, share)
+
+
+def test_shapes_range_mode_hooks_and_gradients(faces):
+    import timm
+
+    net = timm.create_model("resnet18", num_classes=4)
+    net.train()
+    x = faces.tensors()[0][:6]
+    before = [dict(m._forward_hooks) | dict(m._backward_hooks) for m in net.modules()]
+    for method in METHODS:
+        cams = explain(net, x, method=method, batch_size=4)
+        assert cams.shape == (6, 64, 64) and cams.dtype == np.float32
+        assert cams.min() >= 0 and cams.max() <= 1
+    assert net.training
+    assert all(p.grad is None for p in net.parameters())
+    assert all(p.requires_grad for p in net.parameters())
+    after = [dict(m._forward_hooks) | dict(m._backward_hooks) for m in net.modules()]
+    assert [len(h) for h in after] == [len(h) for h in before]
+    # Training goes on as usual afterwards.
+    loss = net(x).sum()
+    loss.backward()
+    assert net.fc.weight.grad is not None
+
+
+def test_vit_gets_its_reshape():
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", num_classes=3, img_size=32)
+    cams = explain(vit, torch.rand(2, 3, 32, 32))
+    assert cams.shape == (2, 32, 32)
+
+
+def test_bad_requests_name_the_fix(faces):
+    import timm
+
+    net = timm.create_model("resnet18", num_classes=4)
+    x = faces.tensors()[0][:2]
+    with pytest.raises(ValueError, match="not a submodule of this model"):
+        explain(net, x, target_layers=[nn.Conv2d(3, 3, 3)])
+    with pytest.raises(ValueError, match="target layer 'layer9' is not in the model"):
+        explain(net, x, target_layers=["layer9"])
+    with pytest.raises(ValueError, match="unknown CAM method 'gradcam3'"):
+        explain(net, x, method="gradcam3")
+    with pytest.raises(ValueError, match="2 images but 3 targets"):
+        explain(net, x, targets=[0, 1, 2])
+
+
+def test_region_shares_sum_to_at_most_one(faces):
+    rng = np.random.default_rng(0)
+    cams = rng.random((len(faces), 64, 64)).astype(np.float32)
+    att = region_attention(cams, faces.region_map)
+    assert att.shape == (len(faces), 7)
+    assert (att.sum(1) <= 1 + 1e-9).all() and (att >= 0).all()
+    with pytest.raises(ValueError, match="non-negative"):
+        region_attention(-cams, faces.region_map)
+
+
+def test_localisation_score_rewards_maps_on_the_shown_aus(faces):
+    shown = np.isin(faces.region_map, [taxonomy.REGIONS.index(r) + 1 for r in ("mouth", "cheeks")]).astype(float)
+    uniform = np.ones_like(shown)
+    happy = faces.labels == faces.classes.index("happy")
+    good = localisation_score(shown[happy], faces.region_map[happy], faces.aus[happy])
+    flat = localisation_score(uniform[happy], faces.region_map[happy], faces.aus[happy])
+    assert np.allclose(flat, 1.0)
+    assert (good > 1.5).all()
+
+
+def test_canonical_template_places_regions_top_to_bottom():
+    t = canonical_region_map(64)
+    rows = {r: np.argwhere(t == k + 1)[:, 0].mean() for k, r in enumerate(taxonomy.REGIONS)}
+    assert rows["forehead"] < rows["brows"] < rows["eyes"] < rows["nose"] < rows["mouth"] < rows["chin"]
+
+
+def test_compound_similarity_to_constituents():
+    # Toy maps: each basic lights one region; a compound the union of its constituents'.
+    h = 8
+    means = {}
+    for k, b in enumerate(taxonomy.BASIC):
+        m = np.zeros((h * 6, 4))
+        m[k * h:(k + 1) * h] = 1.0
+        means[b] = m
+    means["happily_surprised"] = means["happy"] + means["surprised"]
+    table = similarity_table(means)
+    gap = constituent_gap(table)
+    assert gap["happily_surprised"] > 0.3 and gap["mean"] == gap["happily_surprised"]
+    assert top_overlap(means["happy"], means["happy"]) == 1.0
+    maps = mean_maps(np.stack([means["happy"], means["sad"]]), np.array([0, 1]), ["happy", "sad"])
+    assert set(maps) == {"happy", "sad"}
