@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from cfer.data.synthetic import make_synthetic_splits  # noqa: E402
 from cfer.scenarios import compound_orders, make_stream  # noqa: E402
-from cfer.strategies.factory import STRATEGIES, make_strategy  # noqa: E402
+from cfer.strategies.factory import STRATEGIES, CferConfig, make_strategy  # noqa: E402
 from cfer.strategies.runner import basic_epochs_plugin, run_stream  # noqa: E402
 from cfer.teacher import build_model  # noqa: E402
 
@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--image-size", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--psmr-mode", choices=("grow", "limit"), default="limit",
+                    help="cfer's buffer mode; 'limit' uses the same budget M at every step as the other replay methods")
+    ap.add_argument("--gamma0", type=float, default=0.1, help="cfer's logit-distillation weight (published: 0.1)")
+    ap.add_argument("--feature-weight", type=float, default=1.0, help="cfer's feature-distillation weight")
+    ap.add_argument("--evaluate-on", choices=("test", "val"), default="test",
+                    help="'val' to choose hyper-parameters on the validation subjects; report on 'test'")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 2 orders, fewer subjects/epochs")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
@@ -77,11 +83,13 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     model.load_state_dict(copy.deepcopy(init_state))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     epochs = basic_epochs_plugin(basic_epochs=args.basic_epochs, later_epochs=args.epochs)
+    cfer_opts = CferConfig(distillation={"gamma0": args.gamma0, "feature_weight": args.feature_weight},
+                           psmr={"mode": args.psmr_mode})
     strategy = make_strategy(name, model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
-                             plugins=[epochs])
+                             plugins=[epochs], cfer=cfer_opts)
     torch.manual_seed(args.seed)
-    res = run_stream(strategy, stream)
+    res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
     return res.to_dict()
 
 
@@ -112,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     total = time.perf_counter() - t_start
 
-    print(f"\n{len(orders)} class orders, {args.per_step} compound classes per step, {args.arch} "
+    print(f"\nevaluated on {args.evaluate_on}; cfer: gamma0={args.gamma0}, feature weight={args.feature_weight}, "
+          f"PSMR mode={args.psmr_mode}")
+    print(f"{len(orders)} class orders, {args.per_step} compound classes per step, {args.arch} "
           f"{args.image_size}x{args.image_size}, {args.basic_epochs}+{args.epochs} epochs, replay budget {memory_size}, "
           f"total {total / 60:.1f} min\n")
     print("| strategy | " + " | ".join(label for _, label in COLUMNS) + " |")

@@ -50,11 +50,11 @@ def make_evaluator(*, loggers: Sequence[object] = ()):  # noqa: ANN201
     )
 
 
-_EXP_ACC = re.compile(r"^Top1_Acc_Exp/eval_phase/test_stream/Task\d+/Exp(\d+)$")
+_EXP_ACC = re.compile(r"^Top1_Acc_Exp/eval_phase/(\w+)/Task\d+/Exp(\d+)$")
 
 
-def experience_accuracies(metrics: dict[str, float], *, n_experiences: int) -> list[float]:
-    """Pick ``Top1_Acc_Exp`` of test experiences ``0..n_experiences-1`` from Avalanche's metrics.
+def experience_accuracies(metrics: dict[str, float], *, n_experiences: int, stream: str = "test_stream") -> list[float]:
+    """Pick ``Top1_Acc_Exp`` of experiences ``0..n_experiences-1`` of ``stream`` from Avalanche's metrics.
 
     Raises:
         KeyError: If an experience's accuracy is missing (was it evaluated?).
@@ -62,11 +62,11 @@ def experience_accuracies(metrics: dict[str, float], *, n_experiences: int) -> l
     found: dict[int, float] = {}
     for key, value in metrics.items():
         m = _EXP_ACC.match(key)
-        if m:
-            found[int(m.group(1))] = float(value)
+        if m and m.group(1) == stream:
+            found[int(m.group(2))] = float(value)
     missing = [j for j in range(n_experiences) if j not in found]
     if missing:
-        raise KeyError(f"no test accuracy for experiences {missing}; evaluate on test_stream[:{n_experiences}]")
+        raise KeyError(f"no {stream} accuracy for experiences {missing}; evaluate on {stream}[:{n_experiences}]")
     return [found[j] for j in range(n_experiences)]
 
 

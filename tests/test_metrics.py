@@ -50,5 +50,5 @@ def test_experience_accuracies_reads_avalanche_metric_names():
         "Top1_Acc_Stream/eval_phase/test_stream/Task000": 0.5,
     }
     assert experience_accuracies(m, n_experiences=2) == [0.75, 0.25]
-    with pytest.raises(KeyError, match=r"no test accuracy for experiences \[2\]"):
+    with pytest.raises(KeyError, match=r"no test_stream accuracy for experiences \[2\]"):
         experience_accuracies(m, n_experiences=3)

@@ -20,7 +20,8 @@ __all__ = ["run_stream"]
 logger = logging.getLogger(__name__)
 
 
-def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps") -> ContinualResults:  # noqa: ANN001
+def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",  # noqa: ANN001
+               evaluate_on: str = "test") -> ContinualResults:
     """Train ``strategy`` on every experience of ``stream``, evaluating after each.
 
     Args:
@@ -29,11 +30,18 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps")
         stream: The :class:`~cfer.scenarios.CompoundStream`.
         progress: Show a tqdm bar over steps.
         desc: Label of the bar.
+        evaluate_on: ``"test"`` (report) or ``"val"`` (choose hyper-parameters; the
+            validation subjects are disjoint from both train and test).
 
     Returns:
         The accuracy matrix and the derived metrics.
     """
-    test = stream.test_stream
+    if evaluate_on not in ("test", "val"):
+        raise ValueError(f"evaluate_on must be 'test' or 'val', got {evaluate_on!r}")
+    if evaluate_on == "val" and stream.val_stream is None:
+        raise ValueError("this stream has no validation split; build it with val=... to tune on it")
+    test = stream.test_stream if evaluate_on == "test" else stream.val_stream
+    name = "test_stream" if evaluate_on == "test" else "train_stream"  # val experiences come from a second benchmark
     results = ContinualResults(n_test=[len(e.dataset) for e in test])
     steps = list(enumerate(stream.train_stream))
     bar = None
@@ -46,7 +54,7 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps")
         strategy.train(experience)
         seconds = time.perf_counter() - t0
         metrics = strategy.eval(test[: i + 1])
-        accs = experience_accuracies(metrics, n_experiences=i + 1)
+        accs = experience_accuracies(metrics, n_experiences=i + 1, stream=name)
         results.add_step(accuracies=accs, seconds=seconds)
         logger.info("step %d: seen-class accuracy %.3f (%.1f s)", i, results.seen_accuracy[-1], seconds)
         if bar is not None:
