@@ -47,7 +47,8 @@ COLUMNS = [
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    ap.add_argument("--strategies", nargs="+", default=[*STRATEGIES, "cfer+la"], choices=[*STRATEGIES, "cfer+la"],
+                    help="'cfer+la' is cfer with logit adjustment (--logit-adjustment)")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--arch", default="resemotenet_slim")
@@ -65,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="cfer's buffer mode; 'limit' uses the same budget M at every step as the other replay methods")
     ap.add_argument("--gamma0", type=float, default=0.1, help="cfer's logit-distillation weight (published: 0.1)")
     ap.add_argument("--feature-weight", type=float, default=1.0, help="cfer's feature-distillation weight")
+    ap.add_argument("--logit-adjustment", type=float, default=1.0,
+                    help="tau of the logit adjustment in the 'cfer+la' variant ('cfer' has none, as published)")
     ap.add_argument("--evaluate-on", choices=("test", "val"), default="test",
                     help="'val' to choose hyper-parameters on the validation subjects; report on 'test'")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 2 orders, fewer subjects/epochs")
@@ -84,8 +87,9 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     epochs = basic_epochs_plugin(basic_epochs=args.basic_epochs, later_epochs=args.epochs)
     cfer_opts = CferConfig(distillation={"gamma0": args.gamma0, "feature_weight": args.feature_weight},
-                           psmr={"mode": args.psmr_mode})
-    strategy = make_strategy(name, model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
+                           psmr={"mode": args.psmr_mode},
+                           logit_adjustment=args.logit_adjustment if name == "cfer+la" else 0.0)
+    strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
                              plugins=[epochs], cfer=cfer_opts)
     torch.manual_seed(args.seed)
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t_start
 
     print(f"\nevaluated on {args.evaluate_on}; cfer: gamma0={args.gamma0}, feature weight={args.feature_weight}, "
-          f"PSMR mode={args.psmr_mode}")
+          f"PSMR mode={args.psmr_mode}; cfer+la: logit adjustment tau={args.logit_adjustment}")
     print(f"{len(orders)} class orders, {args.per_step} compound classes per step, {args.arch} "
           f"{args.image_size}x{args.image_size}, {args.basic_epochs}+{args.epochs} epochs, replay budget {memory_size}, "
           f"total {total / 60:.1f} min\n")
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             curves = np.array([r["seen_accuracy"] for r in records[name]])
             m, s = curves.mean(0), curves.std(0)
             x = np.arange(len(m))
-            ax.plot(x, m, marker="o", ms=3, label=name, lw=2.4 if name == "cfer" else 1.3)
+            ax.plot(x, m, marker="o", ms=3, label=name, lw=2.4 if name.startswith("cfer") else 1.3)
             ax.fill_between(x, m - s, m + s, alpha=0.12)
         ax.set_xlabel("step (0 = basic classes)")
         ax.set_ylabel("accuracy on all seen classes")

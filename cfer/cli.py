@@ -4,6 +4,8 @@ Subcommands:
     synth   render synthetic FACS faces: a labelled grid picture, a summary, and
             optionally an ImageFolder + manifest.csv export.
     data    load a dataset in any supported format and print its summary.
+    fewshot N-way K-shot episodes (mean accuracy, 95% CI) with a saved model.
+    explain Grad-CAM figures, region attention and basic/compound similarity of a saved model.
 """
 
 from __future__ import annotations
@@ -69,6 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--subset", choices=("basic", "compound"), default="basic", help="rafdb: label set")
     d.add_argument("--grid", type=Path, default=None, help="also draw a labelled grid to this PNG")
     d.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
+    f = sub.add_parser("fewshot", help="N-way K-shot episodes with a saved model as the encoder")
+    f.add_argument("--model", type=Path, required=True, help="a cfer model file (cfer.teacher.save_model)")
+    f.add_argument("--ways", type=_positive_int, default=5)
+    f.add_argument("--shots", type=_positive_int, default=1)
+    f.add_argument("--queries", type=_positive_int, default=15)
+    f.add_argument("--episodes", type=_positive_int, default=600)
+    f.add_argument("--classifier", default="prototype", help="prototype, cosine, logistic or finetune")
+    f.add_argument("--classes", default="compound", help="'compound' or comma-separated class names")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--data", type=Path, default=None, help="dataset to draw episodes from (default: synthetic faces)")
+    f.add_argument("--format", choices=FORMATS, default=None, help="format of --data")
+    f.add_argument("--subjects", type=_positive_int, default=8, help="synthetic: subjects in the pool")
+    f.add_argument("--per-class", type=_positive_int, default=5, help="synthetic: faces per class per subject")
+    f.add_argument("--data-seed", type=int, default=12345, help="synthetic: seed of the pool's faces")
+    f.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
+
+    e = sub.add_parser("explain", help="Grad-CAM maps, region attention and basic/compound similarity")
+    e.add_argument("--model", type=Path, required=True, help="a cfer model file (cfer.teacher.save_model)")
+    e.add_argument("--out", type=Path, required=True, help="folder for the PNG figures and explain.json")
+    e.add_argument("--method", default="gradcam", help="gradcam, gradcam++, layercam, eigencam, xgradcam, hirescam")
+    e.add_argument("--data", type=Path, default=None, help="faces to explain (default: synthetic faces)")
+    e.add_argument("--format", choices=FORMATS, default=None, help="format of --data")
+    e.add_argument("--subjects", type=_positive_int, default=4, help="synthetic: subjects")
+    e.add_argument("--per-class", type=_positive_int, default=2, help="synthetic: faces per class per subject")
+    e.add_argument("--data-seed", type=int, default=12345, help="synthetic: seed of the faces")
     return p
 
 
@@ -156,12 +183,79 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_data(path: Path, fmt: str | None, size: int | None = None):  # noqa: ANN202
+    from cfer.data import folders
+
+    if fmt is None:
+        raise ValueError("--format is required with --data (imagefolder, csv, rafdb or fer2013)")
+    kw = {} if size is None else {"image_size": size}
+    readers = {"imagefolder": folders.read_image_folder, "csv": folders.read_csv_manifest,
+               "rafdb": lambda p, **k: folders.read_rafdb(p, subset="compound", **k), "fer2013": folders.read_fer2013}
+    return readers[fmt](path, **kw)
+
+
+def _cmd_fewshot(args: argparse.Namespace) -> int:
+    from cfer.episodes import EpisodeConfig, evaluate_model
+    from cfer.teacher import load_model
+
+    config = EpisodeConfig(ways=args.ways, shots=args.shots, queries=args.queries, episodes=args.episodes,
+                           classifier=args.classifier, seed=args.seed)
+    model, model_classes = load_model(args.model)
+    size = getattr(model, "cfer_meta", {}).get("image_size")
+    if args.data is None:
+        from cfer.data.synthetic import render_faces
+
+        classes = "compound" if args.classes == "compound" else _parse_classes(args.classes)
+        data = render_faces(classes=classes, n_subjects=args.subjects, per_class=args.per_class,
+                            image_size=size or 64, seed=args.data_seed, first_subject=100_000)
+    else:
+        data = _load_data(args.data, args.format, size)
+    classes = None if args.classes == "compound" else _parse_classes(args.classes)
+    result = evaluate_model(model, data, config=config, classes=classes)
+    print(f"model {args.model} (trained on {len(model_classes)} classes); pool: {len(data)} images")
+    print(result)
+    worst = sorted(result.per_class.items(), key=lambda kv: kv[1])[:3]
+    print("hardest classes: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in worst))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(result.to_json(indent=2))
+        print(f"result written to {args.json}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from cfer.explain.analysis import analyse
+    from cfer.teacher import load_model
+
+    model, classes = load_model(args.model)
+    size = getattr(model, "cfer_meta", {}).get("image_size")
+    if args.data is None:
+        from cfer.data.synthetic import render_faces
+
+        faces = render_faces(n_subjects=args.subjects, per_class=args.per_class, image_size=size or 64,
+                             seed=args.data_seed, first_subject=100_000)
+    else:
+        faces = _load_data(args.data, args.format, size)
+    summary = analyse(model, classes=classes, faces=faces, method=args.method, out_dir=args.out,
+                      title=args.model.stem)
+    print(f"explained {summary['n_images']} faces with {args.method}")
+    if "localisation" in summary:
+        loc = summary["localisation"]
+        print("localisation (CAM energy in the shown AUs' regions / uniform map): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in loc.items()))
+    if "constituent_gap" in summary:
+        g = summary["constituent_gap"]["correlation"]["mean"]
+        print(f"compound maps vs constituents minus other basics (correlation): {g:+.3f}")
+    print(f"figures and explain.json written to {args.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cfer`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"synth": _cmd_synth, "data": _cmd_data}
+    handlers = {"synth": _cmd_synth, "data": _cmd_data, "fewshot": _cmd_fewshot, "explain": _cmd_explain}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

@@ -218,6 +218,8 @@ def _in_chans(model: nn.Module) -> int:
 def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Module, tuple[str, ...]]:
     """Load a model saved by :func:`save_model`; returns ``(model, classes)``.
 
+    What was saved as ``extra`` (e.g. ``{"image_size": 48}``) is on ``model.cfer_meta``.
+
     Raises:
         FileNotFoundError: If the file does not exist.
         ValueError: If the file is not a cfer model file or carries pickled objects.
@@ -236,6 +238,7 @@ def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Mod
                         img_size=img_size)
     model.load_state_dict(payload["state_dict"])
     model.eval()
+    model.cfer_meta = dict(payload.get("extra") or {})
     return model, tuple(payload["classes"])
 
 

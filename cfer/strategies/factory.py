@@ -65,10 +65,13 @@ class CferConfig:
         distillation: Keyword arguments of ``BasicDistillationPlugin``.
         psmr: Keyword arguments of ``PredictiveSortingBuffer`` (besides ``max_size``
             and ``total_classes``).
+        logit_adjustment: ``tau`` of :class:`~cfer.strategies.balance.LogitAdjustmentPlugin`
+            (0: off, the published method).
     """
 
     distillation: dict = field(default_factory=dict)
     psmr: dict = field(default_factory=dict)
+    logit_adjustment: float = 0.0
 
 
 def make_strategy(
@@ -189,8 +192,12 @@ def make_strategy(
         raise ValueError("the cfer strategy needs total_classes (the number of classes the stream will have)")
     distill = BasicDistillationPlugin(teacher=teacher, **cfer.distillation)
     policy = PredictiveSortingBuffer(max_size=memory_size, total_classes=total_classes, **cfer.psmr)
-    return Naive(model=model, criterion=ce,
-                 plugins=[distill, ReplayPlugin(mem_size=memory_size, storage_policy=policy), *extra], **common)
+    own = [distill, ReplayPlugin(mem_size=memory_size, storage_policy=policy)]
+    if cfer.logit_adjustment > 0:
+        from cfer.strategies.balance import LogitAdjustmentPlugin
+
+        own.insert(0, LogitAdjustmentPlugin(tau=cfer.logit_adjustment))  # before distillation rescales the CE
+    return Naive(model=model, criterion=ce, plugins=[*own, *extra], **common)
 
 
 class _FeatureExtractor(nn.Module):
