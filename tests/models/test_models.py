@@ -1,55 +1,133 @@
+import logging
+import subprocess
+import sys
+
 import pytest
 import timm
 import torch
 from torch import nn
 
 import cfer.models  # noqa: F401 - registers the models
-from cfer.models import CFER_MODELS, create_backbone, load_weights
+from cfer.models import CFER_MODELS, ResEmoteNet, create_backbone, load_weights
 from cfer.strategies.growing import GrowingClassifier
 
 
-@pytest.mark.parametrize("name", ["cfer_tiny", "resemotenet_slim"])
-def test_registered_models_follow_timm_conventions(name):
+def n_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("name", CFER_MODELS)
+def test_every_cfer_model_is_registered_with_timm(name):
+    assert timm.is_model(name) and name in timm.list_models("*")
     net = timm.create_model(name, num_classes=7)
+    assert isinstance(net, ResEmoteNet)
+    assert net.num_classes == 7 and net.pretrained_cfg["input_size"] == (3, 64, 64)
+    assert net.default_cfg is net.pretrained_cfg
+
+
+@pytest.mark.parametrize("name", ["cfer_tiny", "resemotenet_slim"])
+def test_small_models_follow_timm_conventions(name):
+    torch.manual_seed(0)
+    net = timm.create_model(name, num_classes=7).eval()
     x = torch.rand(3, 3, 64, 64)
     assert net(x).shape == (3, 7)
-    feats = net.forward_head(net.forward_features(x), pre_logits=True)
+    fmap = net.forward_features(x)
+    assert fmap.ndim == 4 and fmap.shape[1] == net.num_features
+    assert fmap.shape[-2:] == net.pretrained_cfg["pool_size"]
+    feats = net.forward_head(fmap, pre_logits=True)
     assert feats.shape == (3, net.num_features)
+    assert torch.allclose(feats, fmap.mean((2, 3)), atol=1e-6)
+
     net.reset_classifier(4)
-    assert net(x).shape == (3, 4)
-    assert timm.create_model(name, num_classes=0)(x).shape == (3, net.num_features)
+    assert net(x).shape == (3, 4) and net.num_classes == 4
+    net.reset_classifier(0)
+    assert isinstance(net.get_classifier(), nn.Identity)
+    assert torch.allclose(net(x), feats, atol=1e-6)
+
+    headless = timm.create_model(name, num_classes=0)
+    assert isinstance(headless.get_classifier(), nn.Identity)
+    assert headless(x).shape == (3, net.num_features)
+
     grey = timm.create_model(name, num_classes=2, in_chans=1)
     assert grey(torch.rand(2, 1, 64, 64)).shape == (2, 2)
+    assert grey.stem[0][0].weight.shape[1] == 1
 
 
-def test_full_resemotenet_shape_and_sizes():
-    sizes = [sum(p.numel() for p in timm.create_model(n, num_classes=7).parameters()) for n in CFER_MODELS[::-1]]
-    assert sizes == sorted(sizes)  # tiny < slim < full
-    full = timm.create_model("resemotenet", num_classes=7)
+def test_drop_rate_acts_in_training_only():
+    net = timm.create_model("cfer_tiny", num_classes=5, drop_rate=0.5)
+    assert net.drop_rate == 0.5
+    x = torch.rand(4, 3, 64, 64)
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    net.train()
+    torch.manual_seed(0)
+    a = net.forward_head(net.forward_features(x), pre_logits=True)
+    assert (a == 0).float().mean() > 0.25  # about half the features dropped (some are 0 after ReLU anyway)
+
+
+def test_bad_arguments_are_refused_with_the_fix():
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        timm.create_model("cfer_tiny", num_clases=3)
+    with pytest.raises(ValueError, match="global_pool='' .* needs num_classes=0"):
+        timm.create_model("cfer_tiny", num_classes=3, global_pool="")
+    net = timm.create_model("cfer_tiny", num_classes=0, global_pool="")
+    assert net(torch.rand(2, 3, 64, 64)).shape == (2, 16, 4, 4)  # no pooling: the feature map
+
+
+def test_sizes_ordered_and_the_full_model_has_the_published_shape():
+    sizes = {n: n_params(timm.create_model(n, num_classes=7)) for n in CFER_MODELS}
+    assert 1_000 < sizes["cfer_tiny"] < 10_000  # a few thousand
+    assert sizes["cfer_tiny"] < sizes["resemotenet_slim"] < sizes["resemotenet"]
+    full = timm.create_model("resemotenet", num_classes=7).eval()
     assert full.num_features == 2048
-    assert full(torch.rand(2, 3, 64, 64)).shape == (2, 7)
+    assert [b.conv2.out_channels for b in full.stages] == [512, 1024, 2048]
+    assert [blk[0].out_channels for blk in full.stem] == [64, 128, 256]
+    with torch.no_grad():
+        assert full(torch.rand(2, 3, 64, 64)).shape == (2, 7)
 
 
 def test_pretrained_never_downloads():
-    with pytest.raises(ValueError, match="never downloads weights"):
-        timm.create_model("resemotenet_slim", pretrained=True)
-    with pytest.raises(ValueError, match="never downloads weights"):
+    for name in CFER_MODELS:
+        with pytest.raises(ValueError, match="never downloads weights.*cfer.models.load_weights"):
+            timm.create_model(name, pretrained=True)
+    with pytest.raises(ValueError, match="never downloads weights.*weights=PATH"):
         create_backbone("resnet18", pretrained=True)
 
 
-def test_timm_backbones_work_inside_the_growing_classifier():
-    for name, size in (("resnet18", 64), ("vit_tiny_patch16_224", 32)):
-        bb = create_backbone(name, img_size=size)
-        net = GrowingClassifier(backbone=bb, initial_classes=3)
-        net.grow(5)
-        x = torch.rand(2, 3, size, size)
-        assert net(x).shape == (2, 5)
-        assert net.embed(x).shape == (2, bb.num_features)
+@pytest.mark.parametrize("name,size", [("resnet18", 64), ("vit_tiny_patch16_224", 64), ("cfer_tiny", 64)])
+def test_backbones_give_features_and_work_inside_the_growing_classifier(name, size):
+    bb = create_backbone(name, img_size=size)
+    x = torch.rand(2, 3, size, size)
+    assert bb(x).shape == (2, bb.num_features)
+    net = GrowingClassifier(backbone=bb, initial_classes=3)
+    net.grow(5)
+    assert net(x).shape == (2, 5)
+    assert net.embed(x).shape == (2, bb.num_features)
+    loss = net(x).logsumexp(1).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in net.head.parameters())
+
+
+def test_create_backbone_options():
+    grey = create_backbone("resnet18", in_chans=1, img_size=48)  # img_size is not passed to a CNN
+    assert grey(torch.rand(2, 1, 48, 48)).shape == (2, 512)
+    with pytest.raises(ValueError, match="feature extractor"):
+        create_backbone("cfer_tiny", num_classes=3)
+    with pytest.raises(TypeError):
+        create_backbone("cfer_tiny", drop_rat=0.1)  # typos are not swallowed
 
 
 def test_unknown_model_suggests_names():
-    with pytest.raises(ValueError, match=r"unknown model 'resnet19'.*cfer's models.*'resnet18'"):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet19'; close timm names: \[.*'resnet18'.*cfer's models"):
         create_backbone("resnet19")
+    with pytest.raises(ValueError, match=r"'resemotenet_slim'"):
+        create_backbone("resemotenet_slm")
+
+
+def test_models_package_does_not_import_avalanche():
+    code = "import sys, cfer.models; assert 'avalanche' not in sys.modules, 'avalanche imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 def test_growing_keeps_old_rows():
@@ -71,22 +149,73 @@ class Payload:
     """Something a weights file must never carry."""
 
 
-def test_load_weights_round_trip_mismatched_head_and_pickle_refusal(tmp_path):
-    a = timm.create_model("cfer_tiny", num_classes=7).eval()
-    b = timm.create_model("cfer_tiny", num_classes=7).eval()
+def test_load_weights_round_trip(tmp_path):
+    torch.manual_seed(0)
+    a = timm.create_model("resemotenet_slim", num_classes=7).eval()
+    b = timm.create_model("resemotenet_slim", num_classes=7).eval()
+    x = torch.rand(2, 3, 64, 64)
+    assert not torch.equal(a(x), b(x))
     torch.save(a.state_dict(), tmp_path / "w.pt")
     info = load_weights(b, tmp_path / "w.pt", strict=True)
-    x = torch.rand(2, 3, 32, 32)
-    assert torch.equal(a(x), b(x)) and info["dropped"] == []
+    assert info == {"missing": [], "unexpected": [], "dropped": [], "adapted": []}
+    assert torch.equal(a(x), b(x))
 
+    c = timm.create_model("resemotenet_slim", num_classes=7).eval()
+    torch.save({"model": {f"module.{k}": v for k, v in a.state_dict().items()}, "epoch": 3}, tmp_path / "ddp.pth")
+    assert load_weights(c, tmp_path / "ddp.pth")["missing"] == []
+    assert torch.equal(a(x), c(x))
+
+
+def test_load_weights_safetensors(tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    a = timm.create_model("cfer_tiny", num_classes=3).eval()
+    b = timm.create_model("cfer_tiny", num_classes=3).eval()
+    safetensors_torch.save_file(a.state_dict(), str(tmp_path / "w.safetensors"))
+    assert load_weights(b, tmp_path / "w.safetensors")["missing"] == []
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(a(x), b(x))
+
+
+def test_load_weights_drops_a_mismatched_head_and_reports_it(tmp_path, caplog):
     big = timm.create_model("cfer_tiny", num_classes=1000).eval()
     torch.save({"state_dict": big.state_dict()}, tmp_path / "imagenet.pt")
-    info = load_weights(b, tmp_path / "imagenet.pt")
+    b = timm.create_model("cfer_tiny", num_classes=7).eval()
+    head_before = b.classifier.weight.clone()
+    with caplog.at_level(logging.INFO, logger="cfer.models._registry"):
+        info = load_weights(b, tmp_path / "imagenet.pt")
     assert info["dropped"] == ["classifier.weight", "classifier.bias"]
+    assert info["missing"] == ["classifier.weight", "classifier.bias"] and info["unexpected"] == []
+    assert "dropped 2 classifier tensors" in caplog.text and "kept at initialisation" in caplog.text
+    x = torch.rand(2, 3, 64, 64)
     assert torch.equal(big.forward_features(x), b.forward_features(x))
+    assert torch.equal(b.classifier.weight, head_before)
+    with pytest.raises(ValueError, match="strict=True"):
+        load_weights(b, tmp_path / "imagenet.pt", strict=True)
 
+    # into a headless backbone the ImageNet head is simply unexpected
+    info = load_weights(create_backbone("cfer_tiny"), tmp_path / "imagenet.pt")
+    assert info["unexpected"] == ["classifier.weight", "classifier.bias"] and info["missing"] == []
+
+
+def test_load_weights_adapts_rgb_to_grey_and_refuses_other_architectures(tmp_path):
+    torch.save(timm.create_model("cfer_tiny").state_dict(), tmp_path / "rgb.pt")
+    grey = timm.create_model("cfer_tiny", in_chans=1)
+    assert load_weights(grey, tmp_path / "rgb.pt")["adapted"] == ["stem.0.0.weight"]
+    assert grey(torch.rand(2, 1, 64, 64)).shape == (2, 7)
+    with pytest.raises(ValueError, match="does not fit this model.*another architecture"):
+        load_weights(timm.create_model("resemotenet_slim"), tmp_path / "rgb.pt")
+
+
+def test_load_weights_refuses_pickled_objects_and_junk(tmp_path):
+    net = timm.create_model("cfer_tiny")
     torch.save({"x": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="pickled Python objects and is refused"):
-        load_weights(b, tmp_path / "evil.pt")
-    with pytest.raises(FileNotFoundError):
-        load_weights(b, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="carries pickled Python objects and is refused for safety"):
+        load_weights(net, tmp_path / "evil.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+        load_weights(net, tmp_path / "junk.pt")
+    torch.save({"lr": 0.1}, tmp_path / "meta.pt")
+    with pytest.raises(ValueError, match="no state dict of tensors"):
+        load_weights(net, tmp_path / "meta.pt")
+    with pytest.raises(FileNotFoundError, match="no weight file"):
+        load_weights(net, tmp_path / "missing.pt")
