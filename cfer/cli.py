@@ -4,6 +4,7 @@ Subcommands:
     synth   render synthetic FACS faces: a labelled grid picture, a summary, and
             optionally an ImageFolder + manifest.csv export.
     data    load a dataset in any supported format and print its summary.
+    teacher train the basic-expression teacher (early stopping on validation) and save it.
     fewshot N-way K-shot episodes (mean accuracy, 95% CI) with a saved model.
     explain Grad-CAM figures, region attention and basic/compound similarity of a saved model.
 """
@@ -71,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--subset", choices=("basic", "compound"), default="basic", help="rafdb: label set")
     d.add_argument("--grid", type=Path, default=None, help="also draw a labelled grid to this PNG")
     d.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
+    t = sub.add_parser("teacher", help="train the basic-expression teacher and save it")
+    t.add_argument("--out", type=Path, required=True, help="model file to write")
+    t.add_argument("--arch", default="resemotenet_slim", help="cfer or timm model name")
+    t.add_argument("--size", type=_positive_int, default=64, help="image side")
+    t.add_argument("--epochs", type=_positive_int, default=15, help="maximum epochs (early stopping on validation)")
+    t.add_argument("--neutral", action="store_true", help="include neutral among the teacher's classes")
+    t.add_argument("--data", type=Path, default=None, help="training data (default: synthetic faces)")
+    t.add_argument("--format", choices=FORMATS, default=None, help="format of --data")
+    t.add_argument("--subjects", type=_positive_int, nargs=3, default=(24, 6, 6), metavar=("TRAIN", "VAL", "TEST"),
+                   help="synthetic: subjects per split")
+    t.add_argument("--per-class", type=_positive_int, default=5, help="synthetic: faces per class per subject")
+    t.add_argument("--seed", type=int, default=0)
+
     f = sub.add_parser("fewshot", help="N-way K-shot episodes with a saved model as the encoder")
     f.add_argument("--model", type=Path, required=True, help="a cfer model file (cfer.teacher.save_model)")
     f.add_argument("--ways", type=_positive_int, default=5)
@@ -194,6 +208,39 @@ def _load_data(path: Path, fmt: str | None, size: int | None = None):  # noqa: A
     return readers[fmt](path, **kw)
 
 
+def _cmd_teacher(args: argparse.Namespace) -> int:
+    from cfer import taxonomy
+    from cfer.teacher import TeacherConfig, evaluate, save_model, train_teacher
+
+    classes = ((taxonomy.NEUTRAL,) if args.neutral else ()) + taxonomy.BASIC
+    if args.data is None:
+        from cfer.data.synthetic import make_synthetic_splits
+
+        parts = make_synthetic_splits(classes=list(classes), subjects=tuple(args.subjects), per_class=args.per_class,
+                                      image_size=args.size, seed=args.seed)
+    else:
+        from cfer.data.splits import apply_split
+
+        parts = apply_split(_load_data(args.data, args.format, args.size), seed=args.seed)
+    config = TeacherConfig(arch=args.arch, max_epochs=args.epochs, seed=args.seed, progress=True)
+    result = train_teacher(train=parts["train"], val=parts["val"], config=config,
+                           classes=tuple(c for c in classes if c in parts["train"].classes))
+    test = parts["test"]
+    keep = [i for i, c in enumerate(test.classes) if c in result.classes]
+    import numpy as np
+
+    sub = test.subset(np.flatnonzero(np.isin(test.labels, keep)))
+    label_map = np.array([result.classes.index(c) if c in result.classes else -1 for c in sub.classes])
+    acc = evaluate(result.model, sub, label_map=label_map)
+    save_model(result.model, args.out, arch=args.arch, classes=result.classes,
+               extra={"image_size": args.size, "best_epoch": result.best_epoch,
+                      "val_accuracy": result.best_val_accuracy, "test_accuracy": acc})
+    print(f"teacher {args.arch}: best validation accuracy {result.best_val_accuracy:.3f} at epoch "
+          f"{result.best_epoch}; test accuracy {acc:.3f} on {len(sub)} faces of unseen subjects")
+    print(f"saved to {args.out}")
+    return 0
+
+
 def _cmd_fewshot(args: argparse.Namespace) -> int:
     from cfer.episodes import EpisodeConfig, evaluate_model
     from cfer.teacher import load_model
@@ -255,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"synth": _cmd_synth, "data": _cmd_data, "fewshot": _cmd_fewshot, "explain": _cmd_explain}
+    handlers = {"synth": _cmd_synth, "data": _cmd_data, "teacher": _cmd_teacher, "fewshot": _cmd_fewshot,
+                "explain": _cmd_explain}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

@@ -25,3 +25,20 @@ def test_fewshot_command_on_a_saved_model(tmp_path, capsys):
     assert cli.main(["fewshot", "--model", str(path), "--shots", "5", "--queries", "15", "--episodes", "5",
                      "--subjects", "1", "--per-class", "2"]) == 2
     assert "needs at least shots + queries" in capsys.readouterr().err
+
+
+def test_teacher_then_explain_commands(tmp_path, capsys):
+    model = tmp_path / "teacher.pt"
+    assert cli.main(["teacher", "--out", str(model), "--arch", "cfer_tiny", "--size", "32", "--epochs", "2",
+                     "--subjects", "3", "1", "1", "--per-class", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "best validation accuracy" in text and "test accuracy" in text and model.exists()
+    out = tmp_path / "explain"
+    assert cli.main(["explain", "--model", str(model), "--out", str(out), "--subjects", "1", "--per-class", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "explained 22 faces with gradcam" in text and "localisation" in text
+    assert {p.name for p in out.iterdir()} == {"overlays.png", "regions.png", "similarity.png", "explain.json"}
+    summary = json.loads((out / "explain.json").read_text())
+    shares = summary["region_attention"]["happy"]
+    assert set(shares) == {"forehead", "brows", "eyes", "nose", "cheeks", "mouth", "chin"}
+    assert sum(shares.values()) <= 1.0 + 1e-6
