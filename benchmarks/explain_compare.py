@@ -94,19 +94,23 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{args.method} on {len(faces)} synthetic faces of 6 unseen subjects (22 classes), {args.arch} "
           f"{args.image_size}x{args.image_size}; total {total / 60:.1f} min\n")
-    print("| model | localisation, all | basic faces | compound faces | compound-vs-constituents gap (corr) | (top-20% IoU) |")
-    print("|---|---|---|---|---|---|")
+    print("| model | empty maps | localisation, all | basic faces | compound faces | "
+          "compound-vs-constituents gap (corr) | (top-20% IoU) |")
+    print("|---|---|---|---|---|---|---|")
     for name, s in summaries.items():
         loc = s["localisation"]
         gap = s.get("constituent_gap", {})
-        print(f"| {name} | {loc['mean']:.2f} | {loc.get('basic', float('nan')):.2f} | "
+        print(f"| {name} | {100 * s['empty_maps']:.0f}% | {loc['mean']:.2f} | {loc.get('basic', float('nan')):.2f} | "
               f"{loc.get('compound', float('nan')):.2f} | {gap.get('correlation', {}).get('mean', float('nan')):+.3f} | "
               f"{gap.get('overlap', {}).get('mean', float('nan')):+.3f} |")
-    print("\nWhat distillation kept: correlation of each student's mean CAM with the teacher's, per basic class\n")
+    print("\nWhat distillation kept: correlation of each student's mean CAM with the teacher's, per basic class "
+          "(n/a: the student's mean map is empty, Grad-CAM finds no positive evidence for that class)\n")
     print("| student | " + " | ".join(taxonomy.BASIC) + " | mean |")
     print("|---|" + "---|" * (len(taxonomy.BASIC) + 1))
     for name, row in kept.items():
-        print(f"| {name} | " + " | ".join(f"{row[b]:.2f}" for b in taxonomy.BASIC) + f" | {np.mean(list(row.values())):.2f} |")
+        vals = np.array([row[b] for b in taxonomy.BASIC], float)
+        mean = f"{np.nanmean(vals):.2f}" if np.isfinite(vals).any() else "n/a"
+        print(f"| {name} | " + " | ".join("n/a" if not np.isfinite(v) else f"{v:.2f}" for v in vals) + f" | {mean} |")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"summaries": summaries, "kept": kept}, indent=1))

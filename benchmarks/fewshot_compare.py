@@ -61,6 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.subjects, args.per_class, args.episodes, args.reembed_episodes = (8, 2, 4), 4, 100, 20
+        args.queries = 10
         args.speed_pool = (4, 6)
     return args
 

@@ -123,7 +123,7 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
         val: Validation faces from other subjects; selects the best epoch.
         config: Architecture and optimisation settings.
         classes: The teacher's classes, in output order (default: the basic classes
-            present in ``train``, neutral first when present).
+            that have training items, neutral first when it has).
 
     Returns:
         A :class:`TeacherResult` whose model holds the best validation epoch's weights.
@@ -132,7 +132,8 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
         ValueError: If a class has no training or validation item, or subjects overlap.
     """
     if classes is None:
-        classes = tuple(c for c in (taxonomy.NEUTRAL, *taxonomy.BASIC) if c in train.classes)
+        present = {train.classes[i] for i in np.unique(train.labels)}
+        classes = tuple(c for c in (taxonomy.NEUTRAL, *taxonomy.BASIC) if c in present)
     classes = taxonomy.normalize_many(list(classes))
     if train.subjects is not None and val.subjects is not None:
         shared = set(train.subjects) & set(val.subjects)

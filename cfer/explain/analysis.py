@@ -78,17 +78,22 @@ def analyse(
         region_map = canonical_region_map(x.shape[-1])
     att = region_attention(cams, region_map)
     per_class = {c: att[np.asarray(names) == c].mean(0) for c in faces.classes if (np.asarray(names) == c).any()}
+    empty = cams.reshape(len(cams), -1).sum(1) == 0
     summary: dict = {
         "method": method,
         "n_images": len(x),
+        "empty_maps": float(empty.mean()),
         "region_attention": {c: dict(zip(taxonomy.REGIONS, np.round(v, 4).tolist())) for c, v in per_class.items()},
     }
     aus = getattr(faces, "aus", None)
     if aus is not None:
         loc = localisation_score(cams, region_map, aus)
         kinds = {"basic": np.isin(names, taxonomy.BASIC), "compound": np.isin(names, taxonomy.COMPOUND)}
-        summary["localisation"] = {"mean": float(np.nanmean(loc)),
-                                   **{k: float(np.nanmean(loc[m])) for k, m in kinds.items() if m.any()}}
+        def nanmean(v: np.ndarray) -> float:
+            return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+        summary["localisation"] = {"mean": nanmean(loc),
+                                   **{k: nanmean(loc[m]) for k, m in kinds.items() if m.any()}}
     means = mean_maps(cams, faces.labels, faces.classes)
     if any(c in means for c in taxonomy.COMPOUND) and any(b in means for b in taxonomy.BASIC):
         table = similarity_table(means)

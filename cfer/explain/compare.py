@@ -33,18 +33,20 @@ def mean_maps(cams: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two maps (0 when either is constant)."""
+    """Pearson correlation of two maps (NaN when either is constant, e.g. an empty map)."""
     a, b = np.ravel(a).astype(float), np.ravel(b).astype(float)
     if a.std() == 0 or b.std() == 0:
-        return 0.0
+        return float("nan")
     return float(np.corrcoef(a, b)[0, 1])
 
 
 def top_overlap(a: np.ndarray, b: np.ndarray, *, fraction: float = 0.2) -> float:
-    """Intersection over union of the top ``fraction`` pixels of two maps."""
+    """Intersection over union of the top ``fraction`` pixels of two maps (NaN if one is empty)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
     a, b = np.ravel(a), np.ravel(b)
+    if not a.any() or not b.any():
+        return float("nan")
     k = max(1, int(round(fraction * a.size)))
     ta, tb = set(np.argsort(-a, kind="stable")[:k]), set(np.argsort(-b, kind="stable")[:k])
     return len(ta & tb) / len(ta | tb)
@@ -79,14 +81,14 @@ def constituent_gap(table: SimilarityTable, *, measure: str = "correlation") -> 
     """Per compound: mean similarity to its constituents minus mean similarity to other basics.
 
     Also returns ``"mean"``, the average over compounds. Positive: compound maps look
-    more like their constituents' maps.
+    more like their constituents' maps. Empty (all-zero) mean maps are left out.
     """
     mat = getattr(table, measure)
     out = {}
     for i, c in enumerate(table.compounds):
         cons = [table.basics.index(b) for b in taxonomy.CONSTITUENTS[c] if b in table.basics]
         rest = [j for j in range(len(table.basics)) if j not in cons]
-        if cons and rest:
-            out[c] = float(mat[i, cons].mean() - mat[i, rest].mean())
+        if cons and rest and np.isfinite(mat[i, cons]).any() and np.isfinite(mat[i, rest]).any():
+            out[c] = float(np.nanmean(mat[i, cons]) - np.nanmean(mat[i, rest]))
     out["mean"] = float(np.mean(list(out.values()))) if out else float("nan")
     return out

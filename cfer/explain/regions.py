@@ -92,14 +92,16 @@ def localisation_score(cams: np.ndarray, region_map: np.ndarray, aus: np.ndarray
                        threshold: float = 0.2) -> np.ndarray:
     """Energy share inside the shown AUs' regions over a uniform map's share, per image.
 
-    Images that show no AU (neutral faces) get NaN.
+    Images that show no AU (neutral faces) and empty maps (Grad-CAM found no positive
+    evidence for the target: the map is all zero) get NaN.
     """
     att = region_attention(cams, region_map)
     reg = np.broadcast_to(np.asarray(region_map), np.asarray(cams).shape)
     area = np.stack([(reg == k + 1).mean((1, 2)) for k in range(len(taxonomy.REGIONS))], 1)
     out = np.full(len(att), np.nan)
+    empty = np.asarray(cams).reshape(len(att), -1).sum(1) == 0
     for i, names in enumerate(shown_regions(aus, threshold=threshold)):
-        if not names:
+        if not names or empty[i]:
             continue
         idx = [taxonomy.REGIONS.index(n) for n in names]
         uniform = area[i, idx].sum()
