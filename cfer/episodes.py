@@ -335,12 +335,22 @@ def evaluate_model(model: nn.Module, data, *, config: EpisodeConfig = EpisodeCon
     return evaluate_embeddings(features=feats, labels=y, class_names=list(pool.classes), config=config)
 
 
+def _train_frozen_bn(model: nn.Module) -> None:
+    """Train mode, but batch-norm layers keep their running statistics (a few support
+    images are too few to estimate them, and one image per batch cannot be normalised)."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 def finetune_episodes(model: nn.Module, *, images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
                       config: EpisodeConfig) -> FewShotResult:
     """Per episode: a copy of the encoder plus a fresh linear head, fine-tuned on the support
     images for ``finetune_steps`` Adam steps, then scored on the queries.
 
-    The caller's model is never modified (each episode trains a copy).
+    The caller's model is never modified (each episode trains a copy); batch-norm running
+    statistics are kept fixed while fine-tuning.
     """
     import copy
 
@@ -351,9 +361,9 @@ def finetune_episodes(model: nn.Module, *, images: torch.Tensor, labels: torch.T
     gen = torch.Generator().manual_seed(config.seed)
     for support, query, classes in episodes:
         enc = copy.deepcopy(model)
-        enc.train()
         with torch.no_grad():
             dim = embed(enc, images[support[:1]]).shape[1]
+        _train_frozen_bn(enc)
         head = nn.Linear(dim, config.ways)
         with torch.no_grad():
             head.weight.copy_(torch.randn(config.ways, dim, generator=gen) * 0.01)
@@ -445,7 +455,7 @@ def one_new_class_protocol(
         net.grow(len(basic) + 1)
     ys = torch.full((shots,), len(basic), dtype=torch.long)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    net.train()
+    _train_frozen_bn(net)
     for _ in range(steps):
         opt.zero_grad()
         nn.functional.cross_entropy(net(xs), ys).backward()

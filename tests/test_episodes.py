@@ -105,3 +105,31 @@ def test_validating_on_the_new_class_only_rewards_a_constant_predictor():
     res = evaluate_embeddings(features=feats, labels=LABELS, class_names=NAMES,
                               config=EpisodeConfig(ways=5, shots=1, queries=5, episodes=100))
     assert res.accuracy == pytest.approx(0.2)
+
+
+def test_finetune_classifier_and_one_new_class_protocol():
+    from cfer.data.synthetic import make_synthetic_splits
+    from cfer.episodes import evaluate_model, one_new_class_protocol
+    from cfer.teacher import TeacherConfig, train_teacher
+
+    sp = make_synthetic_splits(classes=["happy", "sad", "surprised", "angry", "disgusted", "fearful", "awed",
+                                        "hatred", "appalled", "sadly_angry", "happily_surprised"],
+                               subjects=(3, 1, 2), per_class=3, image_size=24, seed=2)
+    basic = ("happy", "sad", "fearful", "angry", "surprised", "disgusted")
+    res = train_teacher(train=sp["train"], val=sp["val"], config=TeacherConfig(arch="cfer_tiny", max_epochs=1),
+                        classes=basic)
+    before = {k: v.clone() for k, v in res.model.state_dict().items()}
+    ft = evaluate_model(res.model, sp["test"], config=EpisodeConfig(ways=5, shots=1, queries=2, episodes=3,
+                                                                   classifier="finetune", finetune_steps=2))
+    assert ft.episodes == 3 and 0 <= ft.accuracy <= 1
+    assert set(ft.per_class) <= {"awed", "hatred", "appalled", "sadly_angry", "happily_surprised"}
+    one = one_new_class_protocol(res.model, support=sp["train"], queries=sp["test"], basic_classes=basic,
+                                 new_class="awed", shots=1, steps=5)
+    assert one.new_only_validation == one.new_class_accuracy
+    assert one.balanced_accuracy == pytest.approx((one.new_class_accuracy + one.basic_accuracy) / 2)
+    # The caller's model is never modified.
+    assert all(torch.equal(v, res.model.state_dict()[k]) for k, v in before.items())
+    assert res.model.num_classes == 6
+    with pytest.raises(ValueError, match="'happily_surprised' has 9 training images; 50 shots need 50"):
+        one_new_class_protocol(res.model, support=sp["train"], queries=sp["test"],
+                               basic_classes=basic, new_class="happily_surprised", shots=50)

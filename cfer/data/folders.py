@@ -115,6 +115,8 @@ class _Problems:
 
     def finish(self, *, total: int, kept: int) -> None:
         skipped = sum(self.counts.values())
+        if total == 0:
+            raise DatasetError(f"{self.reader}: found no items to read; check that the path points at the data set")
         if kept == 0:
             detail = f" (skipped {skipped} of {total}: {self.summary()}; first: {self.first})" if skipped else ""
             raise DatasetError(f"{self.reader}: no usable images{detail}; fix the data or point the reader at the right place")

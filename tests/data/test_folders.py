@@ -264,9 +264,12 @@ def test_manifest_missing_column_names_found_columns(tmp_path):
         read_csv_manifest(csv_path)
 
 
-def test_manifest_empty_file(tmp_path):
+def test_manifest_empty_file_and_header_only(tmp_path):
     (tmp_path / "m.csv").write_text("")
     with pytest.raises(DatasetError, match=r"m\.csv is empty"):
+        read_csv_manifest(tmp_path / "m.csv")
+    (tmp_path / "m.csv").write_text("path,label\n")
+    with pytest.raises(DatasetError, match=r"m\.csv\): found no items to read"):
         read_csv_manifest(tmp_path / "m.csv")
 
 
