@@ -45,7 +45,7 @@ from cfer.teacher import TeacherConfig, build_model, train_teacher  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="resemotenet_slim")
-    ap.add_argument("--image-size", type=int, default=48)
+    ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--subjects", type=int, nargs=3, default=(16, 4, 8))
     ap.add_argument("--per-class", type=int, default=4)
     ap.add_argument("--method", default="gradcam")

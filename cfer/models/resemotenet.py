@@ -181,8 +181,12 @@ class ResEmoteNet(nn.Module):
 
     @property
     def cam_layer(self) -> nn.Module:
-        """The last residual block: where Grad-CAM reads (a property, so no duplicate weights)."""
-        return self.stages[-1]
+        """Where Grad-CAM reads: the first residual block, which keeps the stem's 1/8
+        resolution (8x8 for 64x64 faces). The last block's map is 2x2 there, too coarse to
+        tell facial regions apart: on basic synthetic faces its Grad-CAM localisation score
+        was 1.1 (1 = a uniform map) against 1.47 for the first block, and 1.57 with LayerCAM.
+        A property, so the block's weights are not stored twice."""
+        return self.stages[0]
 
     def _make_classifier(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:
