@@ -48,7 +48,7 @@ def overlay_grid(images: np.ndarray, cams: np.ndarray, titles: Sequence[str], *,
     plt = _plt()
     n = len(images)
     rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.55 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.8 * rows + 0.5), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(n):

@@ -10,7 +10,10 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
   where ``t`` are the **frozen basic teacher's** logits zero-padded on the right to the
   student's width (not the previous step's model), ``T = 3``; multiplied by ``T**2``
   only if ``t_squared=True`` (the published method has no such factor);
-* ``g_i = gamma0 * exp(-i / (1 + e))`` with ``gamma0 = 0.1`` (Maiden & Nakisa 2023);
+* ``g_i = gamma0 * exp(-i / (1 + e))`` with ``gamma0 = 0.1`` (Maiden & Nakisa 2023); by
+  default ``i`` is the experience index, so the first compound step has ``i = 1``
+  (``g = 0.076``); the authors' public code counts compound steps from 0 (``g = 0.1`` at
+  the first one): ``first_step=0`` reproduces that;
 * ``F``: feature distillation, the student's pre-logit features mapped by a learned
   linear projection (identity-initialised when the widths match) towards the teacher's
   pre-logit features, by mean squared error (``"mse"``) or ``1 - cosine`` (``"cosine"``),
@@ -76,6 +79,8 @@ class BasicDistillationPlugin(SupervisedPlugin):
         temperature: Softmax temperature ``T``.
         gamma0: Initial logit-distillation weight.
         gamma: Custom schedule ``step -> weight`` (overrides ``gamma0``).
+        first_step: The value of ``i`` at the first compound experience (1: the
+            experience index, the default; 0: the authors' code).
         t_squared: Multiply the logit term by ``T**2``.
         use_logits: Use the logit term at all.
         feature_weight: Weight of the feature term (0: off).
@@ -89,6 +94,7 @@ class BasicDistillationPlugin(SupervisedPlugin):
         temperature: float = 3.0,
         gamma0: float = 0.1,
         gamma: Callable[[int], float] | None = None,
+        first_step: int = 1,
         t_squared: bool = False,
         use_logits: bool = True,
         feature_weight: float = 1.0,
@@ -106,7 +112,10 @@ class BasicDistillationPlugin(SupervisedPlugin):
         self.teacher = None
         if teacher is not None:
             self.teacher = self._freeze(teacher)
+        if first_step < 0:
+            raise ValueError(f"first_step must be >= 0, got {first_step}")
         self.temperature, self.gamma0, self.gamma, self.t_squared = temperature, gamma0, gamma, t_squared
+        self.first_step = first_step
         self.use_logits, self.feature_weight, self.feature_loss = use_logits, feature_weight, feature_loss
         self.last: dict[str, float] = {}
         self.calls: dict[str, int] = {}
@@ -164,7 +173,7 @@ class BasicDistillationPlugin(SupervisedPlugin):
         self._count("before_backward")
         if self.teacher is None:
             return
-        step = strategy.clock.train_exp_counter
+        step = strategy.clock.train_exp_counter - 1 + self.first_step
         x = strategy.mb_x
         student_logits = strategy.mb_output
         ce = strategy.loss

@@ -115,3 +115,18 @@ def test_a_given_teacher_is_copied_and_frozen():
         BasicDistillationPlugin(temperature=0)
     with pytest.raises(ValueError, match="gamma0 must lie in"):
         BasicDistillationPlugin(gamma0=2)
+
+
+def test_first_step_zero_reproduces_the_reference_indexing(tiny_stream):
+    plugin = _Probe(feature_weight=0.0, first_step=0)
+    model, strategy = _strategy(plugin, tiny_stream)
+    run_stream(strategy, tiny_stream)
+    first = [r for r in plugin.records if r[0] == 1]  # records hold Avalanche's experience counter
+    assert first and plugin.weight(0) == pytest.approx(0.1)
+    step, ce, x, out, total = first[0]
+    with torch.no_grad():
+        t = plugin.teacher(x)
+    expected = 0.9 * ce + 0.1 * logit_distillation(out, t, temperature=3.0)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="first_step must be >= 0"):
+        BasicDistillationPlugin(first_step=-1)
