@@ -109,7 +109,8 @@ def test_validating_on_the_new_class_only_rewards_a_constant_predictor():
 
 def test_finetune_classifier_and_one_new_class_protocol():
     from cfer.data.synthetic import make_synthetic_splits
-    from cfer.episodes import evaluate_model, one_new_class_protocol
+    from cfer.episodes import evaluate_model
+    from cfer.protocols import one_new_class_protocol
     from cfer.teacher import TeacherConfig, train_teacher
 
     sp = make_synthetic_splits(classes=["happy", "sad", "surprised", "angry", "disgusted", "fearful", "awed",
