@@ -65,7 +65,7 @@ def run(seed: int, difficulty: float, epochs: int, train_subjects: int, per_clas
         xc, yc = comp.tensors()
         pred = model(xc).argmax(1).numpy()
     basic = list(train.classes)
-    hits, per_const, per_other = [], [], []
+    hits = []
     for i, p in enumerate(pred):
         cons = taxonomy.CONSTITUENTS[comp.classes[yc[i]]]
         in_c = basic[p] in cons

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -241,8 +241,3 @@ def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Mod
     model.eval()
     model.cfer_meta = dict(payload.get("extra") or {})
     return model, tuple(payload["classes"])
-
-
-def config_dict(config: TeacherConfig) -> dict:
-    """The config as a plain dict (for reports)."""
-    return asdict(config)

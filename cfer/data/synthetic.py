@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -440,7 +440,7 @@ class FaceRenderer:
     def _regions(self, I, U, V, AU_, face_a, inner_y, outer_y, u_out, up, lo, tip, my, mw, gap):  # noqa: N803
         """Region label map: each pixel of the face gets the first region that claims it."""
         face = face_a > 0.5
-        eye_x, eye_y, eye_w, eye_h = I["eye_x"], I["eye_y"], I["eye_w"], I["eye_h"]
+        eye_x, eye_y, eye_w = I["eye_x"], I["eye_y"], I["eye_w"]
         eyes = ((AU_ - eye_x) / (eye_w * 1.4)) ** 2 + ((V - eye_y) / (np.maximum(up, lo) + 0.035)) ** 2 < 1
         brow_top = np.minimum(inner_y, outer_y) - 0.07
         brow_bot = np.maximum(inner_y, outer_y) + 0.06
@@ -684,7 +684,3 @@ def make_synthetic_splits(
         )
         first += int(count)
     return out
-
-
-def _config_fields() -> tuple[str, ...]:  # pragma: no cover - used by the CLI help
-    return tuple(f.name for f in fields(SynthConfig))

@@ -180,16 +180,20 @@ class BasicDistillationPlugin(SupervisedPlugin):
         total = ce
         self.last = {"ce": float(ce.detach()), "step": step}
         with torch.no_grad():
-            t_logits = self.teacher(x)
+            # One pass through the teacher's trunk serves both the logit and feature terms.
+            if hasattr(self.teacher, "forward_features"):
+                t_map = self.teacher.forward_features(x)
+                t_logits = self.teacher.forward_head(t_map)
+                t_feat = self.teacher.forward_head(t_map, pre_logits=True)
+            else:  # a plain classifier: logit distillation only
+                t_logits, t_feat = self.teacher(x), None
         if self.use_logits:
             g = self.weight(step)
             kd = logit_distillation(student_logits, t_logits, temperature=self.temperature, t_squared=self.t_squared)
             total = (1.0 - g) * ce + g * kd
             self.last.update(kd=float(kd.detach()), gamma=g)
-        if self.feature_weight > 0:
+        if self.feature_weight > 0 and t_feat is not None:
             proj = getattr(strategy.model, "cfer_feature_projection", None)
-            with torch.no_grad():
-                t_feat = _features(self.teacher, x)
             s_feat = self._captured
             if s_feat is None or s_feat.shape[0] != x.shape[0]:
                 s_feat = _features(strategy.model, x)
