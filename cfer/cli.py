@@ -1,6 +1,8 @@
 """The ``cfer`` command: thin wrappers that parse options and call the library.
 
 Subcommands:
+    run     the main job: teacher -> compound steps -> few-shot episodes -> Grad-CAM ->
+            report.html, resumable after a kill (``--resume RUN_DIR``).
     synth   render synthetic FACS faces: a labelled grid picture, a summary, and
             optionally an ImageFolder + manifest.csv export.
     data    load a dataset in any supported format and print its summary.
@@ -47,6 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    r = sub.add_parser("run", help="the whole job: teacher, compound steps, few-shot, Grad-CAM, report",
+                       description="Train the basic teacher, learn the compound classes step by step with the "
+                                   "cfer strategy, run few-shot episodes and Grad-CAM, and write a run folder with "
+                                   "report.html. Options override the --config file, which overrides the defaults.")
+    r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/run-DATE-TIME)")
+    r.add_argument("--config", type=Path, default=None, help="YAML config file (see --print-config)")
+    r.add_argument("--print-config", action="store_true", help="print the effective config as YAML and exit")
+    r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="go on with a killed run from its last checkpoint (uses the run's saved config)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for flags, key, help_text in RUN_OPTIONS:
+        if key in _RUN_FLAGS:
+            r.add_argument(*flags, dest=key, action="store_const", const=True, default=None, help=help_text)
+        else:
+            r.add_argument(*flags, dest=key, default=None, metavar=key.split(".")[-1].upper(), help=help_text)
 
     s = sub.add_parser("synth", help="render synthetic faces: grid picture, summary, optional export")
     s.add_argument("--out", type=Path, required=True, help="PNG path of the labelled grid")
@@ -113,8 +131,75 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Options of `cfer run`: flags, the config key they set, help. Values stay strings here;
+# cfer.config converts and checks them (one place for every rule and error message).
+RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
+    (("--data",), "data.path", "dataset folder or CSV file (default: cfer's synthetic faces)"),
+    (("--format",), "data.format", "imagefolder, csv, rafdb or fer2013 (with --data)"),
+    (("--image-size",), "data.image_size", "image side in pixels"),
+    (("--crop-faces",), "data.crop_faces", "detect and crop the face in each image before resizing"),
+    (("--grey",), "data.grey", "single-channel images"),
+    (("--subject-pattern",), "data.subject_pattern", r"imagefolder: regex capturing the subject, e.g. '^(s\d+)_'"),
+    (("--basic",), "classes.basic", "comma-separated basic classes (the teacher's)"),
+    (("--compound",), "classes.compound", "comma-separated compound classes (default: all in the data)"),
+    (("--model",), "model.arch", "cfer or timm model name (resemotenet_slim, resemotenet, cfer_tiny, resnet18, ...)"),
+    (("--weights",), "model.weights", "local weights file for the backbone"),
+    (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation)"),
+    (("--orders",), "continual.orders", "number of random compound class orders"),
+    (("--order",), "continual.order", "explicit comma-separated compound order"),
+    (("--per-step",), "continual.per_step", "compound classes per step (1 = published protocol)"),
+    (("--epochs",), "continual.epochs", "epochs per compound step"),
+    (("--memory-fraction",), "continual.memory_fraction", "replay budget as a share of the training set"),
+    (("--memory-size",), "continual.memory_size", "replay budget in items (overrides --memory-fraction)"),
+    (("--psmr-mode",), "continual.psmr_mode", "grow or limit"),
+    (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),
+    (("--ways",), "fewshot.ways", "classes per episode"),
+    (("--shots",), "fewshot.shots", "comma-separated support sizes, e.g. 1,5"),
+    (("--episodes",), "fewshot.episodes", "episodes per setting"),
+    (("--cam-method",), "explain.method", "gradcam, gradcam++, layercam, eigencam, xgradcam or hirescam"),
+    (("--seed",), "seed", "seed of data, splits, initialisation, orders and episodes"),
+    (("--threads",), "threads", "torch CPU threads"),
+]
+_RUN_FLAGS = {"data.crop_faces", "data.grey"}
+
+
 def _parse_classes(text: str) -> str | list[str]:
     return text if text in ("all", "basic", "compound", "basic+neutral") else [t for t in text.split(",") if t]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from cfer.config import RunConfig, dump_config, load_config, with_overrides
+
+    given = {key: getattr(args, key) for _, key, _ in RUN_OPTIONS if getattr(args, key) is not None}
+    if args.resume is not None:
+        extra = [flags[0] for flags, key, _ in RUN_OPTIONS if key in given]
+        extra += ["--config"] * (args.config is not None) + ["--out"] * (args.out is not None)
+        if extra:
+            raise ValueError(f"--resume goes on with the run's saved config; drop {', '.join(extra)}")
+        from cfer.pipeline import load_run_config
+
+        config, out = load_run_config(args.resume), args.resume
+    else:
+        base = load_config(args.config) if args.config is not None else RunConfig()
+        config = with_overrides(base, given)
+        out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    if args.print_config:
+        print(dump_config(config), end="")
+        return 0
+    from cfer.pipeline import run_pipeline
+    from cfer.report import summary_table
+
+    print(f"cfer run -> {out}" + (" (resuming)" if args.resume is not None else ""))
+    t0 = time.perf_counter()
+    try:
+        metrics = run_pipeline(config, out_dir=out, resume=args.resume is not None, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; go on with: cfer run --resume {out}", file=sys.stderr)
+        return 130
+    print(summary_table(metrics))
+    print(f"finished in {time.perf_counter() - t0:.0f} s")
+    print(f"report: {(Path(out) / 'report.html').resolve()}")
+    return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -302,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    handlers = {"synth": _cmd_synth, "data": _cmd_data, "teacher": _cmd_teacher, "fewshot": _cmd_fewshot,
+    handlers = {"run": _cmd_run, "synth": _cmd_synth, "data": _cmd_data, "teacher": _cmd_teacher, "fewshot": _cmd_fewshot,
                 "explain": _cmd_explain}
     try:
         return handlers[args.command](args)

@@ -151,6 +151,7 @@ class ContinualResults:
             "seen_accuracy": self.seen_accuracy,
             "basic_kept": self.basic_kept,
             "newest_accuracy": self.newest_accuracy,
+            "compound_accuracy": self.compound_accuracy,
             "step_time_s": self.step_time_s,
             "matrix": self.matrix,
             "n_test": self.n_test,

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from cfer import taxonomy
+from cfer.atomic import torch_save
 from cfer.data.base import FaceDataset
 
 __all__ = ["TeacherConfig", "TeacherResult", "build_model", "train_teacher", "evaluate", "save_model", "load_model"]
@@ -47,6 +48,7 @@ class TeacherConfig:
         seed: Seed of initialisation and shuffling (private generators).
         augment: Random horizontal flips and small shifts during training.
         progress: Show a tqdm bar over epochs.
+        weights: Optional local weights file for the backbone (see ``cfer.models.load_weights``).
     """
 
     arch: str = "resemotenet_slim"
@@ -58,6 +60,7 @@ class TeacherConfig:
     seed: int = 0
     augment: bool = True
     progress: bool = False
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "patience"):
@@ -79,14 +82,15 @@ class TeacherResult:
 
 
 def build_model(*, arch: str, num_classes: int, in_chans: int = 3, img_size: int | None = None,
-                seed: int = 0) -> nn.Module:
-    """A :class:`GrowingClassifier` on a fresh backbone, all ``num_classes`` units active."""
+                seed: int = 0, weights: str | Path | None = None) -> nn.Module:
+    """A :class:`GrowingClassifier` on a fresh backbone (or one loaded from a local ``weights``
+    file), all ``num_classes`` units active."""
     from cfer.models import create_backbone
     from cfer.strategies.growing import GrowingClassifier
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size)
+        backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size, weights=weights)
         model = GrowingClassifier(backbone=backbone, initial_classes=num_classes)
     model.grow(num_classes)
     return model
@@ -153,7 +157,7 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
     xt, yt = pick(train, "train")
     xv, yv = pick(val, "val")
     model = build_model(arch=config.arch, num_classes=len(classes), in_chans=xt.shape[1],
-                        img_size=xt.shape[-1], seed=config.seed)
+                        img_size=xt.shape[-1], seed=config.seed, weights=config.weights)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     g = torch.Generator().manual_seed(config.seed)
     best, best_state, best_epoch, since, history = -1.0, None, 0, 0, []
@@ -195,18 +199,18 @@ def save_model(model: nn.Module, path: str | Path, *, arch: str, classes: tuple[
     """Save a cfer model (weights + what rebuilds it) loadable with ``weights_only=True``.
 
     The file is written to a temporary name and renamed, so a kill never leaves half a file.
+    A student's feature-distillation projection (``cfer_feature_projection``), a training
+    aid that is not part of the classifier, is left out.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": "cfer-model/1", "arch": arch, "classes": list(classes),
         "num_classes": int(model.num_classes), "in_chans": _in_chans(model),
-        "state_dict": model.state_dict(), "extra": extra or {},
+        "state_dict": {k: v for k, v in model.state_dict().items() if not k.startswith("cfer_feature_projection.")},
+        "extra": extra or {},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return torch_save(payload, path)
 
 
 def _in_chans(model: nn.Module) -> int:

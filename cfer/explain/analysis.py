@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from cfer import taxonomy
+from cfer.atomic import save_figure, write_json
 from cfer.explain.compare import constituent_gap, mean_maps, similarity_table
 from cfer.explain.gradcam import explain
 from cfer.explain.regions import canonical_region_map, localisation_score, region_attention
@@ -110,13 +110,13 @@ def analyse(
         imgs = faces.images[pick]
         fig = overlay_grid(imgs, cams[pick], order, columns=min(11, len(pick)),
                            suptitle=f"{title} Grad-CAM ({method})".strip())
-        fig.savefig(out / "overlays.png", dpi=110)
-        region_bars({c: per_class[c] for c in order}, title=f"{title} CAM energy per facial region".strip()) \
-            .savefig(out / "regions.png", dpi=110)
+        save_figure(fig, out / "overlays.png", dpi=110)
+        save_figure(region_bars({c: per_class[c] for c in order}, title=f"{title} CAM energy per facial region".strip()),
+                    out / "regions.png", dpi=110)
         if "similarity" in summary:
-            similarity_heatmap(table.correlation, table.compounds, table.basics,
-                               title=f"{title} mean-CAM correlation".strip()).savefig(out / "similarity.png", dpi=110)
-        (out / "explain.json").write_text(json.dumps(summary, indent=1))
+            save_figure(similarity_heatmap(table.correlation, table.compounds, table.basics,
+                                           title=f"{title} mean-CAM correlation".strip()), out / "similarity.png", dpi=110)
+        write_json(out / "explain.json", summary, indent=1)
         import matplotlib.pyplot as plt
 
         plt.close("all")

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Literal
 
@@ -87,15 +88,29 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
 
 
 class _ClassBuffer(ExemplarsBuffer):
-    """One class's exemplars, kept in sorted order; resizing only truncates."""
+    """One class's exemplars, kept in sorted order; resizing only truncates.
+
+    ``source`` records where the items come from (experience id and item indices in that
+    experience's dataset, in buffer order), so the buffer can be saved and rebuilt.
+    """
 
     def __init__(self, max_size: int) -> None:
         super().__init__(max_size)
+        self.source: tuple[int, list[int]] = (-1, [])
+
+    def take(self, data, experience: int, indices: list[int]) -> None:  # noqa: ANN001
+        """Hold items ``indices`` of ``data`` (experience ``experience``'s dataset), in that order."""
+        self.buffer = data.subset(indices)
+        self.source = (experience, list(indices))
+
+    def reorder(self, order: list[int]) -> None:
+        self.buffer = self.buffer.subset(order)
+        self.source = (self.source[0], [self.source[1][i] for i in order])
 
     def resize(self, strategy, new_size: int) -> None:  # noqa: ANN001
         self.max_size = new_size
         if len(self.buffer) > new_size:
-            self.buffer = self.buffer.subset(list(range(new_size)))
+            self.reorder(list(range(new_size)))
 
 
 class PredictiveSortingBuffer(BalancedExemplarsBuffer):
@@ -159,14 +174,14 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         if self.rescore_old:
             for c, buf in self.buffer_groups.items():
                 if c not in new_classes and len(buf.buffer):
-                    buf.buffer = buf.buffer.subset(self.selection.make_sorted_indices(agent, buf.buffer))
+                    buf.reorder(self.selection.make_sorted_indices(agent, buf.buffer))
         for c in new_classes:
-            sub = data.subset(np.flatnonzero(targets == c).tolist())
+            members = np.flatnonzero(targets == c)
             if self.new_class_selection == "sorted":
-                order = self.selection.make_sorted_indices(agent, sub)
+                order = self.selection.make_sorted_indices(agent, data.subset(members.tolist()))
             else:
-                order = self._rng.permutation(len(sub)).tolist()
-            self.buffer_groups[c].buffer = sub.subset(order[:quota])
+                order = self._rng.permutation(len(members)).tolist()
+            self.buffer_groups[c].take(data, int(getattr(exp, "current_experience", -1)), members[order[:quota]].tolist())
         for buf in self.buffer_groups.values():
             buf.resize(agent, quota)
         logger.debug("PSMR buffer: %d classes x %d = %d items", len(self.buffer_groups), quota, len(self.buffer))
@@ -175,6 +190,44 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         self.max_size = new_size
         for buf in self.buffer_groups.values():
             buf.resize(strategy, self.per_class_quota)
+
+    def state_dict(self) -> dict:
+        """What rebuilds the buffer: per class, its experience and item indices (no images).
+
+        Example:
+            >>> state = policy.state_dict()                              # doctest: +SKIP
+            >>> policy2.load_state_dict(state, datasets=[e.dataset for e in stream.train_stream])  # doctest: +SKIP
+        """
+        return {
+            "max_size": int(self.max_size),
+            "classes": {int(c): {"experience": int(b.source[0]), "indices": list(b.source[1]),
+                                 "max_size": int(b.max_size)} for c, b in self.buffer_groups.items()},
+            "rng": json.dumps(self._rng.bit_generator.state),
+        }
+
+    def load_state_dict(self, state: dict, *, datasets) -> None:  # noqa: ANN001
+        """Rebuild the buffer from :meth:`state_dict` and the experiences' datasets.
+
+        Args:
+            state: What :meth:`state_dict` returned.
+            datasets: The training datasets of the stream's experiences, by experience id
+                (the same stream, rebuilt with the same seed).
+
+        Raises:
+            ValueError: If an experience id or item index does not exist in ``datasets``.
+        """
+        datasets = list(datasets)
+        self.max_size = int(state["max_size"])
+        self.buffer_groups = {}
+        for c, entry in sorted(state["classes"].items()):
+            e, idx = int(entry["experience"]), [int(i) for i in entry["indices"]]
+            if not 0 <= e < len(datasets) or (idx and max(idx) >= len(datasets[e])):
+                raise ValueError(f"buffer state for class {c} points at experience {e} items beyond the given "
+                                 f"datasets; rebuild the same stream (same data, seed and class order)")
+            buf = _ClassBuffer(int(entry["max_size"]))
+            buf.take(datasets[e], e, idx)
+            self.buffer_groups[int(c)] = buf
+        self._rng.bit_generator.state = json.loads(state["rng"])
 
 
 def psmr_plugin(*, max_size: int, total_classes: int, **kwargs):  # noqa: ANN003, ANN201

@@ -67,15 +67,18 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
 
 def basic_epochs_plugin(*, basic_epochs: int, later_epochs: int):  # noqa: ANN201
     """A plugin that trains the first (basic) experience for ``basic_epochs`` epochs and
-    every later experience for ``later_epochs``.
+    every later experience for ``later_epochs``. With ``basic_epochs=0`` the first
+    experience is not trained at all, but its callbacks still run (a replay buffer is
+    filled from it), as when the student starts as a copy of a trained teacher.
 
     Example:
         >>> p = basic_epochs_plugin(basic_epochs=8, later_epochs=3)   # doctest: +SKIP
     """
     from avalanche.core import SupervisedPlugin
 
-    if basic_epochs < 1 or later_epochs < 1:
-        raise ValueError("basic_epochs and later_epochs must be >= 1")
+    if basic_epochs < 0 or later_epochs < 1:
+        raise ValueError("basic_epochs must be >= 0 (0: the model starts trained on the basic classes, e.g. a "
+                         "copy of the teacher) and later_epochs >= 1")
 
     class BasicEpochsPlugin(SupervisedPlugin):
         def before_training_exp(self, strategy, **kwargs):  # noqa: ANN001, ANN003

@@ -1,0 +1,508 @@
+"""The configuration of the main job (``cfer run``), as frozen dataclasses.
+
+One :class:`RunConfig` holds every option, grouped in sections that follow the data
+flow: ``data`` → ``classes`` → ``model``/``teacher`` → ``continual`` → ``fewshot`` →
+``explain``. The same keys are read from a YAML file (``cfer run --config FILE``), set
+from the command line (``--epochs 3`` is ``continual.epochs: 3``) and printed back
+(``cfer run --print-config``). Every value is checked when the config is built, so a
+wrong option fails before any work starts, with a message that names the fix; unknown
+keys are refused with the closest known one.
+
+Example:
+    >>> cfg = config_from_dict({"continual": {"per_step": 5}, "seed": 3})
+    >>> cfg.continual.per_step, cfg.seed, cfg.continual.epochs
+    (5, 3, 4)
+    >>> config_from_dict({"continual": {"epoch": 3}})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown config key 'continual.epoch' (did you mean 'continual.epochs'?); ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from cfer import taxonomy
+
+__all__ = [
+    "DataConfig", "ClassesConfig", "ModelConfig", "TeacherSection", "ContinualConfig", "FewShotSection",
+    "ExplainSection", "RunConfig", "config_from_dict", "config_to_dict", "load_config", "dump_config",
+    "with_overrides", "FORMATS", "CAM_METHODS",
+]
+
+FORMATS = ("imagefolder", "csv", "rafdb", "fer2013")
+CAM_METHODS = ("gradcam", "gradcam++", "layercam", "eigencam", "xgradcam", "hirescam")
+_CLASSIFIERS = ("prototype", "cosine", "logistic", "finetune")
+
+
+def _positive(section: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{section}.{name} must be a positive whole number, got {value!r}")
+
+
+def _fraction(section: str, name: str, value: float, *, zero_ok: bool = False) -> None:
+    lo_ok = value >= 0 if zero_ok else value > 0
+    if not (lo_ok and value <= 1):
+        bound = "[0, 1]" if zero_ok else "(0, 1]"
+        raise ValueError(f"{section}.{name} must lie in {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the faces come from.
+
+    Attributes:
+        path: Dataset root folder or CSV file; ``None`` uses cfer's synthetic faces.
+        format: ``imagefolder``, ``csv``, ``rafdb`` or ``fer2013`` (required with ``path``).
+        image_size: Side of the square images the models see.
+        grey: Read/render single-channel images.
+        crop_faces: Detect and crop the face in each image (Haar cascade) before resizing.
+        subject_pattern: ImageFolder: regex whose one group captures the subject id from a
+            file name (e.g. ``'^(s\\d+)_'``); subjects make the splits person-disjoint.
+        split: Train/validation/test shares of subjects when the data has no split of its own.
+        synthetic_subjects: Synthetic faces: subjects in train, validation and test.
+        synthetic_per_class: Synthetic faces: faces per class per subject.
+        synthetic_difficulty: Synthetic faces: nuisance scale (0 clean, 1 default).
+    """
+
+    path: str | None = None
+    format: str | None = None
+    image_size: int = 48
+    grey: bool = False
+    crop_faces: bool = False
+    subject_pattern: str | None = None
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    synthetic_subjects: tuple[int, int, int] = (16, 4, 8)
+    synthetic_per_class: int = 4
+    synthetic_difficulty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            if self.format is None:
+                raise ValueError(f"data.format is needed with data.path; choose one of {list(FORMATS)} "
+                                 "(--format imagefolder|csv|rafdb|fer2013)")
+            if not Path(self.path).exists():
+                raise ValueError(f"data.path {self.path!r} does not exist; give the dataset folder or CSV file "
+                                 "(or drop --data to use the synthetic faces)")
+        if self.format is not None and self.format not in FORMATS:
+            close = difflib.get_close_matches(str(self.format), FORMATS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown data.format {self.format!r}{hint}; choose one of {list(FORMATS)}")
+        if self.format is not None and self.path is None:
+            raise ValueError("data.format was given without data.path; add --data PATH or drop --format")
+        _positive("data", "image_size", self.image_size)
+        if self.image_size < 16:
+            raise ValueError(f"data.image_size must be >= 16 pixels, got {self.image_size}; 48 or 64 suit the "
+                             "CPU models, 224 the ImageNet backbones")
+        if self.subject_pattern is not None:
+            import re
+
+            try:
+                if re.compile(self.subject_pattern).groups != 1:
+                    raise ValueError(f"data.subject_pattern {self.subject_pattern!r} must have exactly one group "
+                                     r"capturing the subject, e.g. '^(s\d+)_'")
+            except re.error as exc:
+                raise ValueError(f"data.subject_pattern {self.subject_pattern!r} is not a valid regex: {exc}") from None
+        if len(self.split) != 3 or any(f <= 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
+            raise ValueError(f"data.split must be three positive shares (train, val, test) summing to 1, "
+                             f"got {list(self.split)}")
+        if len(self.synthetic_subjects) != 3:
+            raise ValueError(f"data.synthetic_subjects must be three counts (train, val, test), "
+                             f"got {list(self.synthetic_subjects)}")
+        for n in self.synthetic_subjects:
+            _positive("data", "synthetic_subjects", n)
+        _positive("data", "synthetic_per_class", self.synthetic_per_class)
+        if self.synthetic_difficulty < 0:
+            raise ValueError(f"data.synthetic_difficulty must be >= 0, got {self.synthetic_difficulty}")
+
+
+@dataclass(frozen=True)
+class ClassesConfig:
+    """Which classes are basic (the teacher's) and which arrive as compound steps.
+
+    Attributes:
+        basic: The first experience's classes, in the teacher's output order.
+        compound: The compound classes of the stream; ``None``: every compound class
+            the data has (minus the few-shot hold-out).
+    """
+
+    basic: tuple[str, ...] = taxonomy.BASIC
+    compound: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        basic = taxonomy.normalize_many(list(self.basic))
+        object.__setattr__(self, "basic", basic)
+        if len(basic) < 2:
+            raise ValueError(f"classes.basic needs at least 2 classes, got {list(basic)}")
+        if self.compound is not None:
+            comp = taxonomy.normalize_many(list(self.compound))
+            object.__setattr__(self, "compound", comp)
+            both = sorted(set(basic) & set(comp))
+            if both:
+                raise ValueError(f"classes {both} are both basic and compound; list each class once")
+            if not comp:
+                raise ValueError("classes.compound is empty; leave it out to use every compound class in the data")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: the teacher's architecture, which the student copies.
+
+    Attributes:
+        arch: A cfer model (``resemotenet_slim``, ``resemotenet``, ``cfer_tiny``) or any timm name.
+        weights: Optional local weights file for the backbone (nothing is downloaded).
+    """
+
+    arch: str = "resemotenet_slim"
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        import timm
+
+        import cfer.models  # noqa: F401 - registers cfer's models
+        from cfer.models._registry import _suggestions
+
+        if not timm.is_model(self.arch):
+            raise ValueError(f"unknown model.arch {self.arch!r}; close names: {_suggestions(self.arch)}; "
+                             f"cfer's models: {list(cfer.models.CFER_MODELS)}")
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise ValueError(f"model.weights {self.weights!r} is not a file; give a local .pt/.pth/.safetensors "
+                             "file or drop --weights")
+
+
+@dataclass(frozen=True)
+class TeacherSection:
+    """Training of the basic teacher (early stopping on the validation subjects).
+
+    Attributes:
+        epochs: Maximum epochs.
+        patience: Epochs without a better validation accuracy before stopping.
+        lr: Adam learning rate.
+        batch_size: Mini-batch size.
+    """
+
+    epochs: int = 15
+    patience: int = 3
+    lr: float = 2e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "patience", "batch_size"):
+            _positive("teacher", name, getattr(self, name))
+        if not self.lr > 0:
+            raise ValueError(f"teacher.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    """The compound steps with the cfer strategy.
+
+    Attributes:
+        per_step: Compound classes per experience (1 is the published protocol).
+        orders: Number of seeded random class orders (each a full run; results averaged).
+        order: An explicit compound order instead (overrides ``orders``).
+        epochs: Epochs per compound experience.
+        lr: Adam learning rate of the student.
+        batch_size: Mini-batch size.
+        memory_fraction: Replay budget ``M`` as a share of the training set (published: 0.3).
+        memory_size: Replay budget in items (overrides ``memory_fraction``).
+        psmr_mode: ``grow`` (m per class, published) or ``limit`` (M re-balanced).
+        gamma0: Logit-distillation weight at the start of the schedule (published: 0.1).
+        temperature: Distillation temperature (published: 3).
+        feature_weight: Weight of feature distillation (0: logits only, as published).
+        logit_adjustment: ``tau`` of logit adjustment (0: off, as published).
+    """
+
+    per_step: int = 3
+    orders: int = 1
+    order: tuple[str, ...] | None = None
+    epochs: int = 4
+    lr: float = 2e-3
+    batch_size: int = 32
+    memory_fraction: float = 0.3
+    memory_size: int | None = None
+    psmr_mode: str = "grow"
+    gamma0: float = 0.1
+    temperature: float = 3.0
+    feature_weight: float = 1.0
+    logit_adjustment: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("per_step", "orders", "epochs", "batch_size"):
+            _positive("continual", name, getattr(self, name))
+        if self.order is not None:
+            object.__setattr__(self, "order", taxonomy.normalize_many(list(self.order)))
+        if not self.lr > 0:
+            raise ValueError(f"continual.lr must be > 0, got {self.lr}")
+        _fraction("continual", "memory_fraction", self.memory_fraction, zero_ok=True)
+        if self.memory_size is not None and (isinstance(self.memory_size, bool) or self.memory_size < 0):
+            raise ValueError(f"continual.memory_size must be >= 0 items, got {self.memory_size!r}")
+        if self.psmr_mode not in ("grow", "limit"):
+            raise ValueError(f"continual.psmr_mode must be 'grow' or 'limit', got {self.psmr_mode!r}")
+        _fraction("continual", "gamma0", self.gamma0, zero_ok=True)
+        if not self.temperature > 0:
+            raise ValueError(f"continual.temperature must be > 0, got {self.temperature}")
+        if self.feature_weight < 0 or self.logit_adjustment < 0:
+            raise ValueError("continual.feature_weight and continual.logit_adjustment must be >= 0 (0 switches off)")
+
+
+@dataclass(frozen=True)
+class FewShotSection:
+    """N-way K-shot episodes on faces of test subjects.
+
+    Attributes:
+        holdout: Compound classes kept out of the stream and used only for episodes, so
+            no encoder has trained on them (0: episodes over the stream's compound classes).
+        ways: Classes per episode.
+        shots: Support sizes to evaluate (one result per value).
+        queries: Queries per class.
+        episodes: Episodes per result.
+        classifier: ``prototype``, ``cosine``, ``logistic`` or ``finetune``.
+    """
+
+    holdout: int = 5
+    ways: int = 5
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = 10
+    episodes: int = 600
+    classifier: str = "prototype"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 0:
+            raise ValueError(f"fewshot.holdout must be a whole number >= 0, got {self.holdout!r}")
+        for name in ("ways", "queries", "episodes"):
+            _positive("fewshot", name, getattr(self, name))
+        if self.ways < 2:
+            raise ValueError("fewshot.ways must be >= 2: a 1-way episode measures nothing")
+        if self.holdout and self.holdout < self.ways:
+            raise ValueError(f"fewshot.holdout ({self.holdout}) is smaller than fewshot.ways ({self.ways}): "
+                             f"hold out at least {self.ways} classes, or lower --ways")
+        if not self.shots:
+            raise ValueError("fewshot.shots is empty; give e.g. [1, 5]")
+        for k in self.shots:
+            _positive("fewshot", "shots", k)
+        if self.classifier not in _CLASSIFIERS:
+            raise ValueError(f"unknown fewshot.classifier {self.classifier!r}; choose one of {list(_CLASSIFIERS)}")
+
+
+@dataclass(frozen=True)
+class ExplainSection:
+    """Grad-CAM maps of the teacher and the final student on test faces.
+
+    Attributes:
+        method: CAM method name.
+        per_class: Test faces per class to explain (at most).
+    """
+
+    method: str = "gradcam"
+    per_class: int = 6
+
+    def __post_init__(self) -> None:
+        if self.method not in CAM_METHODS:
+            close = difflib.get_close_matches(self.method, CAM_METHODS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown explain.method {self.method!r}{hint}; choose one of {list(CAM_METHODS)}")
+        _positive("explain", "per_class", self.per_class)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of ``cfer run`` (see the section classes).
+
+    Attributes:
+        seed: Seed of the data, splits, initialisation, class orders, shuffling and episodes.
+        threads: Torch CPU threads.
+        data, classes, model, teacher, continual, fewshot, explain: The sections.
+    """
+
+    seed: int = 0
+    threads: int = 2
+    data: DataConfig = field(default_factory=DataConfig)
+    classes: ClassesConfig = field(default_factory=ClassesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
+    fewshot: FewShotSection = field(default_factory=FewShotSection)
+    explain: ExplainSection = field(default_factory=ExplainSection)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        _positive("run", "threads", self.threads)
+        order = self.continual.order
+        if order is not None:
+            if self.classes.compound is not None and sorted(order) != sorted(self.classes.compound):
+                raise ValueError(f"continual.order {list(order)} must be a permutation of classes.compound "
+                                 f"{list(self.classes.compound)}")
+            clash = sorted(set(order) & set(self.classes.basic))
+            if clash:
+                raise ValueError(f"continual.order lists basic classes {clash}; it orders compound classes only")
+
+
+_SECTIONS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def _known_keys() -> list[str]:
+    keys = []
+    for f in dataclasses.fields(RunConfig):
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(f.default_factory)]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def _unknown(key: str) -> ValueError:
+    close = difflib.get_close_matches(key, _known_keys(), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"unknown config key {key!r}{hint}; print the known keys with `cfer run --print-config`")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Turn a YAML/CLI value into the field's type; refuse what does not fit."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key} must be a list, got {value!r}")
+        item = args[0]
+        if len(args) != 2 or args[1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ValueError(f"{key} must have {len(args)} values, got {list(value)}")
+        return tuple(_coerce(v, item, key) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    if hint in (int, float) and isinstance(value, str):  # from the command line
+        try:
+            value = hint(value)
+        except ValueError:
+            raise ValueError(f"{key} must be a {'whole number' if hint is int else 'number'}, got {value!r}") from None
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"{key} must be a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _section_from_dict(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in values.items():
+        if k not in names:
+            raise _unknown(f"{prefix}.{k}")
+        kwargs[k] = _coerce(v, hints[k], f"{prefix}.{k}")
+    return cls(**kwargs)
+
+
+def config_from_dict(values: Mapping[str, Any] | None) -> RunConfig:
+    """Build a :class:`RunConfig` from nested mappings (a parsed YAML file).
+
+    Missing keys take their defaults; unknown keys and values of the wrong type raise
+    ``ValueError`` naming the key.
+    """
+    values = dict(values or {})
+    hints = typing.get_type_hints(RunConfig)
+    kwargs: dict[str, Any] = {}
+    for k, v in values.items():
+        if k not in _SECTIONS:
+            raise _unknown(k)
+        cls = hints[k]
+        if dataclasses.is_dataclass(cls):
+            if v is None:
+                continue
+            if not isinstance(v, Mapping):
+                raise ValueError(f"config section {k!r} must be a mapping of keys, got {v!r}")
+            kwargs[k] = _section_from_dict(cls, v, k)
+        else:
+            kwargs[k] = _coerce(v, cls, k)
+    return RunConfig(**kwargs)
+
+
+def config_to_dict(config: RunConfig) -> dict:
+    """Nested plain dict (lists for tuples), the inverse of :func:`config_from_dict`."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        out[f.name] = ({g.name: plain(getattr(v, g.name)) for g in dataclasses.fields(v)}
+                       if dataclasses.is_dataclass(v) else plain(v))
+    return out
+
+
+def with_overrides(config: RunConfig | Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> RunConfig:
+    """``config`` with dotted keys replaced (``{"continual.epochs": 2}``), re-validated.
+
+    Example:
+        >>> with_overrides(RunConfig(), {"continual.epochs": 2}).continual.epochs
+        2
+    """
+    base = config_to_dict(config) if isinstance(config, RunConfig) else dict(config or {})
+    base = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in overrides.items():
+        head, _, tail = key.partition(".")
+        if tail:
+            base.setdefault(head, {})
+            if not isinstance(base[head], dict):
+                raise _unknown(key)
+            base[head][tail] = value
+        else:
+            base[head] = value
+    return config_from_dict(base)
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config file into nested dicts (validate with :func:`config_from_dict`).
+
+    Raises:
+        ValueError: If the file is missing, is not YAML, or is not a mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist; write one with `cfer run --print-config > {path.name}`")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path} is not valid YAML: {exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a mapping of sections (data:, continual:, ...), "
+                         f"got {type(values).__name__}")
+    return values
+
+
+def dump_config(config: RunConfig) -> str:
+    """The config as YAML text (what ``--print-config`` prints and a run folder keeps)."""
+    import yaml
+
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
