@@ -19,6 +19,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -189,6 +190,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cfer.pipeline import run_pipeline
     from cfer.report import summary_table
 
+    if not args.verbose:  # Avalanche's and learn2learn's deprecation notices are not the user's to act on
+        for module in ("avalanche", "learn2learn"):
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+            warnings.filterwarnings("ignore", category=FutureWarning, module=module)
     print(f"cfer run -> {out}" + (" (resuming)" if args.resume is not None else ""))
     t0 = time.perf_counter()
     try:

@@ -351,7 +351,7 @@ def _known_keys() -> list[str]:
     keys = []
     for f in dataclasses.fields(RunConfig):
         if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
-            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(f.default_factory)]
+            keys += [f.name, *(f"{f.name}.{g.name}" for g in dataclasses.fields(f.default_factory))]
         else:
             keys.append(f.name)
     return keys

@@ -115,6 +115,7 @@ def _continual(config: RunConfig, data: RunData, teacher: torch.nn.Module, run: 
             rec = {"order": list(order), "class_names": list(classes), "memory_size": memory,
                    "step_classes": [[classes[j] for j in s] for s in stream.step_classes], **results.to_dict()}
             write_json(done, rec)
+            rec = json.loads(done.read_text())  # the same values a resumed run reads (NaN -> null)
         records.append(rec)
         if k == 0:
             first_student, first_classes = student, classes
@@ -143,7 +144,7 @@ def _fewshot(config: RunConfig, data: RunData, encoders: dict, path: Path, progr
                     **res.to_dict()})
         logger.info("few-shot %s: %s", name, res)
     write_json(path, out)
-    return out
+    return json.loads(path.read_text())
 
 
 def _explain_faces(config: RunConfig, data: RunData):  # noqa: ANN202
@@ -174,7 +175,7 @@ def _explain(config: RunConfig, data: RunData, models: dict, folder: Path, progr
         out[name] = s
         model.zero_grad(set_to_none=True)
     write_json(done, out)
-    return out
+    return json.loads(done.read_text())
 
 
 def run_pipeline(config: RunConfig, *, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:

@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from cfer import taxonomy
@@ -33,7 +35,11 @@ def mean_matrix(records: list[dict]) -> np.ndarray:
     for k, r in enumerate(records):
         for i, row in enumerate(r["matrix"]):
             out[k, i, : len(row)] = row
-    return np.nanmean(out, 0) if len(records) > 1 else out[0]
+    if len(records) == 1:
+        return out[0]
+    with warnings.catch_warnings():  # cells above the diagonal are NaN in every order
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(out, 0)
 
 
 def _short(names: list[str], limit: int = 3) -> str:
@@ -77,7 +83,9 @@ def accuracy_vs_step(metrics: dict):  # noqa: ANN201
               ("compound_accuracy", "compound classes seen so far", 1.6), ("newest_accuracy", "newest classes", 1.2)]
     for key, label, lw in series:
         curves = np.array([[np.nan if v is None else v for v in r[key]] for r in records], float)
-        mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
+        with warnings.catch_warnings():  # compound accuracy is undefined (NaN) at the basic step
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
         x = np.arange(len(mean))
         ax.plot(x, mean, marker="o", ms=3.5, lw=lw, label=label)
         if len(records) > 1:

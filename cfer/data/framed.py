@@ -1,0 +1,426 @@
+"""Synthetic faces placed into larger, photo-like frames: a fixture that needs face cropping.
+
+:func:`render_framed_faces` renders faces with :func:`cfer.data.synthetic.render_faces`
+and draws each one, at a seeded random position and mild random scale, into a larger
+frame: a wall in the subject's backdrop colour with a lighting gradient, texture and
+clutter (pictures, a door, a shelf, a lamp), the person's neck and shoulders, and the
+head itself with photo-like shading (a rounded face that darkens towards its rim and
+shadowed eye sockets). Every frame comes with the ground-truth box of its face, so a
+face detector can be scored against it. :func:`export_photo_folder` writes the frames
+as JPEG files in the ImageFolder layout that
+:func:`cfer.data.folders.read_image_folder` reads with ``crop_faces``.
+
+The ground-truth box is the square the synthetic face was rendered into, i.e. the crop
+a perfect face cropper would return to recover the renderer's own framing.
+
+Why the shading: the renderer's faces are flat cartoons. OpenCV's Haar cascades find
+faces mainly by the eye band being darker than the cheeks and the nose bridge, which
+in a photograph comes from the eye sockets' shadow; a flat face with bright sclera on
+dark skin has no such band, and the frontal-face cascade found only about half of the
+flat faces (and none of some dark-skinned subjects). The detector is never given the
+true box; see ``docs/datasets.md`` and ``benchmarks/framed_detection.py`` for the
+measured detection rates with :data:`PHOTO_CROPPER`.
+
+Example:
+    >>> from cfer.data.framed import PHOTO_CROPPER, render_framed_faces
+    >>> photos = render_framed_faces(classes=["happy", "sad"], n_subjects=2, per_class=1, seed=0)
+    >>> photos.images.shape, photos.boxes.shape
+    ((4, 240, 320, 3), (4, 4))
+    >>> top, left, bottom, right = PHOTO_CROPPER.box(photos.images[0])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from cfer import taxonomy
+from cfer.data.faces import FaceCropper
+from cfer.data.synthetic import SyntheticFaces, render_faces
+
+__all__ = ["FramedFaces", "PHOTO_CROPPER", "render_framed_faces", "export_photo_folder", "box_iou"]
+
+logger = logging.getLogger(__name__)
+
+#: The face cropper settings measured on these frames (see the module docstring).
+PHOTO_CROPPER = FaceCropper(
+    margin=0.2, min_size=40, scale_factor=1.1, min_neighbors=3, cascade="haarcascade_frontalface_alt2.xml"
+)
+
+_EYES = taxonomy.REGIONS.index("eyes") + 1
+_CHEEKS = taxonomy.REGIONS.index("cheeks") + 1
+_FOREHEAD = taxonomy.REGIONS.index("forehead") + 1
+
+
+@dataclass(frozen=True)
+class FramedFaces:
+    """Photo-like frames, each holding one synthetic face, with the face's true box.
+
+    Attributes:
+        images: uint8 RGB frames ``(N, H, W, 3)``.
+        boxes: int64 ``(N, 4)`` true face boxes ``(top, left, bottom, right)`` in pixels
+            (bottom and right exclusive): the square the face was rendered into.
+        labels: int64 ``(N,)`` indices into ``classes``.
+        classes: Canonical class names.
+        subjects: ``N`` subject ids (``"s0000"``...; the same ids as the faces).
+        faces: The :class:`~cfer.data.synthetic.SyntheticFaces` that were framed
+            (rendered at ``face_size``), with their AUs and region maps.
+    """
+
+    images: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    subjects: tuple[str, ...]
+    faces: SyntheticFaces
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the frames."""
+        return int(self.images.shape[1]), int(self.images.shape[2])
+
+
+def box_iou(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Intersection over union of two boxes ``(top, left, bottom, right)``.
+
+    Example:
+        >>> box_iou((0, 0, 10, 10), (0, 5, 10, 15))
+        0.3333333333333333
+    """
+    t, l, btm, r = (float(v) for v in a)
+    t2, l2, btm2, r2 = (float(v) for v in b)
+    inter = max(0.0, min(btm, btm2) - max(t, t2)) * max(0.0, min(r, r2) - max(l, l2))
+    union = (btm - t) * (r - l) + (btm2 - t2) * (r2 - l2) - inter
+    return inter / union if union > 0 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# drawing helpers (float32 RGB in [0, 1])
+# --------------------------------------------------------------------------------------
+def _blurred(mask: np.ndarray, sigma: float) -> np.ndarray:
+    import cv2
+
+    out = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), float(sigma))
+    peak = float(out.max())
+    return out / peak if peak > 0 else out
+
+
+def _backdrop_plane(face: np.ndarray) -> np.ndarray:
+    """The rendered square's backdrop as a plane per channel, fitted on its side columns.
+
+    The renderer's backdrop is one colour times a linear lighting gradient, and its side
+    columns never hold the head, so a least-squares plane through them models it.
+    """
+    s = face.shape[0]
+    k = max(2, s // 24)
+    ys, xs = np.mgrid[0:s, 0:s]
+    side = np.zeros((s, s), bool)
+    side[:, :k] = side[:, -k:] = True
+    a = np.stack([np.ones(side.sum()), xs[side] / s, ys[side] / s], 1)
+    coef, *_ = np.linalg.lstsq(a, face[side].reshape(-1, 3), rcond=None)
+    grid = np.stack([np.ones(s * s), xs.ravel() / s, ys.ravel() / s], 1)
+    return (grid @ coef).reshape(s, s, 3).astype(np.float32)
+
+
+def _head(face: np.ndarray, regions: np.ndarray, *, shading: float) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Shade a rendered face like a photographed head and cut it from its backdrop.
+
+    Returns the shaded face, its alpha (face, hair and fringe) and the face ellipse.
+    """
+    import cv2
+
+    s = face.shape[0]
+    ys, xs = np.nonzero(regions > 0)
+    hull = cv2.convexHull(np.stack([xs, ys], 1).astype(np.int32))
+    (cx, cy), (w, h), angle = cv2.fitEllipse(hull)
+    gy, gx = np.mgrid[0:s, 0:s].astype(np.float32)
+    t = math.radians(angle)
+    dx, dy = gx - cx, gy - cy
+    u = (math.cos(t) * dx + math.sin(t) * dy) / (w / 2)
+    v = (-math.sin(t) * dx + math.cos(t) * dy) / (h / 2)
+    inside = np.zeros((s, s), np.uint8)
+    cv2.fillConvexPoly(inside, hull, 1)
+    face_a = _blurred(inside, 0.6 + 0.006 * s)
+
+    # Photo shading: a rounded face darkens towards its rim, the eye sockets lie in shadow.
+    rim = 1.0 - np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, 1.0))
+    sockets = _blurred(regions == _EYES, 0.03 * s)
+    gain = (1.0 - 0.5 * shading * rim) * (1.0 - 0.6 * shading * sockets)
+    gain = face_a * gain + (1.0 - face_a)
+    shaded = face * gain[..., None]
+
+    # Hair and fringe: above the eyes, inside a widened ellipse, off the backdrop colour.
+    plane = _backdrop_plane(face)
+    off = np.abs(face - plane).max(-1)
+    widened = (u / 1.18) ** 2 + (v / 1.22) ** 2 < 1.0
+    hair = np.clip((off - 0.05) / 0.06, 0.0, 1.0) * widened * (v < -0.2)
+    hair_a = cv2.GaussianBlur(hair.astype(np.float32), (0, 0), 0.6 + 0.004 * s)
+    alpha = np.maximum(face_a, hair_a)
+    return shaded, alpha, dict(cx=cx, cy=cy, w=w, h=h, backdrop=plane[s // 2, s // 2].copy())
+
+
+def _skin(face: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    for k in (_CHEEKS, _FOREHEAD):
+        m = regions == k
+        if m.sum() >= 8:
+            return np.median(face[m], axis=0).astype(np.float32)
+    return np.median(face[regions > 0], axis=0).astype(np.float32)
+
+
+def _wall(rng: np.random.Generator, h: int, w: int, colour: np.ndarray) -> np.ndarray:
+    """A wall: the backdrop colour, a low-frequency texture and a few pieces of clutter."""
+    import cv2
+
+    texture = cv2.resize(rng.standard_normal((6, 8)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    img = colour[None, None, :] * (1.0 + 0.04 * texture[..., None])
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    for _ in range(int(rng.integers(2, 6))):
+        kind = rng.integers(0, 4)
+        col = np.clip(colour * rng.uniform(0.55, 1.35, 3), 0.02, 0.98).astype(np.float32)
+        x0, y0 = int(rng.uniform(-0.1, 0.9) * w), int(rng.uniform(-0.1, 0.8) * h)
+        if kind == 0:  # a picture: a frame with a different inside
+            fw, fh = int(rng.uniform(0.12, 0.3) * w), int(rng.uniform(0.12, 0.3) * h)
+            cv2.rectangle(img, (x0, y0), (x0 + fw, y0 + fh), col.tolist(), -1)
+            b = max(2, fw // 10)
+            inner = np.clip(col * rng.uniform(0.6, 1.5, 3), 0.02, 0.98)
+            cv2.rectangle(img, (x0 + b, y0 + b), (x0 + fw - b, y0 + fh - b), inner.tolist(), -1)
+        elif kind == 1:  # a door or window edge: a tall band to the floor
+            fw = int(rng.uniform(0.08, 0.25) * w)
+            cv2.rectangle(img, (x0, y0), (x0 + fw, h), col.tolist(), -1)
+        elif kind == 2:  # a shelf: a thin horizontal band
+            cv2.rectangle(img, (0, y0), (w, y0 + max(2, int(0.025 * h))), col.tolist(), -1)
+        else:  # a lamp or clock
+            r = int(rng.uniform(0.04, 0.1) * min(h, w))
+            cv2.circle(img, (x0, y0), r, col.tolist(), -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(img, (0, 0), 1.0)
+
+
+def _body(img: np.ndarray, rng: np.random.Generator, *, cx: float, chin: float, face_w: float,
+          side: int, skin: np.ndarray, shirt: np.ndarray) -> None:
+    """Draw the neck and shoulders below a head whose face ellipse ends at ``chin``."""
+    import cv2
+
+    h, w = img.shape[:2]
+    top = chin + 0.04 * side
+    shoulder_w = face_w * rng.uniform(1.35, 1.6)
+    centre = (int(round(cx)), int(round(top + 0.45 * side)))
+    axes = (int(round(shoulder_w)), int(round(0.42 * side)))
+    cv2.ellipse(img, centre, axes, 0, 180, 360, shirt.tolist(), -1, cv2.LINE_AA)
+    cv2.rectangle(img, (centre[0] - axes[0], centre[1]), (centre[0] + axes[0], h), shirt.tolist(), -1)
+    neck_w = face_w * rng.uniform(0.2, 0.25)
+    neck_top = chin - 0.35 * side
+    y0, y1 = int(round(neck_top)), int(round(top + 0.12 * side))
+    x0, x1 = int(round(cx - neck_w)), int(round(cx + neck_w))
+    if y1 > y0 and x1 > x0:
+        neck = skin * 0.85
+        cv2.rectangle(img, (x0, y0), (x1, y1), neck.tolist(), -1)
+        # V-neck opening, then the shadow the chin casts on the neck.
+        pts = np.array([[x0, y1 - 1], [x1, y1 - 1], [int(round(cx)), int(round(y1 + 0.2 * side))]], np.int32)
+        cv2.fillConvexPoly(img, pts, neck.tolist(), cv2.LINE_AA)
+        ys = np.arange(max(y0, 0), min(int(round(chin + 0.12 * side)), h))
+        if len(ys):
+            fall = np.clip(1.0 - (ys - chin) / (0.12 * side), 0.0, 1.0)[:, None, None]
+            xs = slice(max(x0, 0), max(min(x1 + 1, w), 0))
+            img[ys, xs] *= 1.0 - 0.35 * fall
+
+
+# --------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------
+def _frame_size(frame_size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(frame_size, (int, np.integer)):
+        frame_size = (int(frame_size), int(frame_size))
+    try:
+        h, w = (int(v) for v in frame_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"frame_size must be an int or (height, width), got {frame_size!r}") from None
+    if h < 32 or w < 32 or (h, w) != tuple(frame_size):
+        raise ValueError(f"frame_size must be whole pixels >= 32, got {frame_size!r}; e.g. (240, 320)")
+    return h, w
+
+
+def render_framed_faces(
+    *,
+    classes: Sequence[str] | str | None = None,
+    n_subjects: int = 4,
+    per_class: int = 1,
+    face_size: int = 96,
+    frame_size: int | tuple[int, int] = (240, 320),
+    scale_jitter: float = 0.15,
+    shading: float = 1.0,
+    difficulty: float = 1.0,
+    seed: int = 0,
+    first_subject: int = 0,
+    progress: bool = False,
+) -> FramedFaces:
+    """Render synthetic faces and draw each into a larger photo-like frame.
+
+    Each face is rendered at ``face_size``, scaled by a random factor in
+    ``[1 - scale_jitter, 1 + scale_jitter]`` and drawn at a random position that keeps
+    it inside the frame, over a wall in the subject's backdrop colour with a lighting
+    gradient and clutter, with neck and shoulders below it. The whole frame then gets a
+    lighting gradient, a vignette, a slight blur and sensor noise. A subject's faces and
+    frames depend only on ``(seed, subject)``, as in :func:`~cfer.data.synthetic.render_faces`.
+
+    Args:
+        classes: Class names, or ``"basic"``, ``"compound"``, ``"basic+neutral"``,
+            ``"all"`` (default: all 22).
+        n_subjects: Number of identities.
+        per_class: Faces of each class per subject.
+        face_size: Side of the rendered face square in pixels (before the scale jitter).
+        frame_size: ``(height, width)`` of the frames, or an int for square frames.
+        scale_jitter: Relative spread of the face's size in the frame, in ``[0, 0.5)``.
+        shading: Strength of the photo shading of the head (rim darkening, eye-socket
+            shadow); 1 is the calibrated default, 0 keeps the renderer's flat faces.
+        difficulty: The renderer's nuisance scale (see :class:`~cfer.data.synthetic.SynthConfig`).
+        seed: Seed for faces and frames (private generators; the global RNG is untouched).
+        first_subject: Id of the first subject.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        A :class:`FramedFaces` with ``n_subjects * len(classes) * per_class`` frames.
+
+    Raises:
+        ValueError: If the scaled face does not fit into the frame, or for bad sizes.
+
+    Example:
+        >>> photos = render_framed_faces(classes="basic", n_subjects=1, per_class=1, seed=3)
+        >>> len(photos), photos.frame_size
+        (6, (240, 320))
+    """
+    import cv2
+
+    h, w = _frame_size(frame_size)
+    if not isinstance(face_size, (int, np.integer)) or not 32 <= face_size <= 512:
+        raise ValueError(f"face_size must be an int in [32, 512] pixels, got {face_size!r}")
+    if not 0.0 <= float(scale_jitter) < 0.5:
+        raise ValueError(f"scale_jitter must lie in [0, 0.5) (0.15 is the default), got {scale_jitter!r}")
+    if not 0.0 <= float(shading) <= 2.0:
+        raise ValueError(f"shading must lie in [0, 2] (1 is the default, 0 is flat), got {shading!r}")
+    largest = int(math.ceil(face_size * (1.0 + float(scale_jitter))))
+    if largest > min(h, w):
+        raise ValueError(
+            f"face_size {face_size} with scale_jitter {scale_jitter} gives faces up to {largest} px, larger "
+            f"than the frame {(h, w)}; use a frame_size of at least ({largest}, {largest}) or a smaller face_size"
+        )
+    faces = render_faces(classes=classes, n_subjects=n_subjects, per_class=per_class, image_size=int(face_size),
+                         difficulty=difficulty, seed=seed, first_subject=first_subject)
+    n = len(faces)
+    per_subject = n // n_subjects
+    images = np.empty((n, h, w, 3), np.uint8)
+    boxes = np.empty((n, 4), np.int64)
+    items = range(n)
+    if progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(items, desc="framing faces", unit="face")
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gx, gy = (gx + 0.5) / w * 2 - 1, (gy + 0.5) / h * 2 - 1
+    rng = shirt = None
+    for i in items:
+        if i % per_subject == 0:
+            k = first_subject + i // per_subject
+            rng = np.random.default_rng([seed, 7, k])
+            shirt = rng.uniform(0.1, 0.8) * rng.uniform(0.5, 1.0, 3).astype(np.float32)
+        assert rng is not None and shirt is not None
+        side = int(round(face_size * rng.uniform(1.0 - scale_jitter, 1.0 + scale_jitter)))
+        side = min(side, h, w)
+        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        face = faces.images[i].astype(np.float32) / 255.0
+        regions = faces.region_map[i]
+        if side != face_size:
+            face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA if side < face_size else cv2.INTER_LINEAR)
+            regions = cv2.resize(regions, (side, side), interpolation=cv2.INTER_NEAREST)
+        shaded, alpha, ell = _head(face, regions, shading=float(shading))
+        frame = _wall(rng, h, w, np.clip(ell["backdrop"], 0.03, 0.97))
+        _body(frame, rng, cx=left + ell["cx"], chin=top + ell["cy"] + ell["h"] / 2, face_w=ell["w"], side=side,
+              skin=_skin(face, regions), shirt=shirt)
+        window = frame[top:top + side, left:left + side]
+        window += alpha[..., None] * (shaded - window)
+        # Camera: lighting across the frame, vignette, optics blur, sensor noise.
+        phi, amp = rng.uniform(0, 2 * math.pi), rng.uniform(0.0, 0.25)
+        light = 1.0 + amp * (math.cos(phi) * gx + math.sin(phi) * gy) - rng.uniform(0.0, 0.2) * 0.5 * (gx**2 + gy**2)
+        frame *= light[..., None]
+        frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(0.4, 0.8))
+        frame += rng.normal(0.0, rng.uniform(0.004, 0.012), frame.shape).astype(np.float32)
+        images[i] = np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        boxes[i] = (top, left, top + side, left + side)
+    logger.debug("framed %d faces of %d px into %dx%d frames", n, face_size, h, w)
+    return FramedFaces(images=images, boxes=boxes, labels=faces.labels.copy(), classes=faces.classes,
+                       subjects=tuple(str(s) for s in faces.subjects), faces=faces)
+
+
+def export_photo_folder(
+    root: str | os.PathLike,
+    *,
+    photos: FramedFaces | None = None,
+    classes: Sequence[str] | str | None = None,
+    n_subjects: int = 4,
+    per_class: int = 1,
+    face_size: int = 96,
+    frame_size: int | tuple[int, int] = (240, 320),
+    seed: int = 0,
+    quality: int = 90,
+) -> int:
+    """Write framed faces as JPEG files in ImageFolder layout, with a ``boxes.csv``.
+
+    Files go to ``root/<class>/<subject>_<k>.jpg`` (e.g. ``happy/s0003_1.jpg``), so
+    ``read_image_folder(root, subject_pattern=r"^(s\\d+)_", crop_faces=PHOTO_CROPPER)``
+    reads them back with subjects. ``root/boxes.csv`` lists ``path`` (relative to
+    ``root``), ``label``, ``subject`` and the true box ``top, left, bottom, right``.
+
+    Args:
+        root: Output folder (created; existing files of the same names are overwritten).
+        photos: Frames to write; if ``None`` they are rendered from the arguments below
+            with :func:`render_framed_faces`.
+        classes: As in :func:`render_framed_faces` (only without ``photos``).
+        n_subjects: Number of identities (only without ``photos``).
+        per_class: Faces of each class per subject (only without ``photos``).
+        face_size: Side of the rendered faces (only without ``photos``).
+        frame_size: ``(height, width)`` of the frames (only without ``photos``).
+        seed: Seed (only without ``photos``).
+        quality: JPEG quality, 1-95.
+
+    Returns:
+        The number of image files written.
+
+    Example:
+        >>> export_photo_folder("photos/", classes="basic", n_subjects=2, seed=0)  # doctest: +SKIP
+        12
+    """
+    from PIL import Image
+
+    if not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 95:
+        raise ValueError(f"quality must be an int JPEG quality in [1, 95] (90 is the default), got {quality!r}")
+    if photos is None:
+        photos = render_framed_faces(classes=classes, n_subjects=n_subjects, per_class=per_class,
+                                     face_size=face_size, frame_size=frame_size, seed=seed)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    counter: dict[tuple[str, str], int] = {}
+    for i in range(len(photos)):
+        cls = photos.classes[photos.labels[i]]
+        subject = photos.subjects[i]
+        k = counter.get((cls, subject), 0)
+        counter[(cls, subject)] = k + 1
+        rel = Path(cls) / f"{subject}_{k}.jpg"
+        (root / cls).mkdir(exist_ok=True)
+        Image.fromarray(photos.images[i]).save(root / rel, quality=int(quality))
+        rows.append([rel.as_posix(), cls, subject, *(int(v) for v in photos.boxes[i])])
+    with open(root / "boxes.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "subject", "top", "left", "bottom", "right"])
+        writer.writerows(rows)
+    logger.info("wrote %d framed faces of %d classes to %s", len(rows), len(set(photos.labels.tolist())), root)
+    return len(rows)

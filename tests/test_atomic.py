@@ -1,0 +1,32 @@
+import os
+
+import pytest
+
+from cfer import atomic
+
+
+def test_a_write_that_dies_before_the_rename_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    atomic.write_json(path, {"step": 1})
+    before = path.read_bytes()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process is stopped between writing and renaming
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.write_json(path, {"step": 2, "big": list(range(10_000))})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
+
+
+def test_json_nan_becomes_null_and_figures_are_real_pngs(tmp_path):
+    import matplotlib.pyplot as plt
+
+    atomic.write_json(tmp_path / "a.json", {"x": float("nan"), "y": [1.5, float("inf")]})
+    assert (tmp_path / "a.json").read_text().replace(" ", "").replace("\n", "") == '{"x":null,"y":[1.5,null]}'
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    out = atomic.save_figure(fig, tmp_path / "sub" / "f.png", dpi=50)
+    plt.close(fig)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
