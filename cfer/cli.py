@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -168,6 +169,25 @@ def _parse_classes(text: str) -> str | list[str]:
     return text if text in ("all", "basic", "compound", "basic+neutral") else [t for t in text.split(",") if t]
 
 
+def _hide_library_notices() -> None:
+    """Drop Avalanche's and learn2learn's own notices (deprecations inside those packages,
+    "no loggers specified"): the user cannot act on them. cfer's warnings still show.
+    Filtering happens at display time because Avalanche forces its deprecation warnings on."""
+    shown = warnings.showwarning
+    if getattr(shown, "cfer_quiet", False):
+        return
+    noisy = tuple(f"{os.sep}{m}{os.sep}" for m in ("avalanche", "learn2learn"))
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if any(n in str(filename) for n in noisy) and issubclass(category, (DeprecationWarning, FutureWarning,
+                                                                             UserWarning)):
+            return
+        shown(message, category, filename, lineno, file, line)
+
+    show.cfer_quiet = True
+    warnings.showwarning = show
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from cfer.config import RunConfig, dump_config, load_config, with_overrides
 
@@ -190,10 +210,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from cfer.pipeline import run_pipeline
     from cfer.report import summary_table
 
-    if not args.verbose:  # Avalanche's and learn2learn's deprecation notices are not the user's to act on
-        for module in ("avalanche", "learn2learn"):
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
-            warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+    if not args.verbose:
+        _hide_library_notices()
     print(f"cfer run -> {out}" + (" (resuming)" if args.resume is not None else ""))
     t0 = time.perf_counter()
     try:
