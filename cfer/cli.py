@@ -142,6 +142,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--crop-faces",), "data.crop_faces", "detect and crop the face in each image before resizing"),
     (("--grey",), "data.grey", "single-channel images"),
     (("--subject-pattern",), "data.subject_pattern", r"imagefolder: regex capturing the subject, e.g. '^(s\d+)_'"),
+    (("--rafdb-basic",), "data.rafdb_basic", "rafdb: the basic RAF-DB folder (--data is the compound one)"),
+    (("--skip-invalid",), "data.skip_invalid", "skip unreadable images and images with no detectable face"),
     (("--basic",), "classes.basic", "comma-separated basic classes (the teacher's)"),
     (("--compound",), "classes.compound", "comma-separated compound classes (default: all in the data)"),
     (("--model",), "model.arch", "cfer or timm model name (resemotenet_slim, resemotenet, cfer_tiny, resnet18, ...)"),
@@ -156,13 +158,15 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--psmr-mode",), "continual.psmr_mode", "grow or limit"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),
     (("--ways",), "fewshot.ways", "classes per episode"),
+    (("--queries",), "fewshot.queries", "query faces per class in an episode"),
     (("--shots",), "fewshot.shots", "comma-separated support sizes, e.g. 1,5"),
     (("--episodes",), "fewshot.episodes", "episodes per setting"),
     (("--cam-method",), "explain.method", "gradcam, gradcam++, layercam, eigencam, xgradcam or hirescam"),
     (("--seed",), "seed", "seed of data, splits, initialisation, orders and episodes"),
     (("--threads",), "threads", "torch CPU threads"),
 ]
-_RUN_FLAGS = {"data.crop_faces", "data.grey"}
+_RUN_FLAGS = {"data.crop_faces", "data.grey", "data.skip_invalid"}
+_RUN_PATHS = ("data.path", "data.rafdb_basic", "model.weights")
 
 
 def _parse_classes(text: str) -> str | list[str]:
@@ -203,6 +207,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         base = load_config(args.config) if args.config is not None else RunConfig()
         config = with_overrides(base, given)
+        # Absolute paths in the saved config, so --resume works from any folder.
+        paths = {k: str(Path(v).resolve()) for k in _RUN_PATHS
+                 if (v := getattr(getattr(config, k.split(".")[0]), k.split(".")[1])) is not None}
+        config = with_overrides(config, paths)
         out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     if args.print_config:
         print(dump_config(config), end="")
@@ -407,6 +415,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cfer`` console script."""
+    from cfer.data.faces import FaceDetectorUnavailableError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -414,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "explain": _cmd_explain}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FaceDetectorUnavailableError) as exc:
         print(f"cfer {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -64,6 +64,10 @@ class DataConfig:
         crop_faces: Detect and crop the face in each image (Haar cascade) before resizing.
         subject_pattern: ImageFolder: regex whose one group captures the subject id from a
             file name (e.g. ``'^(s\\d+)_'``); subjects make the splits person-disjoint.
+        rafdb_basic: RAF-DB: the basic RAF-DB folder (``data.path`` is the compound one;
+            RAF-DB distributes the two sets separately and a run needs both).
+        skip_invalid: Skip images that cannot be read or hold no detectable face (counted in
+            one warning) instead of stopping.
         split: Train/validation/test shares of subjects when the data has no split of its own.
         synthetic_subjects: Synthetic faces: subjects in train, validation and test.
         synthetic_per_class: Synthetic faces: faces per class per subject.
@@ -76,6 +80,8 @@ class DataConfig:
     grey: bool = False
     crop_faces: bool = False
     subject_pattern: str | None = None
+    rafdb_basic: str | None = None
+    skip_invalid: bool = False
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)
     synthetic_subjects: tuple[int, int, int] = (16, 4, 8)
     synthetic_per_class: int = 4
@@ -95,6 +101,18 @@ class DataConfig:
             raise ValueError(f"unknown data.format {self.format!r}{hint}; choose one of {list(FORMATS)}")
         if self.format is not None and self.path is None:
             raise ValueError("data.format was given without data.path; add --data PATH or drop --format")
+        if self.format == "fer2013":
+            raise ValueError("FER2013 holds only basic expressions, and a run needs compound classes too; put "
+                             "FER2013's basic images and your compound images in one CSV manifest (--format csv)")
+        if self.format == "rafdb" and self.rafdb_basic is None:
+            raise ValueError("RAF-DB's basic and compound sets are separate folders and a run needs both: give the "
+                             "compound folder as --data and the basic one as --rafdb-basic")
+        if self.rafdb_basic is not None:
+            if self.format != "rafdb":
+                raise ValueError("data.rafdb_basic applies to --format rafdb only; drop --rafdb-basic")
+            if not Path(self.rafdb_basic).is_dir():
+                raise ValueError(f"data.rafdb_basic {self.rafdb_basic!r} is not a folder; give the basic RAF-DB "
+                                 "folder that holds EmoLabel/ and Image/")
         _positive("data", "image_size", self.image_size)
         if self.image_size < 16:
             raise ValueError(f"data.image_size must be >= 16 pixels, got {self.image_size}; 48 or 64 suit the "

@@ -240,9 +240,13 @@ def run_pipeline(config: RunConfig, *, out_dir: str | Path, resume: bool = False
         "fewshot": fewshot,
         "explain": explain,
     }
+    # Seconds spent on each stage, summed over this call and the calls before a kill.
+    before = json.loads((run / "timing.json").read_text()) if resume and (run / "timing.json").is_file() else {}
+    timing = {k: before.get(k, 0.0) + v for k, v in timing.items()}
+    timing["invocations"] = int(before.get("invocations", 0)) + 1
     t0 = time.perf_counter()
     write_report(run, metrics=metrics, config=config, timing=timing)
-    timing["report_s"] = time.perf_counter() - t0
+    timing["report_s"] = before.get("report_s", 0.0) + time.perf_counter() - t0
     write_json(run / "timing.json", timing)
     return metrics
 

@@ -65,7 +65,8 @@ def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:
     d = config.data
     if d.path is None:
         raise ValueError("load_dataset needs data.path; synthetic faces are rendered by prepare_data")
-    common = dict(image_size=d.image_size, channels=1 if d.grey else 3, progress=progress)
+    common = dict(image_size=d.image_size, channels=1 if d.grey else 3, progress=progress,
+                  skip_invalid=d.skip_invalid)
     if d.format in ("rafdb", "fer2013") and d.crop_faces:
         raise ValueError(f"data.crop_faces does not apply to {d.format}: its images are already aligned faces; "
                          "drop --crop-faces")
@@ -78,8 +79,24 @@ def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:
     if d.format == "csv":
         return folders.read_csv_manifest(d.path, crop_faces=d.crop_faces, **common)
     if d.format == "rafdb":
-        return folders.read_rafdb(d.path, subset="compound", **common)
+        return _concat(folders.read_rafdb(d.rafdb_basic, subset="basic", **common),
+                       folders.read_rafdb(d.path, subset="compound", **common))
     return folders.read_fer2013(d.path, **common)
+
+
+def _concat(a: FaceDataset, b: FaceDataset) -> FaceDataset:
+    """Two datasets as one (labels re-indexed into the union of their classes)."""
+    classes = tuple(dict.fromkeys([*a.classes, *b.classes]))
+    index = {c: i for i, c in enumerate(classes)}
+
+    def col(name: str):  # noqa: ANN202
+        x, y = getattr(a, name), getattr(b, name)
+        return None if x is None or y is None else [*x, *y]
+
+    return FaceDataset(images=np.concatenate([a.images, b.images]), classes=classes,
+                       labels=np.concatenate([[index[a.classes[i]] for i in a.labels],
+                                              [index[b.classes[i]] for i in b.labels]]).astype(np.int64),
+                       subjects=col("subjects"), splits=col("splits"), paths=col("paths"))
 
 
 def _three_splits(ds: FaceDataset, config: RunConfig) -> dict[str, FaceDataset]:

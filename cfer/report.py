@@ -86,7 +86,7 @@ def _tables(run: Path, metrics: dict) -> list[Path]:
     steps = []
     for k, r in enumerate(metrics["continual"]["orders"]):
         matrix = [[i, *row, *([""] * (len(r["matrix"]) - len(row)))] for i, row in enumerate(r["matrix"])]
-        header = ["after_step", *["+".join(c) if len(c) <= 3 else "basic" for c in r["step_classes"]]]
+        header = ["after_step", *["basic" if j == 0 else "+".join(c) for j, c in enumerate(r["step_classes"])]]
         out.append(write_text(run / "tables" / f"accuracy_matrix_order{k}.csv", _csv(matrix, header)))
         for i in range(len(r["matrix"])):
             steps.append([k, i, " ".join(r["step_classes"][i]), r["seen_accuracy"][i], r["basic_kept"][i],
@@ -170,7 +170,9 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         parts.append(_figure(f"explain/{name}/regions.png", f"Region attention of the {name} per class."))
     links = "".join(f'<li><a href="{html.escape(p.relative_to(run).as_posix())}">'
                     f"{html.escape(p.relative_to(run).as_posix())}</a></li>" for p in files)
-    secs = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timing.items())
+    secs = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timing.items() if k.endswith("_s"))
+    if timing.get("invocations", 1) > 1:
+        secs += f" (summed over {timing['invocations']} invocations: the run was resumed)"
     parts += [f"<h2>Files</h2><ul>{links}</ul><p>Time: {html.escape(secs)}.</p>",
               f"<h2>Configuration</h2><pre>{html.escape(dump_config(config))}</pre>"]
     body = "\n".join(parts)

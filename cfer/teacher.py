@@ -239,6 +239,8 @@ def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Mod
                          f"refused for safety): {type(exc).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != "cfer-model/1":
         raise ValueError(f"{path} is not a cfer model file (save one with cfer.teacher.save_model)")
+    if img_size is None:  # fixed-grid models (ViTs) are rebuilt at the size they were trained at
+        img_size = (payload.get("extra") or {}).get("image_size")
     model = build_model(arch=payload["arch"], num_classes=payload["num_classes"], in_chans=payload["in_chans"],
                         img_size=img_size)
     model.load_state_dict(payload["state_dict"])

@@ -53,3 +53,15 @@ def test_teacher_refuses_leaky_splits(splits):
         train_teacher(train=splits["train"], val=splits["train"])
     with pytest.raises(ValueError, match="max_epochs must be >= 1"):
         TeacherConfig(max_epochs=0)
+
+
+def test_a_fixed_grid_model_reloads_at_the_size_it_was_saved_at(tmp_path):
+    from cfer.teacher import build_model, load_model, save_model
+
+    vit = build_model(arch="vit_tiny_patch16_224", num_classes=3, img_size=32)
+    path = save_model(vit, tmp_path / "vit.pt", arch="vit_tiny_patch16_224", classes=("happy", "sad", "angry"),
+                      extra={"image_size": 32})
+    model, classes = load_model(path)
+    x = torch.rand(2, 3, 32, 32)
+    vit.eval()
+    assert torch.allclose(model(x), vit(x)) and classes == ("happy", "sad", "angry")

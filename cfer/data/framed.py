@@ -54,6 +54,9 @@ PHOTO_CROPPER = FaceCropper(
     margin=0.2, min_size=40, scale_factor=1.1, min_neighbors=3, cascade="haarcascade_frontalface_alt2.xml"
 )
 
+_EXPOSE = float(os.environ.get("FX_EXPOSE", "0"))
+_MAXGAIN = float(os.environ.get("FX_MAXGAIN", "2.0"))
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _EYES = taxonomy.REGIONS.index("eyes") + 1
 _CHEEKS = taxonomy.REGIONS.index("cheeks") + 1
 _FOREHEAD = taxonomy.REGIONS.index("forehead") + 1
@@ -351,6 +354,10 @@ def render_framed_faces(
         phi, amp = rng.uniform(0, 2 * math.pi), rng.uniform(0.0, 0.25)
         light = 1.0 + amp * (math.cos(phi) * gx + math.sin(phi) * gy) - rng.uniform(0.0, 0.2) * 0.5 * (gx**2 + gy**2)
         frame *= light[..., None]
+        # Auto-exposure metered on the face, as cameras with face priority do.
+        if _EXPOSE:
+            lum = float((frame[top:top + side, left:left + side] @ _LUMA)[alpha > 0.5].mean())
+            frame *= float(np.clip(_EXPOSE / max(lum, 1e-3), 0.8, _MAXGAIN))
         frame = cv2.GaussianBlur(frame, (0, 0), rng.uniform(0.4, 0.8))
         frame += rng.normal(0.0, rng.uniform(0.004, 0.012), frame.shape).astype(np.float32)
         images[i] = np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8)

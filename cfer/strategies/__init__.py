@@ -1,4 +1,5 @@
 """Continual strategies: the growing classifier, cfer's plugins, the baselines and a runner.
 
-Importing this package imports Avalanche (a few seconds); ``import cfer`` does not.
+Its modules import Avalanche (a few seconds) when they are imported; ``import cfer`` and
+``import cfer.strategies`` do not.
 """
