@@ -140,6 +140,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--format",), "data.format", "imagefolder, csv, rafdb or fer2013 (with --data)"),
     (("--image-size",), "data.image_size", "image side in pixels"),
     (("--crop-faces",), "data.crop_faces", "detect and crop the face in each image before resizing"),
+    (("--crop-cascade",), "data.crop_cascade", "Haar cascade of the face crop, e.g. "
+                                                "haarcascade_frontalface_alt2.xml"),
     (("--grey",), "data.grey", "single-channel images"),
     (("--subject-pattern",), "data.subject_pattern", r"imagefolder: regex capturing the subject, e.g. '^(s\d+)_'"),
     (("--rafdb-basic",), "data.rafdb_basic", "rafdb: the basic RAF-DB folder (--data is the compound one)"),

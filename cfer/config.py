@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,10 @@ class DataConfig:
         image_size: Side of the square images the models see.
         grey: Read/render single-channel images.
         crop_faces: Detect and crop the face in each image (Haar cascade) before resizing.
+        crop_cascade: Haar cascade file (in OpenCV's ``cv2.data.haarcascades``) of the face
+            crop; ``haarcascade_frontalface_alt2.xml`` finds more faces in some photos.
+        crop_min_neighbors: Overlapping detections a face needs (higher: fewer false faces).
+        crop_margin: Border around the detected face box, as a fraction of its side.
         subject_pattern: ImageFolder: regex whose one group captures the subject id from a
             file name (e.g. ``'^(s\\d+)_'``); subjects make the splits person-disjoint.
         rafdb_basic: RAF-DB: the basic RAF-DB folder (``data.path`` is the compound one;
@@ -79,6 +84,9 @@ class DataConfig:
     image_size: int = 48
     grey: bool = False
     crop_faces: bool = False
+    crop_cascade: str = "haarcascade_frontalface_default.xml"
+    crop_min_neighbors: int = 5
+    crop_margin: float = 0.2
     subject_pattern: str | None = None
     rafdb_basic: str | None = None
     skip_invalid: bool = False
@@ -114,6 +122,20 @@ class DataConfig:
                 raise ValueError(f"data.rafdb_basic {self.rafdb_basic!r} is not a folder; give the basic RAF-DB "
                                  "folder that holds EmoLabel/ and Image/")
         _positive("data", "image_size", self.image_size)
+        if self.crop_faces:
+            from cfer.data.faces import FaceCropper, _load_cascade
+
+            try:
+                FaceCropper(margin=self.crop_margin, min_neighbors=self.crop_min_neighbors, cascade=self.crop_cascade)
+                import cv2
+
+                shipped = sorted(os.listdir(cv2.data.haarcascades)) if getattr(cv2, "data", None) else []
+                if shipped and self.crop_cascade not in shipped:
+                    faces = [c for c in shipped if "face" in c]
+                    raise ValueError(f"unknown data.crop_cascade {self.crop_cascade!r}; OpenCV ships {faces}")
+                _load_cascade(self.crop_cascade)
+            except (ValueError, RuntimeError) as exc:
+                raise ValueError(str(exc) if str(exc).startswith("unknown") else f"data.crop_*: {exc}") from None
         if self.image_size < 16:
             raise ValueError(f"data.image_size must be >= 16 pixels, got {self.image_size}; 48 or 64 suit the "
                              "CPU models, 224 the ImageNet backbones")

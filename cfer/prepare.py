@@ -73,11 +73,16 @@ def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:
     if d.subject_pattern is not None and d.format != "imagefolder":
         raise ValueError("data.subject_pattern applies to imagefolder data only; a CSV manifest has a "
                          "'subject' column instead")
+    crop = False
+    if d.crop_faces:
+        from cfer.data.faces import FaceCropper
+
+        crop = FaceCropper(margin=d.crop_margin, min_neighbors=d.crop_min_neighbors, cascade=d.crop_cascade)
     if d.format == "imagefolder":
-        return folders.read_image_folder(d.path, crop_faces=d.crop_faces, subject_pattern=d.subject_pattern,
+        return folders.read_image_folder(d.path, crop_faces=crop, subject_pattern=d.subject_pattern,
                                          **common)
     if d.format == "csv":
-        return folders.read_csv_manifest(d.path, crop_faces=d.crop_faces, **common)
+        return folders.read_csv_manifest(d.path, crop_faces=crop, **common)
     if d.format == "rafdb":
         return _concat(folders.read_rafdb(d.rafdb_basic, subset="basic", **common),
                        folders.read_rafdb(d.path, subset="compound", **common))

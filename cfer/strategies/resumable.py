@@ -150,8 +150,9 @@ def run_order(*, stream, teacher: nn.Module, settings: ContinualConfig, memory_s
     strategy = _make_strategy(student, optimizer, teacher, settings, memory_size, len(stream.class_names))
     start = 0
     if state is not None:
-        strategy.optimized_param_id = {n: p for group in state["optimizer_params"] for n, p in
-                                       ((n, dict(student.named_parameters())[n]) for n in group)}
+        # Avalanche tracks the optimised parameters by name; without this it would reset the
+        # optimiser's state on its first call, unlike the uninterrupted run.
+        strategy.optimized_param_id = {n: params[n] for group in state["optimizer_params"] for n in group}
         for k, v in state["clock"].items():
             setattr(strategy.clock, k, v)
         _replay_policy(strategy).load_state_dict(state["buffer"], datasets=[e.dataset for e in stream.train_stream])
