@@ -108,3 +108,36 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path):
     b = json.loads((cut / "metrics.json").read_text())
     assert len(a["continual"]["orders"][0]["matrix"]) == 11
     assert _comparable(b) == _comparable(a)
+
+
+@pytest.mark.slow
+def test_cfer_run_on_an_image_folder_of_photos_that_need_face_cropping(tmp_path, capsys):
+    from cfer.data.framed import PHOTO_CROPPER, export_photo_folder, render_framed_faces
+
+    photos = render_framed_faces(n_subjects=10, per_class=2, face_size=64, frame_size=(160, 200), seed=3)
+    n = export_photo_folder(tmp_path / "photos", photos=photos)
+    assert n == len(photos) == 22 * 10 * 2  # neutral too: a run ignores classes it is not given
+    config = tmp_path / "photos.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"image_size": 32, "crop_cascade": PHOTO_CROPPER.cascade, "crop_margin": PHOTO_CROPPER.margin,
+                 "crop_min_neighbors": PHOTO_CROPPER.min_neighbors},
+        "model": {"arch": "cfer_tiny"}, "teacher": {"epochs": 2},
+        "continual": {"epochs": 1, "per_step": 5},
+        "fewshot": {"episodes": 50, "shots": [1], "queries": 2}, "explain": {"per_class": 1}}))
+    out = tmp_path / "run"
+    code = cli.main(["run", "--config", str(config), "--data", str(tmp_path / "photos"), "--format", "imagefolder",
+                     "--crop-faces", "--subject-pattern", r"^(s\d+)_", "--skip-invalid", "--out", str(out),
+                     "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert f"report: {(out / 'report.html').resolve()}" in captured.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    d = metrics["data"]
+    assert d["source"].startswith("imagefolder data at ")
+    kept = d["n_train"] + d["n_val"] + d["n_test"]
+    assert kept >= 0.95 * n  # faces found in (nearly) every photo
+    assert len(d["basic"]) == 6 and len(d["compound"]) == 10 and len(d["holdout"]) == 5
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["path"] == str((tmp_path / "photos").resolve())  # --resume works from anywhere
+    assert len(metrics["continual"]["orders"][0]["matrix"]) == 3
+    assert (out / "explain" / "student" / "overlays.png").is_file()

@@ -105,7 +105,7 @@ def analyse(
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        order = [c for c in taxonomy.ALL_CLASSES if c in faces.classes][:max_grid]
+        order = [c for c in taxonomy.ALL_CLASSES if c in per_class][:max_grid]  # classes with faces here
         pick = [int(np.flatnonzero(np.asarray(names) == c)[0]) for c in order]
         imgs = faces.images[pick]
         fig = overlay_grid(imgs, cams[pick], order, columns=min(11, len(pick)),
