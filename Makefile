@@ -47,6 +47,8 @@ test: install browser
 benchmarks: install
 	$(BIN)/python benchmarks/synth_speed.py
 	$(BIN)/python benchmarks/synth_calibration.py
+	$(BIN)/python benchmarks/framed_detection.py
+	$(BIN)/python benchmarks/run_job.py
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info

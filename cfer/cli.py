@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--export", type=Path, default=None,
                    help="also write the faces as an ImageFolder (class folders of PNGs) with manifest.csv")
     s.add_argument("--per-class", type=_positive_int, default=1, help="faces per class per subject")
+    s.add_argument("--photos", action="store_true",
+                   help="with --export: write photo-like JPEG frames that need face cropping (cfer.data.framed) "
+                        "instead of face crops")
 
     d = sub.add_parser("data", help="load a dataset and print its summary")
     d.add_argument("path", type=Path, help="dataset root folder or CSV file")
@@ -142,6 +145,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--crop-faces",), "data.crop_faces", "detect and crop the face in each image before resizing"),
     (("--crop-cascade",), "data.crop_cascade", "Haar cascade of the face crop, e.g. "
                                                 "haarcascade_frontalface_alt2.xml"),
+    (("--crop-margin",), "data.crop_margin", "border around the detected face, as a fraction of its side"),
+    (("--crop-min-neighbors",), "data.crop_min_neighbors", "overlapping detections a face needs"),
     (("--grey",), "data.grey", "single-channel images"),
     (("--subject-pattern",), "data.subject_pattern", r"imagefolder: regex capturing the subject, e.g. '^(s\d+)_'"),
     (("--rafdb-basic",), "data.rafdb_basic", "rafdb: the basic RAF-DB folder (--data is the compound one)"),
@@ -176,11 +181,11 @@ def _parse_classes(text: str) -> str | list[str]:
 
 
 def _hide_library_notices() -> None:
-    """Drop Avalanche's and learn2learn's own notices (deprecations inside those packages,
-    "no loggers specified"): the user cannot act on them. cfer's warnings still show.
+    """Show warnings as one plain line, and drop Avalanche's and learn2learn's own notices
+    (deprecations inside those packages, "no loggers specified"): the user cannot act on
+    them. cfer's warnings still show.
     Filtering happens at display time because Avalanche forces its deprecation warnings on."""
-    shown = warnings.showwarning
-    if getattr(shown, "cfer_quiet", False):
+    if getattr(warnings.showwarning, "cfer_quiet", False):
         return
     noisy = tuple(f"{os.sep}{m}{os.sep}" for m in ("avalanche", "learn2learn"))
 
@@ -188,7 +193,7 @@ def _hide_library_notices() -> None:
         if any(n in str(filename) for n in noisy) and issubclass(category, (DeprecationWarning, FutureWarning,
                                                                              UserWarning)):
             return
-        shown(message, category, filename, lineno, file, line)
+        print(f"cfer: {category.__name__}: {message}", file=sys.stderr if file is None else file)
 
     show.cfer_quiet = True
     warnings.showwarning = show
@@ -252,7 +257,20 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     fig.savefig(args.out, dpi=110)
     print(faces.summary())
     print(f"rendered {len(faces)} faces in {took:.2f} s; grid written to {args.out}")
-    if args.export is not None:
+    if args.photos and args.export is None:
+        raise ValueError("--photos writes photo-like frames to the --export folder; add --export DIR")
+    if args.export is not None and args.photos:
+        from cfer.data.framed import PHOTO_CROPPER, export_photo_folder, render_framed_faces
+
+        photos = render_framed_faces(classes=_parse_classes(args.classes), n_subjects=args.subjects,
+                                     per_class=args.per_class, difficulty=args.difficulty, seed=args.seed,
+                                     progress=True)
+        n = export_photo_folder(args.export, photos=photos)
+        print(f"exported {n} JPEG photos ({photos.images.shape[2]}x{photos.images.shape[1]}) and boxes.csv to "
+              f"{args.export}; read them with face cropping, e.g.\n  cfer run --data {args.export} --format "
+              f"imagefolder --crop-faces --crop-cascade {PHOTO_CROPPER.cascade} --crop-margin "
+              f"{PHOTO_CROPPER.margin} --crop-min-neighbors {PHOTO_CROPPER.min_neighbors} --subject-pattern '^(s\\d+)_'")
+    elif args.export is not None:
         n = _export_imagefolder(faces, args.export)
         print(f"exported {n} PNG files and manifest.csv to {args.export}")
     return 0
@@ -427,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, FaceDetectorUnavailableError) as exc:
-        print(f"cfer {args.command}: error: {exc}", file=sys.stderr)
+        hint = " (on the command line: --skip-invalid)" if "skip_invalid" in str(exc) else ""
+        print(f"cfer {args.command}: error: {exc}{hint}", file=sys.stderr)
         return 2
 
 

@@ -259,7 +259,7 @@ class ContinualConfig:
     """
 
     per_step: int = 3
-    orders: int = 1
+    orders: int = 3
     order: tuple[str, ...] | None = None
     epochs: int = 4
     lr: float = 2e-3

@@ -49,3 +49,18 @@ def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
     assert "unknown expression 'sadly happy'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["synth", "--out", str(tmp_path / "g.png"), "--subjects", "0"])
+
+
+def test_synth_photos_exports_frames_that_need_cropping(tmp_path, capsys):
+    out = tmp_path / "photos"
+    assert cli.main(["synth", "--out", str(tmp_path / "g.png"), "--subjects", "2", "--classes", "happy,awed",
+                     "--export", str(out), "--photos"]) == 0
+    text = capsys.readouterr().out
+    assert "exported 4 JPEG photos (320x240) and boxes.csv" in text
+    assert "--crop-cascade haarcascade_frontalface_alt2.xml" in text
+    assert sorted(p.name for p in (out / "happy").iterdir()) == ["s0000_0.jpg", "s0001_0.jpg"]
+    with Image.open(out / "awed" / "s0001_0.jpg") as im:
+        assert im.size == (320, 240)
+    assert (out / "boxes.csv").read_text().count("\n") == 5
+    assert cli.main(["synth", "--out", str(tmp_path / "g.png"), "--photos"]) == 2
+    assert "add --export DIR" in capsys.readouterr().err
