@@ -195,10 +195,7 @@ def write_report(run_dir: str | Path, *, metrics: dict, config: RunConfig, timin
     import matplotlib.pyplot as plt
 
     run = Path(run_dir)
-    metrics = dict(metrics)
-    metrics["data"] = {**metrics["data"], "fewshot_note": "held-out compound classes" if metrics["data"]["holdout"]
-                       else "the stream's compound classes"}
-    files = [write_json(run / "metrics.json", {k: v for k, v in metrics.items()})]
+    files = [write_json(run / "metrics.json", metrics)]
     files += _tables(run, metrics)
     for name, draw in FIGURES.items():
         fig = draw(metrics)

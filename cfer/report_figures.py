@@ -128,8 +128,8 @@ def fewshot_bars(metrics: dict):  # noqa: ANN201
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8)
     n = rows[0]["episodes"]
-    ax.set_title(f"few-shot episodes on {metrics['data'].get('fewshot_note', 'compound classes')} ({n} each)",
-                 fontsize=9)
+    pool = "held-out compound classes" if metrics["data"]["holdout"] else "the stream's compound classes"
+    ax.set_title(f"few-shot episodes on {pool} ({n} each)", fontsize=9)
     fig.tight_layout()
     return fig
 

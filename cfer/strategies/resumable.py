@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import logging
 import random
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,8 @@ from torch import nn
 
 from cfer.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from cfer.config import ContinualConfig
-from cfer.metrics import ContinualResults, experience_accuracies
+from cfer.metrics import ContinualResults
+from cfer.strategies.runner import run_stream
 
 __all__ = ["run_order", "seed_everything"]
 
@@ -148,7 +148,6 @@ def run_order(*, stream, teacher: nn.Module, settings: ContinualConfig, memory_s
         seed_everything(seed)
         optimizer = torch.optim.Adam(student.parameters(), lr=settings.lr)
     strategy = _make_strategy(student, optimizer, teacher, settings, memory_size, len(stream.class_names))
-    start = 0
     if state is not None:
         # Avalanche tracks the optimised parameters by name; without this it would reset the
         # optimiser's state on its first call, unlike the uninterrupted run.
@@ -159,27 +158,12 @@ def run_order(*, stream, teacher: nn.Module, settings: ContinualConfig, memory_s
         for row, secs in zip(state["results"]["matrix"], state["results"]["step_time_s"]):
             results.add_step(accuracies=row, seconds=secs)
         set_rng_state(state["rng"])
-        start = int(state["step"]) + 1
-        logger.info("resuming %s from experience %d of %d", checkpoint, start, stream.n_steps)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+        logger.info("resuming %s from experience %d of %d", checkpoint, int(state["step"]) + 1, stream.n_steps)
 
-        bar = tqdm(total=stream.n_steps, initial=start, desc=desc, unit="step")
-    experiences = list(stream.train_stream)
-    for i in range(start, stream.n_steps):
-        t0 = time.perf_counter()
-        strategy.train(experiences[i])
-        seconds = time.perf_counter() - t0
-        metrics = strategy.eval(test[: i + 1])
-        results.add_step(accuracies=experience_accuracies(metrics, n_experiences=i + 1), seconds=seconds)
-        _save(checkpoint, step=i, strategy=strategy, optimizer=optimizer, results=results, meta=meta)
-        logger.info("experience %d: seen-class accuracy %.3f (%.1f s)", i, results.seen_accuracy[-1], seconds)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(seen=f"{results.seen_accuracy[-1]:.3f}")
-    if bar is not None:
-        bar.close()
+    def save(i: int, res: ContinualResults) -> None:
+        _save(checkpoint, step=i, strategy=strategy, optimizer=optimizer, results=res, meta=meta)
+
+    run_stream(strategy, stream, progress=progress, desc=desc, results=results, after_step=save)
     student = strategy.model
     student.eval()
     return results, student

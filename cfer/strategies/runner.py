@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from cfer.metrics import ContinualResults, experience_accuracies
 
@@ -21,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 
 def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",  # noqa: ANN001
-               evaluate_on: str = "test") -> ContinualResults:
+               evaluate_on: str = "test", results: ContinualResults | None = None,
+               after_step: Callable[[int, ContinualResults], None] | None = None) -> ContinualResults:
     """Train ``strategy`` on every experience of ``stream``, evaluating after each.
 
     Args:
@@ -32,6 +34,9 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
         desc: Label of the bar.
         evaluate_on: ``"test"`` (report) or ``"val"`` (choose hyper-parameters; the
             validation subjects are disjoint from both train and test).
+        results: Results of the steps already done (a resumed run goes on after them).
+        after_step: Called with the step index and the results after each step (e.g. to
+            write a checkpoint).
 
     Returns:
         The accuracy matrix and the derived metrics.
@@ -42,13 +47,15 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
         raise ValueError("this stream has no validation split; build it with val=... to tune on it")
     test = stream.test_stream if evaluate_on == "test" else stream.val_stream
     name = "test_stream" if evaluate_on == "test" else "train_stream"  # val experiences come from a second benchmark
-    results = ContinualResults(n_test=[len(e.dataset) for e in test])
-    steps = list(enumerate(stream.train_stream))
+    if results is None:
+        results = ContinualResults(n_test=[len(e.dataset) for e in test])
+    start = len(results.matrix)
+    steps = list(enumerate(stream.train_stream))[start:]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(steps), desc=desc, unit="step", leave=False)
+        bar = tqdm(total=start + len(steps), initial=start, desc=desc, unit="step", leave=False)
     for i, experience in steps:
         t0 = time.perf_counter()
         strategy.train(experience)
@@ -56,6 +63,8 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
         metrics = strategy.eval(test[: i + 1])
         accs = experience_accuracies(metrics, n_experiences=i + 1, stream=name)
         results.add_step(accuracies=accs, seconds=seconds)
+        if after_step is not None:
+            after_step(i, results)
         logger.info("step %d: seen-class accuracy %.3f (%.1f s)", i, results.seen_accuracy[-1], seconds)
         if bar is not None:
             bar.update(1)
