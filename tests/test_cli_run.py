@@ -141,3 +141,21 @@ def test_cfer_run_on_an_image_folder_of_photos_that_need_face_cropping(tmp_path,
     assert saved["data"]["path"] == str((tmp_path / "photos").resolve())  # --resume works from anywhere
     assert len(metrics["continual"]["orders"][0]["matrix"]) == 3
     assert (out / "explain" / "student" / "overlays.png").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_the_resume_command(tmp_path):
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump(KILL_CONFIG))
+    out = tmp_path / "run"
+    proc = _cfer("run", "--config", str(config), "--out", str(out), "--no-progress")
+    ckpt = out / "checkpoints" / "order0.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ckpt.is_file():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"interrupted; go on with: cfer run --resume {out}" in err
+    assert load_checkpoint(ckpt)["step"] >= 0  # what was done is kept, whole
