@@ -76,3 +76,20 @@ def test_missing_basic_classes_name_the_option(tmp_path):
     with pytest.raises(ValueError, match=r"basic classes \['fearful', 'angry', 'surprised', 'disgusted'\] lack .*"
                                          "choose the basic classes with --basic"):
         prepare_data(cfg)
+
+
+def test_a_csv_manifest_with_subjects_feeds_a_run(tmp_path):
+    from cfer import cli
+
+    assert cli.main(["synth", "--out", str(tmp_path / "g.png"), "--subjects", "10", "--per-class", "2",
+                     "--size", "32", "--export", str(tmp_path / "faces")]) == 0
+    cfg = config_from_dict({"data": {"path": str(tmp_path / "faces" / "manifest.csv"), "format": "csv",
+                                     "image_size": 32},
+                            "fewshot": {"shots": [1], "queries": 3}})
+    data = prepare_data(cfg)
+    rows = (tmp_path / "faces" / "manifest.csv").read_text().strip().count("\n")  # header excluded
+    assert len(data.train) + len(data.val) + len(data.test) == rows == 22 * 10 * 2
+    assert len(data.basic) == 6 and len(data.compound) == 10 and len(data.holdout) == 5
+    people = [set(d.subjects) for d in (data.train, data.val, data.test)]
+    assert not (people[0] & people[1] or people[0] & people[2] or people[1] & people[2])
+    assert sum(len(p) for p in people) == 10
