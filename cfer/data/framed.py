@@ -346,8 +346,6 @@ def render_framed_faces(
         >>> len(photos), photos.frame_size
         (6, (240, 320))
     """
-    import cv2
-
     h, w = _frame_size(frame_size)
     if not isinstance(face_size, (int, np.integer)) or not 32 <= face_size <= 512:
         raise ValueError(f"face_size must be an int in [32, 512] pixels, got {face_size!r}")
