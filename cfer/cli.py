@@ -346,7 +346,7 @@ def _load_data(path: Path, fmt: str | None, size: int | None = None):  # noqa: A
 
 def _cmd_teacher(args: argparse.Namespace) -> int:
     from cfer import taxonomy
-    from cfer.teacher import TeacherConfig, evaluate, save_model, train_teacher
+    from cfer.teacher import TeacherConfig, evaluate_classes, save_model, train_teacher
 
     classes = ((taxonomy.NEUTRAL,) if args.neutral else ()) + taxonomy.BASIC
     if args.data is None:
@@ -361,18 +361,12 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
     config = TeacherConfig(arch=args.arch, max_epochs=args.epochs, seed=args.seed, progress=True)
     result = train_teacher(train=parts["train"], val=parts["val"], config=config,
                            classes=tuple(c for c in classes if c in parts["train"].classes))
-    test = parts["test"]
-    keep = [i for i, c in enumerate(test.classes) if c in result.classes]
-    import numpy as np
-
-    sub = test.subset(np.flatnonzero(np.isin(test.labels, keep)))
-    label_map = np.array([result.classes.index(c) if c in result.classes else -1 for c in sub.classes])
-    acc = evaluate(result.model, sub, label_map=label_map)
+    acc, n_test = evaluate_classes(result.model, parts["test"], classes=result.classes)
     save_model(result.model, args.out, arch=args.arch, classes=result.classes,
                extra={"image_size": args.size, "best_epoch": result.best_epoch,
                       "val_accuracy": result.best_val_accuracy, "test_accuracy": acc})
     print(f"teacher {args.arch}: best validation accuracy {result.best_val_accuracy:.3f} at epoch "
-          f"{result.best_epoch}; test accuracy {acc:.3f} on {len(sub)} faces of unseen subjects")
+          f"{result.best_epoch}; test accuracy {acc:.3f} on {n_test} faces of unseen subjects")
     print(f"saved to {args.out}")
     return 0
 

@@ -58,7 +58,7 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
 
 def _teacher(config: RunConfig, data: RunData, path: Path, progress: bool) -> tuple[torch.nn.Module, dict]:
     from cfer.strategies.resumable import seed_everything
-    from cfer.teacher import TeacherConfig, evaluate, load_model, save_model, train_teacher
+    from cfer.teacher import TeacherConfig, evaluate_classes, load_model, save_model, train_teacher
 
     if path.is_file():
         model, _ = load_model(path)
@@ -69,11 +69,9 @@ def _teacher(config: RunConfig, data: RunData, path: Path, progress: bool) -> tu
     tc = TeacherConfig(arch=config.model.arch, lr=t.lr, batch_size=t.batch_size, max_epochs=t.epochs,
                        patience=t.patience, seed=config.seed, progress=progress, weights=config.model.weights)
     result = train_teacher(train=data.train, val=data.val, config=tc, classes=data.basic)
-    test = data.test
-    sub = test.subset(np.flatnonzero(np.isin(np.asarray(test.classes)[test.labels], result.classes)))
-    label_map = np.array([result.classes.index(c) if c in result.classes else -1 for c in sub.classes])
+    test_accuracy, _ = evaluate_classes(result.model, data.test, classes=result.classes)
     info = {"image_size": config.data.image_size, "best_epoch": result.best_epoch,
-            "val_accuracy": result.best_val_accuracy, "test_accuracy": evaluate(result.model, sub, label_map=label_map),
+            "val_accuracy": result.best_val_accuracy, "test_accuracy": test_accuracy,
             "epochs_run": len(result.history), "history": result.history}
     save_model(result.model, path, arch=config.model.arch, classes=result.classes, extra=info)
     return result.model, info

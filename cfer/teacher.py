@@ -29,7 +29,8 @@ from cfer import taxonomy
 from cfer.atomic import torch_save
 from cfer.data.base import FaceDataset
 
-__all__ = ["TeacherConfig", "TeacherResult", "build_model", "train_teacher", "evaluate", "save_model", "load_model"]
+__all__ = ["TeacherConfig", "TeacherResult", "build_model", "train_teacher", "evaluate", "evaluate_classes",
+           "save_model", "load_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,18 @@ def evaluate(model: nn.Module, data: FaceDataset, *, batch_size: int = 256, labe
         correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
     model.train(was)
     return correct / max(len(x), 1)
+
+
+def evaluate_classes(model: nn.Module, data: FaceDataset, *, classes: tuple[str, ...]) -> tuple[float, int]:
+    """Accuracy of ``model`` (outputs in ``classes`` order) on the items of ``data`` whose class
+    is one of ``classes``; returns ``(accuracy, number of items)``.
+
+    Example:
+        >>> acc, n = evaluate_classes(teacher, test, classes=("happy", "sad"))   # doctest: +SKIP
+    """
+    sub = data.subset(np.flatnonzero(np.isin(np.asarray(data.classes)[data.labels], list(classes))))
+    label_map = np.array([classes.index(c) if c in classes else -1 for c in sub.classes])
+    return evaluate(model, sub, label_map=label_map), len(sub)
 
 
 def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig = TeacherConfig(),
