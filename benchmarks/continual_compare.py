@@ -29,10 +29,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cfer.data.synthetic import make_synthetic_splits  # noqa: E402
-from cfer.scenarios import compound_orders, make_stream  # noqa: E402
-from cfer.strategies.factory import STRATEGIES, CferConfig, make_strategy  # noqa: E402
-from cfer.strategies.runner import basic_epochs_plugin, run_stream  # noqa: E402
-from cfer.teacher import build_model  # noqa: E402
+from cfer.continual.stream import compound_orders, make_stream  # noqa: E402
+from cfer.continual.factory import STRATEGIES, CferConfig, make_strategy  # noqa: E402
+from cfer.continual.plugins.epochs import BasicEpochsPlugin  # noqa: E402
+from cfer.continual.runner import run_stream  # noqa: E402
+from cfer.continual.growing import build_model  # noqa: E402
 
 COLUMNS = [
     ("average_accuracy", "avg acc over steps"),
@@ -85,7 +86,7 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
                         seed=args.seed)
     model.load_state_dict(copy.deepcopy(init_state))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    epochs = basic_epochs_plugin(basic_epochs=args.basic_epochs, later_epochs=args.epochs)
+    epochs = BasicEpochsPlugin(basic_epochs=args.basic_epochs, later_epochs=args.epochs)
     cfer_opts = CferConfig(distillation={"gamma0": args.gamma0, "feature_weight": args.feature_weight},
                            psmr={"mode": args.psmr_mode},
                            logit_adjustment=args.logit_adjustment if name == "cfer+la" else 0.0)

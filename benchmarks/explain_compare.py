@@ -33,13 +33,16 @@ import torch  # noqa: E402
 
 from cfer import taxonomy  # noqa: E402
 from cfer.data.synthetic import make_synthetic_splits, render_faces  # noqa: E402
-from cfer.explain.analysis import analyse, cam_targets  # noqa: E402
+from cfer.explain.analysis import analyse  # noqa: E402
+from cfer.explain.figures import save_analysis  # noqa: E402
 from cfer.explain.compare import correlation, mean_maps  # noqa: E402
 from cfer.explain.gradcam import explain  # noqa: E402
-from cfer.scenarios import make_stream  # noqa: E402
-from cfer.strategies.factory import make_strategy  # noqa: E402
-from cfer.strategies.runner import basic_epochs_plugin, run_stream  # noqa: E402
-from cfer.teacher import TeacherConfig, build_model, train_teacher  # noqa: E402
+from cfer.continual.stream import make_stream  # noqa: E402
+from cfer.continual.factory import make_strategy  # noqa: E402
+from cfer.continual.plugins.epochs import BasicEpochsPlugin  # noqa: E402
+from cfer.continual.runner import run_stream  # noqa: E402
+from cfer.continual.teacher import TeacherConfig, train_teacher  # noqa: E402
+from cfer.continual.growing import build_model  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         opt = torch.optim.Adam(model.parameters(), lr=2e-3)
         strategy = make_strategy(name, model=model, optimizer=opt, train_epochs=4, train_mb_size=32,
                                  memory_size=int(0.3 * len(splits["train"])), total_classes=21,
-                                 plugins=[basic_epochs_plugin(basic_epochs=6, later_epochs=4)])
+                                 plugins=[BasicEpochsPlugin(basic_epochs=6, later_epochs=4)])
         res = run_stream(strategy, stream)
         print(f"  {name} student: final accuracy {res.final_accuracy:.3f}", file=sys.stderr)
         models[f"{name} student"] = (model, stream.class_names)
@@ -83,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     summaries, basic_means = {}, {}
     for name, (model, classes) in models.items():
         out = None if args.out is None else args.out / name.replace(" ", "_")
-        summaries[name] = analyse(model, classes=classes, faces=faces, method=args.method, out_dir=out, title=name)
-        x = faces.tensors()[0]
-        names = [faces.classes[i] for i in faces.labels]
-        cams = explain(model, x, method=args.method, targets=cam_targets(model, x, names, list(classes)))
-        basic_means[name] = mean_maps(cams, faces.labels, faces.classes)
+        result = analyse(model, classes=classes, faces=faces, method=args.method)
+        if out is not None:
+            save_analysis(result, out, title=name)
+        summaries[name] = result.summary
+        basic_means[name] = mean_maps(result.cams, faces.labels, faces.classes)
     kept = {name: {b: correlation(basic_means[name][b], basic_means["teacher"][b]) for b in taxonomy.BASIC}
             for name in ("cfer student", "naive student")}
     total = time.perf_counter() - t_start

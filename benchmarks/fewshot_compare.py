@@ -36,11 +36,13 @@ import torch  # noqa: E402
 
 from cfer import taxonomy  # noqa: E402
 from cfer.data.synthetic import make_synthetic_splits, render_faces  # noqa: E402
-from cfer.episodes import EpisodeConfig, embed, evaluate_embeddings, sample_episodes  # noqa: E402
-from cfer.scenarios import compound_orders, make_stream  # noqa: E402
-from cfer.strategies.factory import make_strategy  # noqa: E402
-from cfer.strategies.runner import basic_epochs_plugin, run_stream  # noqa: E402
-from cfer.teacher import TeacherConfig, build_model, train_teacher  # noqa: E402
+from cfer.fewshot.episodes import EpisodeConfig, embed, evaluate_embeddings, sample_episodes  # noqa: E402
+from cfer.continual.stream import compound_orders, make_stream  # noqa: E402
+from cfer.continual.factory import make_strategy  # noqa: E402
+from cfer.continual.plugins.epochs import BasicEpochsPlugin  # noqa: E402
+from cfer.continual.runner import run_stream  # noqa: E402
+from cfer.continual.teacher import TeacherConfig, train_teacher  # noqa: E402
+from cfer.continual.growing import build_model  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,7 +78,7 @@ def train_students(splits, seen, args):  # noqa: ANN001, ANN201
         strategy = make_strategy(name, model=model, optimizer=opt, train_epochs=4, train_mb_size=32,
                                  memory_size=int(0.3 * sum(len(e.dataset) for e in stream.train_stream)),
                                  total_classes=len(stream.class_names),
-                                 plugins=[basic_epochs_plugin(basic_epochs=8, later_epochs=4)])
+                                 plugins=[BasicEpochsPlugin(basic_epochs=8, later_epochs=4)])
         torch.manual_seed(args.seed)
         res = run_stream(strategy, stream)
         print(f"  {name} student: final seen-class test accuracy {res.final_accuracy:.3f}", file=sys.stderr)

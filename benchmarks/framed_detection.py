@@ -1,7 +1,7 @@
 """How well does the Haar face cropper find synthetic faces drawn into photo-like frames?
 
 Renders framed faces of all 21 expression classes (6 basic + 15 compound) with
-:func:`cfer.data.framed.render_framed_faces`, several seeds and disjoint subjects, runs a
+:func:`cfer.data.synthetic.framed.render_framed_faces`, several seeds and disjoint subjects, runs a
 :class:`cfer.data.faces.FaceCropper` on each whole frame (it never sees the true box)
 and prints a markdown table per kind of class: faces, detection rate (any face found),
 mean IoU of the crop box with the true face box over detected faces, share of all faces
@@ -11,7 +11,7 @@ Usage:
     python benchmarks/framed_detection.py [--seeds 0 1 ... 7] [--subjects 5] [--face-size 96]
         [--frame 240 320] [--shading 1.0] [--cropper photo|default]
 
-``--cropper photo`` is :data:`cfer.data.framed.PHOTO_CROPPER` (the documented settings);
+``--cropper photo`` is :data:`cfer.data.synthetic.framed.PHOTO_CROPPER` (the documented settings);
 ``default`` is ``FaceCropper()``, i.e. what ``crop_faces=True`` uses.
 """
 
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 from cfer import taxonomy  # noqa: E402
 from cfer.data.faces import FaceCropper, NoFaceFoundError  # noqa: E402
-from cfer.data.framed import PHOTO_CROPPER, box_iou, render_framed_faces  # noqa: E402
+from cfer.data.synthetic.framed import PHOTO_CROPPER, box_iou, render_framed_faces  # noqa: E402
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from cfer.data.synthetic import render_faces  # noqa: E402
 from cfer.explain.gradcam import explain  # noqa: E402
-from cfer.teacher import build_model  # noqa: E402
+from cfer.continual.growing import build_model  # noqa: E402
 
 
 def main() -> None:

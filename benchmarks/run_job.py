@@ -26,9 +26,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np  # noqa: E402
 
-from cfer.config import RunConfig, config_from_dict, load_config  # noqa: E402
-from cfer.pipeline import run_pipeline  # noqa: E402
-from cfer.strategies import resumable  # noqa: E402
+from cfer.app.config import RunConfig  # noqa: E402
+from cfer.app.config_io import config_from_dict, load_config  # noqa: E402
+from cfer.app.pipeline import run_pipeline  # noqa: E402
+from cfer.continual import resume as resumable  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

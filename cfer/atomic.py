@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_bytes", "write_text", "write_json", "save_figure", "torch_save"]
+__all__ = ["write_bytes", "write_text", "write_json", "jsonable", "save_figure", "torch_save"]
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -58,18 +59,33 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
-    """Write ``obj`` as JSON atomically (NaN is written as ``null``)."""
-    return write_text(path, json.dumps(_finite(obj), indent=indent, default=str))
+    """Write ``obj`` as JSON atomically (NaN is written as ``null``; see :func:`jsonable`)."""
+    return write_text(path, json.dumps(jsonable(obj), indent=indent))
 
 
-def _finite(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` as the values reading its JSON back would give: NaN and ±inf become
+    ``None``, tuples lists, NumPy scalars Python numbers, mapping keys strings; anything
+    else that JSON cannot hold becomes its ``str``.
+
+    Example:
+        >>> jsonable({"a": (1.5, float("nan")), 2: "x"})
+        {'a': [1.5, None], '2': 'x'}
+    """
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
     if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
+        return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+        return [jsonable(v) for v in obj]
+    item = getattr(obj, "item", None)  # NumPy and torch scalars
+    if callable(item) and getattr(obj, "ndim", 1) == 0:
+        return jsonable(item())
+    return str(obj)
 
 
 def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:

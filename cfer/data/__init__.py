@@ -3,16 +3,25 @@
 Every loader returns a :class:`cfer.data.FaceDataset` of decoded uint8 images whose labels
 index canonical class names from :mod:`cfer.taxonomy`. OpenCV (face cropping) is imported
 only when a face is first detected.
+
+Example:
+    >>> from cfer.data import FORMATS, FaceDataset
+    >>> "imagefolder" in FORMATS
+    True
 """
 
 from cfer.data.base import FaceDataset
+from cfer.data.export import export_image_folder
 from cfer.data.faces import FaceCropper, FaceDetectorUnavailableError, NoFaceFoundError, crop_face
-from cfer.data.folders import (
+from cfer.data.readers import (
+    FORMATS,
     IMAGE_EXTENSIONS,
+    READERS,
     DatasetError,
     DatasetNotFoundError,
     SkippedItemsWarning,
     read_csv_manifest,
+    read_dataset,
     read_fer2013,
     read_image_folder,
     read_rafdb,
@@ -25,10 +34,14 @@ __all__ = [
     "FaceDetectorUnavailableError",
     "NoFaceFoundError",
     "crop_face",
+    "export_image_folder",
+    "FORMATS",
+    "READERS",
     "IMAGE_EXTENSIONS",
     "DatasetError",
     "DatasetNotFoundError",
     "SkippedItemsWarning",
+    "read_dataset",
     "read_csv_manifest",
     "read_fer2013",
     "read_image_folder",

@@ -30,6 +30,7 @@ __all__ = [
     "FaceDetectorUnavailableError",
     "FaceCropper",
     "crop_face",
+    "shipped_cascades",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,21 @@ def _load_cascade(name: str):
         raise FaceDetectorUnavailableError(f"OpenCV could not load the Haar cascade {path}; {_INSTALL_HINT}")
     logger.info("loaded Haar cascade %s", path)
     return cascade
+
+
+def shipped_cascades() -> list[str]:
+    """The Haar cascade files OpenCV ships (``cv2.data.haarcascades``); empty if none.
+
+    Example:
+        >>> "haarcascade_frontalface_default.xml" in shipped_cascades()
+        True
+    """
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - cv2 is a hard dependency
+        return []
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+    return sorted(n for n in os.listdir(folder) if n.endswith(".xml")) if folder else []
 
 
 def _to_grey(image: np.ndarray) -> np.ndarray:
@@ -136,6 +152,15 @@ class FaceCropper:
             raise ValueError(f"scale_factor must be > 1 (e.g. 1.1), got {self.scale_factor}")
         if int(self.min_neighbors) != self.min_neighbors or self.min_neighbors < 0:
             raise ValueError(f"min_neighbors must be a whole number >= 0, got {self.min_neighbors}")
+
+    def load(self) -> "FaceCropper":
+        """Load the cascade now (it is otherwise loaded at the first detection).
+
+        Raises:
+            FaceDetectorUnavailableError: If OpenCV or the cascade file cannot be loaded.
+        """
+        _load_cascade(self.cascade)
+        return self
 
     def detect(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
         """All detected faces as ``(x, y, w, h)`` boxes, largest first.

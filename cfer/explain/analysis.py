@@ -1,20 +1,21 @@
-"""One call from a model and faces to maps, region attention, similarities and figures.
+"""One call from a model and faces to maps, region attention and similarities.
 
 :func:`analyse` computes Grad-CAM maps for every face (target: the face's own class when
 the model has an output for it, otherwise the model's prediction), then the mean region
-attention per class, the localisation score against the synthetic AU ground truth, the
-compound x basic similarity of mean maps, and optionally writes the figures.
+attention per class, the localisation score against the synthetic AU ground truth and
+the compound x basic similarity of mean maps. It computes only; the figures are drawn by
+:func:`cfer.explain.figures.save_analysis`.
 
 Example:
     >>> from cfer.explain.analysis import analyse
-    >>> summary = analyse(model, classes=model_classes, faces=faces, out_dir="explain/")  # doctest: +SKIP
-    >>> summary["localisation"]["mean"]                                                      # doctest: +SKIP
+    >>> result = analyse(model, classes=model_classes, faces=faces)      # doctest: +SKIP
+    >>> result.summary["localisation"]["mean"]                            # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -22,12 +23,11 @@ import torch
 from torch import nn
 
 from cfer import taxonomy
-from cfer.atomic import save_figure, write_json
-from cfer.explain.compare import constituent_gap, mean_maps, similarity_table
+from cfer.explain.compare import SimilarityTable, constituent_gap, mean_maps, similarity_table
 from cfer.explain.gradcam import explain
 from cfer.explain.regions import canonical_region_map, localisation_score, region_attention
 
-__all__ = ["analyse", "cam_targets"]
+__all__ = ["Analysis", "analyse", "cam_targets"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,36 @@ def cam_targets(model: nn.Module, x: torch.Tensor, face_classes: Sequence[str], 
     return [index.get(c, p) for c, p in zip(face_classes, pred)]
 
 
+@dataclass
+class Analysis:
+    """What :func:`analyse` computed.
+
+    Attributes:
+        summary: JSON-serialisable summary (method, region attention per class,
+            localisation, similarity and constituent gap where they apply).
+        images: The explained faces, uint8 ``(N, H, W, C)``.
+        cams: Their maps, float32 ``(N, H, W)`` in [0, 1].
+        class_names: The class of each face.
+        per_class: Mean region attention of each class present, in
+            :data:`cfer.taxonomy.REGIONS` order.
+        table: The compound x basic similarity of mean maps (None without both kinds).
+    """
+
+    summary: dict
+    images: np.ndarray
+    cams: np.ndarray
+    class_names: list[str]
+    per_class: dict[str, np.ndarray]
+    table: SimilarityTable | None = None
+
+
 def analyse(
     model: nn.Module,
     *,
     classes: Sequence[str],
     faces,  # noqa: ANN001 - a FaceDataset (SyntheticFaces for localisation)
     method: str = "gradcam",
-    out_dir: str | Path | None = None,
-    title: str = "",
-    max_grid: int = 22,
-) -> dict:
+) -> Analysis:
     """Maps, region attention per class, localisation and basic/compound similarity.
 
     Args:
@@ -61,13 +81,9 @@ def analyse(
         faces: Faces to explain; with ``region_map``/``aus`` (synthetic faces) the exact
             regions and AU ground truth are used, otherwise :func:`canonical_region_map`.
         method: CAM method (see :data:`cfer.explain.gradcam.METHODS`).
-        out_dir: If given, write ``overlays.png``, ``regions.png``, ``similarity.png`` and
-            ``explain.json`` there.
-        title: Prefix of figure titles.
-        max_grid: Overlays in the grid (one per class, basic then compound).
 
     Returns:
-        A JSON-serialisable summary.
+        An :class:`Analysis` (its ``summary`` is JSON-serialisable).
     """
     x, _ = faces.tensors()
     names = [faces.classes[i] for i in faces.labels]
@@ -95,29 +111,11 @@ def analyse(
         summary["localisation"] = {"mean": nanmean(loc),
                                    **{k: nanmean(loc[m]) for k, m in kinds.items() if m.any()}}
     means = mean_maps(cams, faces.labels, faces.classes)
+    table = None
     if any(c in means for c in taxonomy.COMPOUND) and any(b in means for b in taxonomy.BASIC):
         table = similarity_table(means)
         summary["similarity"] = table.to_dict()
         summary["constituent_gap"] = {"correlation": constituent_gap(table, measure="correlation"),
                                       "overlap": constituent_gap(table, measure="overlap")}
-    if out_dir is not None:
-        from cfer.explain.figures import overlay_grid, region_bars, similarity_heatmap
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        order = [c for c in taxonomy.ALL_CLASSES if c in per_class][:max_grid]  # classes with faces here
-        pick = [int(np.flatnonzero(np.asarray(names) == c)[0]) for c in order]
-        imgs = faces.images[pick]
-        fig = overlay_grid(imgs, cams[pick], order, columns=min(11, len(pick)),
-                           suptitle=f"{title} Grad-CAM ({method})".strip())
-        save_figure(fig, out / "overlays.png", dpi=110)
-        save_figure(region_bars({c: per_class[c] for c in order}, title=f"{title} CAM energy per facial region".strip()),
-                    out / "regions.png", dpi=110)
-        if "similarity" in summary:
-            save_figure(similarity_heatmap(table.correlation, table.compounds, table.basics,
-                                           title=f"{title} mean-CAM correlation".strip()), out / "similarity.png", dpi=110)
-        write_json(out / "explain.json", summary, indent=1)
-        import matplotlib.pyplot as plt
-
-        plt.close("all")
-    return summary
+    return Analysis(summary=summary, images=faces.images, cams=cams, class_names=names, per_class=per_class,
+                    table=table)

@@ -1,10 +1,16 @@
 """Pictures of explanations: overlay grids, region-attention bars, similarity heatmaps.
 
-Each function returns a matplotlib figure; the caller saves it.
+Each drawing function returns a matplotlib figure; :func:`save_analysis` writes the
+figures and ``explain.json`` of an :class:`~cfer.explain.analysis.Analysis`.
+
+Example:
+    >>> from cfer.explain.analysis import analyse
+    >>> save_analysis(analyse(model, classes=classes, faces=faces), "explain/", title="teacher")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -14,7 +20,9 @@ from cfer import taxonomy
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["overlay", "overlay_grid", "region_bars", "similarity_heatmap"]
+    from cfer.explain.analysis import Analysis
+
+__all__ = ["overlay", "overlay_grid", "region_bars", "similarity_heatmap", "save_analysis"]
 
 
 def _plt():
@@ -108,3 +116,39 @@ def similarity_heatmap(matrix: np.ndarray, compounds: Sequence[str], basics: Seq
     ax.set_title(title + " (outlined: constituents)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def save_analysis(result: "Analysis", out_dir: str | Path, *, title: str = "", max_grid: int = 22) -> Path:
+    """Write ``overlays.png``, ``regions.png``, ``similarity.png`` (with both basic and
+    compound classes) and ``explain.json`` of ``result`` into ``out_dir``.
+
+    Args:
+        result: What :func:`cfer.explain.analysis.analyse` returned.
+        out_dir: The folder (created if missing).
+        title: Prefix of figure titles.
+        max_grid: Overlays in the grid (one per class, basic then compound).
+
+    Returns:
+        The folder.
+    """
+    from cfer.atomic import save_figure, write_json
+
+    plt = _plt()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names = np.asarray(result.class_names)
+    order = [c for c in taxonomy.ALL_CLASSES if c in result.per_class][:max_grid]  # classes with faces here
+    pick = [int(np.flatnonzero(names == c)[0]) for c in order]
+    method = result.summary.get("method", "")
+    fig = overlay_grid(result.images[pick], result.cams[pick], order, columns=min(11, len(pick)),
+                       suptitle=f"{title} Grad-CAM ({method})".strip())
+    save_figure(fig, out / "overlays.png", dpi=110)
+    save_figure(region_bars({c: result.per_class[c] for c in order},
+                            title=f"{title} CAM energy per facial region".strip()), out / "regions.png", dpi=110)
+    if result.table is not None:
+        table = result.table
+        save_figure(similarity_heatmap(table.correlation, table.compounds, table.basics,
+                                       title=f"{title} mean-CAM correlation".strip()), out / "similarity.png", dpi=110)
+    write_json(out / "explain.json", result.summary, indent=1)
+    plt.close("all")
+    return out

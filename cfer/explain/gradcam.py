@@ -25,20 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from cfer.explain.methods import METHODS, method_class
+
 __all__ = ["METHODS", "explain", "find_target_layer", "vit_reshape"]
 
 logger = logging.getLogger(__name__)
-
-
-def _methods() -> dict[str, type]:
-    from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
-
-    return {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "layercam": LayerCAM, "eigencam": EigenCAM,
-            "xgradcam": XGradCAM, "hirescam": HiResCAM}
-
-
-METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "eigencam", "xgradcam", "hirescam")
-"""CAM methods by name (pytorch-grad-cam classes)."""
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -142,9 +133,7 @@ def explain(
     """
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    methods = _methods()
-    if method not in methods:
-        raise ValueError(f"unknown CAM method {method!r}; choose one of {list(METHODS)}")
+    cam_class = method_class(method)
     if images.ndim != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
     reshape = None
@@ -165,7 +154,7 @@ def explain(
     model.eval()
     out = np.empty((n, images.shape[-2], images.shape[-1]), np.float32)
     try:
-        with methods[method](model=model, target_layers=layers, reshape_transform=reshape) as cam:
+        with cam_class(model=model, target_layers=layers, reshape_transform=reshape) as cam:
             for i in range(0, n, batch_size):
                 chunk = targets[i:i + batch_size] if targets is not None else None
                 tgt = None if chunk is None else [t if callable(t) else ClassifierOutputTarget(int(t)) for t in chunk]

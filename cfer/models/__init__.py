@@ -1,4 +1,5 @@
-"""Models registered with timm (ResEmoteNet and friends) and backbone helpers.
+"""Models registered with timm (ResEmoteNet and friends), backbones by name, and the one
+safe loader for model files, weight files and checkpoints.
 
 Importing ``cfer.models`` registers ``resemotenet``, ``resemotenet_slim`` and
 ``cfer_tiny`` with timm, so ``timm.create_model("resemotenet", num_classes=7)`` works.
@@ -10,8 +11,19 @@ Example:
     7
 """
 
-from cfer.models import resemotenet as _resemotenet  # noqa: F401 - registration
-from cfer.models._registry import CFER_MODELS, create_backbone, load_weights
+from cfer.models import resemotenet as _resemotenet  # noqa: F401 - registers the models with timm
+from cfer.models.backbones import CFER_MODELS, create_backbone
+from cfer.models.features import pre_logits
+from cfer.models.io import (
+    UnsafeFileError,
+    load_checkpoint,
+    read_model_file,
+    safe_load,
+    save_checkpoint,
+    save_model,
+)
 from cfer.models.resemotenet import ResEmoteNet
+from cfer.models.weights import load_weights
 
-__all__ = ["CFER_MODELS", "ResEmoteNet", "create_backbone", "load_weights"]
+__all__ = ["CFER_MODELS", "ResEmoteNet", "create_backbone", "load_weights", "pre_logits", "UnsafeFileError",
+           "safe_load", "save_model", "read_model_file", "save_checkpoint", "load_checkpoint"]

@@ -9,7 +9,7 @@ from torch import nn
 
 import cfer.models  # noqa: F401 - registers the models
 from cfer.models import CFER_MODELS, ResEmoteNet, create_backbone, load_weights
-from cfer.strategies.growing import GrowingClassifier
+from cfer.continual.growing import GrowingClassifier
 
 
 def n_params(net: nn.Module) -> int:
@@ -181,7 +181,7 @@ def test_load_weights_drops_a_mismatched_head_and_reports_it(tmp_path, caplog):
     torch.save({"state_dict": big.state_dict()}, tmp_path / "imagenet.pt")
     b = timm.create_model("cfer_tiny", num_classes=7).eval()
     head_before = b.classifier.weight.clone()
-    with caplog.at_level(logging.INFO, logger="cfer.models._registry"):
+    with caplog.at_level(logging.INFO, logger="cfer.models.weights"):
         info = load_weights(b, tmp_path / "imagenet.pt")
     assert info["dropped"] == ["classifier.weight", "classifier.bias"]
     assert info["missing"] == ["classifier.weight", "classifier.bias"] and info["unexpected"] == []
@@ -209,10 +209,10 @@ def test_load_weights_adapts_rgb_to_grey_and_refuses_other_architectures(tmp_pat
 def test_load_weights_refuses_pickled_objects_and_junk(tmp_path):
     net = timm.create_model("cfer_tiny")
     torch.save({"x": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="carries pickled Python objects and is refused for safety"):
+    with pytest.raises(ValueError, match="weights_only=True, so it is refused: it carries pickled Python objects"):
         load_weights(net, tmp_path / "evil.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+    with pytest.raises(ValueError, match="not a readable torch file"):
         load_weights(net, tmp_path / "junk.pt")
     torch.save({"lr": 0.1}, tmp_path / "meta.pt")
     with pytest.raises(ValueError, match="no state dict of tensors"):

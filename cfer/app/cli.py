@@ -1,0 +1,207 @@
+"""The ``cfer`` command: the argument parser and the entry point; the handlers live in
+:mod:`cfer.app.commands`.
+
+Subcommands:
+    run     the main job: teacher -> compound steps -> few-shot episodes -> Grad-CAM ->
+            report.html, resumable after a kill (``--resume RUN_DIR``).
+    synth   render synthetic FACS faces: a labelled grid picture, a summary, and
+            optionally an ImageFolder + manifest.csv export.
+    data    load a dataset in any supported format and print its summary.
+    teacher train the basic-expression teacher (early stopping on validation) and save it.
+    fewshot N-way K-shot episodes (mean accuracy, 95% CI) with a saved model.
+    explain Grad-CAM figures, region attention and basic/compound similarity of a saved model.
+
+One name means one thing in every command: ``--image-size`` is the image side (default
+:data:`cfer.app.config.DEFAULT_IMAGE_SIZE`), ``--arch`` an architecture name,
+``--model`` a saved model file, and the commands that read data share one group of
+data options (:func:`add_data_options`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import cfer
+from cfer.app.config import DEFAULT_IMAGE_SIZE, FewShotSection
+from cfer.data.readers import FORMATS
+from cfer.explain.methods import METHODS
+
+__all__ = ["main", "build_parser", "add_data_options", "RUN_OPTIONS"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_data_options(p: argparse.ArgumentParser, *, path: bool = True) -> None:
+    """The data options every command that reads faces takes (``--data`` unless ``path=False``)."""
+    g = p.add_argument_group("data")
+    if path:
+        g.add_argument("--data", type=Path, default=None, help="dataset folder or CSV file (default: synthetic faces)")
+    g.add_argument("--format", choices=FORMATS, default=None, help="format of the data")
+    g.add_argument("--image-size", type=_positive_int, default=DEFAULT_IMAGE_SIZE,
+                   help=f"image side in pixels (default {DEFAULT_IMAGE_SIZE})")
+    g.add_argument("--grey", action="store_true", help="single-channel images")
+    g.add_argument("--crop-faces", action="store_true", help="detect and crop the face in each image")
+    g.add_argument("--subject-pattern", default=None,
+                   help=r"imagefolder: regex with one group giving the subject from the file name, e.g. '^(s\d+)_'")
+    g.add_argument("--skip-invalid", action="store_true", help="skip bad items (counted in one warning)")
+
+
+def _synthetic_options(p: argparse.ArgumentParser, *, subjects: int, per_class: int) -> None:
+    g = p.add_argument_group("synthetic faces (without --data)")
+    g.add_argument("--subjects", type=_positive_int, default=subjects, help="subjects in the pool")
+    g.add_argument("--per-class", type=_positive_int, default=per_class, help="faces per class per subject")
+    g.add_argument("--data-seed", type=int, default=12345, help="seed of the pool's faces")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``cfer`` command (exposed for docs and tests)."""
+    p = argparse.ArgumentParser(prog="cfer", description="Continual few-shot compound facial expression recognition.")
+    p.add_argument("--version", action="version", version=f"cfer {cfer.__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    r = sub.add_parser("run", help="the whole job: teacher, compound steps, few-shot, Grad-CAM, report",
+                       description="Train the basic teacher, learn the compound classes step by step with the "
+                                   "cfer strategy, run few-shot episodes and Grad-CAM, and write a run folder with "
+                                   "report.html. Options override the --config file, which overrides the defaults.")
+    r.add_argument("--out", type=Path, default=None, help="run folder (default: runs/run-DATE-TIME)")
+    r.add_argument("--config", type=Path, default=None, help="YAML config file (see --print-config)")
+    r.add_argument("--print-config", action="store_true", help="print the effective config as YAML and exit")
+    r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="go on with a killed run from its last checkpoint (uses the run's saved config)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for flags, key, help_text in RUN_OPTIONS:
+        if key in _RUN_FLAGS:
+            r.add_argument(*flags, dest=key, action="store_const", const=True, default=None, help=help_text)
+        else:
+            r.add_argument(*flags, dest=key, default=None, metavar=key.split(".")[-1].upper(), help=help_text)
+
+    s = sub.add_parser("synth", help="render synthetic faces: grid picture, summary, optional export")
+    s.add_argument("--out", type=Path, required=True, help="PNG path of the labelled grid")
+    s.add_argument("--subjects", type=_positive_int, default=5, help="identities (rows) in the grid")
+    s.add_argument("--classes", default="all", help="'all', 'basic', 'compound' or comma-separated names")
+    s.add_argument("--image-size", type=_positive_int, default=DEFAULT_IMAGE_SIZE,
+                   help=f"image side in pixels (default {DEFAULT_IMAGE_SIZE})")
+    s.add_argument("--grey", action="store_true", help="render grey instead of RGB faces")
+    s.add_argument("--difficulty", type=float, default=1.0, help="nuisance scale (0 clean, 1 default)")
+    s.add_argument("--occlusion", type=float, default=0.0, help="probability of an occluding patch")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--export", type=Path, default=None,
+                   help="also write the faces as an ImageFolder (class folders of PNGs) with manifest.csv")
+    s.add_argument("--per-class", type=_positive_int, default=1, help="faces per class per subject")
+    s.add_argument("--photos", action="store_true",
+                   help="with --export: write photo-like JPEG frames that need face cropping "
+                        "(cfer.data.synthetic.framed) instead of face crops")
+
+    d = sub.add_parser("data", help="load a dataset and print its summary")
+    d.add_argument("path", type=Path, help="dataset root folder or CSV file")
+    add_data_options(d, path=False)
+    d.add_argument("--subset", choices=("basic", "compound"), default=None, help="rafdb: label set (default basic)")
+    d.add_argument("--grid", type=Path, default=None, help="also draw a labelled grid to this PNG")
+    d.add_argument("--json", type=Path, default=None, help="also write the summary as JSON")
+
+    t = sub.add_parser("teacher", help="train the basic-expression teacher and save it")
+    t.add_argument("--out", type=Path, required=True, help="model file to write")
+    t.add_argument("--arch", default="resemotenet_slim", help="cfer or timm architecture name")
+    t.add_argument("--epochs", type=_positive_int, default=15, help="maximum epochs (early stopping on validation)")
+    t.add_argument("--neutral", action="store_true", help="include neutral among the teacher's classes")
+    t.add_argument("--seed", type=int, default=0)
+    add_data_options(t)
+    g = t.add_argument_group("synthetic faces (without --data)")
+    g.add_argument("--subjects", type=_positive_int, nargs=3, default=(24, 6, 6), metavar=("TRAIN", "VAL", "TEST"),
+                   help="subjects per split")
+    g.add_argument("--per-class", type=_positive_int, default=5, help="faces per class per subject")
+
+    f = sub.add_parser("fewshot", help="N-way K-shot episodes with a saved model as the encoder")
+    f.add_argument("--model", type=Path, required=True, help="a saved cfer model file (cfer teacher, run folder)")
+    f.add_argument("--ways", type=_positive_int, default=FewShotSection.ways)
+    f.add_argument("--shots", type=_positive_int, default=1)
+    f.add_argument("--queries", type=_positive_int, default=FewShotSection.queries,
+                   help=f"query faces per class (default {FewShotSection.queries})")
+    f.add_argument("--episodes", type=_positive_int, default=FewShotSection.episodes)
+    f.add_argument("--classifier", default=FewShotSection.classifier, help="prototype, cosine, logistic or finetune")
+    f.add_argument("--classes", default="compound", help="'compound' or comma-separated class names")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
+    add_data_options(f)
+    _synthetic_options(f, subjects=8, per_class=5)
+
+    e = sub.add_parser("explain", help="Grad-CAM maps, region attention and basic/compound similarity")
+    e.add_argument("--model", type=Path, required=True, help="a saved cfer model file (cfer teacher, run folder)")
+    e.add_argument("--out", type=Path, required=True, help="folder for the PNG figures and explain.json")
+    e.add_argument("--cam-method", default="gradcam", help=", ".join(METHODS))
+    add_data_options(e)
+    _synthetic_options(e, subjects=4, per_class=2)
+    return p
+
+
+# Options of `cfer run`: flags, the config key they set, help. Values stay strings here;
+# cfer.app.config converts and checks them (one place for every rule and error message).
+RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
+    (("--data",), "data.path", "dataset folder or CSV file (default: cfer's synthetic faces)"),
+    (("--format",), "data.format", f"{', '.join(FORMATS)} (with --data)"),
+    (("--image-size",), "data.image_size", f"image side in pixels (default {DEFAULT_IMAGE_SIZE})"),
+    (("--crop-faces",), "data.crop_faces", "detect and crop the face in each image before resizing"),
+    (("--crop-cascade",), "data.crop_cascade", "Haar cascade of the face crop, e.g. "
+                                                "haarcascade_frontalface_alt2.xml"),
+    (("--crop-margin",), "data.crop_margin", "border around the detected face, as a fraction of its side"),
+    (("--crop-min-neighbors",), "data.crop_min_neighbors", "overlapping detections a face needs"),
+    (("--grey",), "data.grey", "single-channel images"),
+    (("--subject-pattern",), "data.subject_pattern", r"imagefolder: regex capturing the subject, e.g. '^(s\d+)_'"),
+    (("--rafdb-basic",), "data.rafdb_basic", "rafdb: the basic RAF-DB folder (--data is the compound one)"),
+    (("--skip-invalid",), "data.skip_invalid", "skip unreadable images and images with no detectable face"),
+    (("--basic",), "classes.basic", "comma-separated basic classes (the teacher's)"),
+    (("--compound",), "classes.compound", "comma-separated compound classes (default: all in the data)"),
+    (("--arch",), "model.arch", "cfer or timm architecture (resemotenet_slim, resemotenet, cfer_tiny, resnet18, ...)"),
+    (("--weights",), "model.weights", "local weights file for the backbone"),
+    (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation)"),
+    (("--orders",), "continual.orders", "number of random compound class orders"),
+    (("--order",), "continual.order", "explicit comma-separated compound order"),
+    (("--per-step",), "continual.per_step", "compound classes per step (1 = published protocol)"),
+    (("--epochs",), "continual.epochs", "epochs per compound step"),
+    (("--memory-fraction",), "continual.memory_fraction", "replay budget as a share of the training set"),
+    (("--memory-size",), "continual.memory_size", "replay budget in items (overrides --memory-fraction)"),
+    (("--psmr-mode",), "continual.psmr_mode", "grow or limit"),
+    (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),
+    (("--ways",), "fewshot.ways", "classes per episode"),
+    (("--queries",), "fewshot.queries", f"query faces per class in an episode (default {FewShotSection.queries})"),
+    (("--shots",), "fewshot.shots", "comma-separated support sizes, e.g. 1,5"),
+    (("--episodes",), "fewshot.episodes", "episodes per setting"),
+    (("--cam-method",), "explain.method", ", ".join(METHODS)),
+    (("--seed",), "seed", "seed of data, splits, initialisation, orders and episodes"),
+    (("--threads",), "threads", "torch CPU threads"),
+]
+_RUN_FLAGS = {"data.crop_faces", "data.grey", "data.skip_invalid"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cfer`` console script."""
+    from cfer.app import commands
+    from cfer.data.faces import FaceDetectorUnavailableError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return commands.HANDLERS[args.command](args)
+    except (ValueError, FileNotFoundError, FaceDetectorUnavailableError) as exc:
+        hint = " (on the command line: --skip-invalid)" if "skip_invalid" in str(exc) else ""
+        print(f"cfer {args.command}: error: {exc}{hint}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

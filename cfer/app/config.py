@@ -1,0 +1,363 @@
+"""The configuration of the main job (``cfer run``), as frozen dataclasses.
+
+One :class:`RunConfig` holds every option, grouped in sections that follow the data
+flow: ``data`` → ``classes`` → ``model``/``teacher`` → ``continual`` → ``fewshot`` →
+``explain``. The same keys are read from a YAML file (``cfer run --config FILE``), set
+from the command line (``--epochs 3`` is ``continual.epochs: 3``) and printed back
+(``cfer run --print-config``). Every value is checked when the config is built, so a
+wrong option fails before any work starts, with a message that names the fix.
+
+The sections are plain data: building one touches neither the disk nor timm, so a saved
+config loads anywhere. What needs the disk or timm (the data path, the face cascade, the
+architecture name, the weights file) is checked where the run starts
+(:func:`cfer.app.prepare.check_inputs`). Reading and writing the YAML form is
+:mod:`cfer.app.config_io`.
+
+Example:
+    >>> RunConfig(continual=ContinualSection(per_step=5)).continual.epochs
+    4
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cfer import taxonomy
+from cfer.data.faces import FaceCropper
+from cfer.data.readers import FORMATS
+from cfer.explain.methods import METHODS as CAM_METHODS
+from cfer.fewshot.episodes import CLASSIFIERS
+
+__all__ = [
+    "DataSection", "ClassesSection", "ModelSection", "TeacherSection", "ContinualSection", "FewShotSection",
+    "ExplainSection", "RunConfig", "DEFAULT_IMAGE_SIZE",
+]
+
+DEFAULT_IMAGE_SIZE = 48
+"""The image side of every command's default (``--image-size``)."""
+
+
+def _positive(section: str, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{section}.{name} must be a positive whole number, got {value!r}")
+
+
+def _fraction(section: str, name: str, value: float, *, zero_ok: bool = False) -> None:
+    lo_ok = value >= 0 if zero_ok else value > 0
+    if not (lo_ok and value <= 1):
+        bound = "[0, 1]" if zero_ok else "(0, 1]"
+        raise ValueError(f"{section}.{name} must lie in {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Where the faces come from.
+
+    Attributes:
+        path: Dataset root folder or CSV file; ``None`` uses cfer's synthetic faces.
+        format: ``imagefolder``, ``csv``, ``rafdb`` or ``fer2013`` (required with ``path``).
+        image_size: Side of the square images the models see.
+        grey: Read/render single-channel images.
+        crop_faces: Detect and crop the face in each image (Haar cascade) before resizing.
+        crop_cascade: Haar cascade file (in OpenCV's ``cv2.data.haarcascades``) of the face
+            crop; ``haarcascade_frontalface_alt2.xml`` finds more faces in some photos.
+        crop_min_neighbors: Overlapping detections a face needs (higher: fewer false faces).
+        crop_margin: Border around the detected face box, as a fraction of its side.
+        subject_pattern: ImageFolder: regex whose one group captures the subject id from a
+            file name (e.g. ``'^(s\\d+)_'``); subjects make the splits person-disjoint.
+        rafdb_basic: RAF-DB: the basic RAF-DB folder (``data.path`` is the compound one;
+            RAF-DB distributes the two sets separately and a run needs both).
+        skip_invalid: Skip images that cannot be read or hold no detectable face (counted in
+            one warning) instead of stopping.
+        split: Train/validation/test shares of subjects when the data has no split of its own.
+        synthetic_subjects: Synthetic faces: subjects in train, validation and test.
+        synthetic_per_class: Synthetic faces: faces per class per subject.
+        synthetic_difficulty: Synthetic faces: nuisance scale (0 clean, 1 default).
+    """
+
+    path: str | None = None
+    format: str | None = None
+    image_size: int = DEFAULT_IMAGE_SIZE
+    grey: bool = False
+    crop_faces: bool = False
+    crop_cascade: str = "haarcascade_frontalface_default.xml"
+    crop_min_neighbors: int = 5
+    crop_margin: float = 0.2
+    subject_pattern: str | None = None
+    rafdb_basic: str | None = None
+    skip_invalid: bool = False
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    synthetic_subjects: tuple[int, int, int] = (16, 4, 8)
+    synthetic_per_class: int = 4
+    synthetic_difficulty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.format is None:
+            raise ValueError(f"data.format is needed with data.path; choose one of {list(FORMATS)} "
+                             "(--format imagefolder|csv|rafdb|fer2013)")
+        if self.format is not None and self.format not in FORMATS:
+            close = difflib.get_close_matches(str(self.format), FORMATS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown data.format {self.format!r}{hint}; choose one of {list(FORMATS)}")
+        if self.format is not None and self.path is None:
+            raise ValueError("data.format was given without data.path; add --data PATH or drop --format")
+        if self.format == "fer2013":
+            raise ValueError("FER2013 holds only basic expressions, and a run needs compound classes too; put "
+                             "FER2013's basic images and your compound images in one CSV manifest (--format csv)")
+        if self.format == "rafdb" and self.rafdb_basic is None:
+            raise ValueError("RAF-DB's basic and compound sets are separate folders and a run needs both: give the "
+                             "compound folder as --data and the basic one as --rafdb-basic")
+        if self.rafdb_basic is not None and self.format != "rafdb":
+            raise ValueError("data.rafdb_basic applies to --format rafdb only; drop --rafdb-basic")
+        if self.format in ("rafdb", "fer2013") and self.crop_faces:
+            raise ValueError(f"data.crop_faces does not apply to {self.format}: its images are already aligned "
+                             "faces; drop --crop-faces")
+        if self.subject_pattern is not None and self.format not in (None, "imagefolder"):
+            raise ValueError("data.subject_pattern applies to imagefolder data only; a CSV manifest has a "
+                             "'subject' column instead")
+        _positive("data", "image_size", self.image_size)
+        if self.image_size < 16:
+            raise ValueError(f"data.image_size must be >= 16 pixels, got {self.image_size}; 48 or 64 suit the "
+                             "CPU models, 224 the ImageNet backbones")
+        try:  # the cropper's own rules for its numbers (its cascade file is checked at the run's start)
+            FaceCropper(margin=self.crop_margin, min_neighbors=self.crop_min_neighbors, cascade=self.crop_cascade)
+        except ValueError as exc:
+            raise ValueError(f"data.crop_*: {exc}") from None
+        if self.subject_pattern is not None:
+            try:
+                if re.compile(self.subject_pattern).groups != 1:
+                    raise ValueError(f"data.subject_pattern {self.subject_pattern!r} must have exactly one group "
+                                     r"capturing the subject, e.g. '^(s\d+)_'")
+            except re.error as exc:
+                raise ValueError(f"data.subject_pattern {self.subject_pattern!r} is not a valid regex: {exc}") from None
+        if len(self.split) != 3 or any(f <= 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
+            raise ValueError(f"data.split must be three positive shares (train, val, test) summing to 1, "
+                             f"got {list(self.split)}")
+        if len(self.synthetic_subjects) != 3:
+            raise ValueError(f"data.synthetic_subjects must be three counts (train, val, test), "
+                             f"got {list(self.synthetic_subjects)}")
+        for n in self.synthetic_subjects:
+            _positive("data", "synthetic_subjects", n)
+        _positive("data", "synthetic_per_class", self.synthetic_per_class)
+        if self.synthetic_difficulty < 0:
+            raise ValueError(f"data.synthetic_difficulty must be >= 0, got {self.synthetic_difficulty}")
+
+
+@dataclass(frozen=True)
+class ClassesSection:
+    """Which classes are basic (the teacher's) and which arrive as compound steps.
+
+    Attributes:
+        basic: The first experience's classes, in the teacher's output order.
+        compound: The compound classes of the stream; ``None``: every compound class
+            the data has (minus the few-shot hold-out).
+    """
+
+    basic: tuple[str, ...] = taxonomy.BASIC
+    compound: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        basic = taxonomy.normalize_many(list(self.basic))
+        object.__setattr__(self, "basic", basic)
+        if len(basic) < 2:
+            raise ValueError(f"classes.basic needs at least 2 classes, got {list(basic)}")
+        if self.compound is not None:
+            comp = taxonomy.normalize_many(list(self.compound))
+            object.__setattr__(self, "compound", comp)
+            both = sorted(set(basic) & set(comp))
+            if both:
+                raise ValueError(f"classes {both} are both basic and compound; list each class once")
+            if not comp:
+                raise ValueError("classes.compound is empty; leave it out to use every compound class in the data")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """The network: the teacher's architecture, which the student copies.
+
+    Attributes:
+        arch: A cfer model (``resemotenet_slim``, ``resemotenet``, ``cfer_tiny``) or any timm name.
+        weights: Optional local weights file for the backbone (nothing is downloaded).
+
+    The name and the file are checked against timm and the disk where the run starts
+    (:func:`cfer.app.prepare.check_inputs`), so a saved config stays loadable.
+    """
+
+    arch: str = "resemotenet_slim"
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, str) or not self.arch.strip():
+            raise ValueError(f"model.arch must be a model name such as 'resemotenet_slim', got {self.arch!r}")
+
+
+@dataclass(frozen=True)
+class TeacherSection:
+    """Training of the basic teacher (early stopping on the validation subjects).
+
+    Attributes:
+        epochs: Maximum epochs.
+        patience: Epochs without a better validation accuracy before stopping.
+        lr: Adam learning rate.
+        batch_size: Mini-batch size.
+    """
+
+    epochs: int = 15
+    patience: int = 3
+    lr: float = 2e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "patience", "batch_size"):
+            _positive("teacher", name, getattr(self, name))
+        if not self.lr > 0:
+            raise ValueError(f"teacher.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class ContinualSection:
+    """The compound steps with the cfer strategy.
+
+    Attributes:
+        per_step: Compound classes per experience (1 is the published protocol).
+        orders: Number of seeded random class orders (each a full run; results averaged).
+        order: An explicit compound order instead (overrides ``orders``).
+        epochs: Epochs per compound experience.
+        lr: Adam learning rate of the student.
+        batch_size: Mini-batch size.
+        memory_fraction: Replay budget ``M`` as a share of the training set (published: 0.3).
+        memory_size: Replay budget in items (overrides ``memory_fraction``).
+        psmr_mode: ``grow`` (m per class, published) or ``limit`` (M re-balanced).
+        gamma0: Logit-distillation weight at the start of the schedule (published: 0.1).
+        temperature: Distillation temperature (published: 3).
+        feature_weight: Weight of feature distillation (0: logits only, as published).
+        logit_adjustment: ``tau`` of logit adjustment (0: off, as published).
+    """
+
+    per_step: int = 3
+    orders: int = 3
+    order: tuple[str, ...] | None = None
+    epochs: int = 4
+    lr: float = 2e-3
+    batch_size: int = 32
+    memory_fraction: float = 0.3
+    memory_size: int | None = None
+    psmr_mode: str = "grow"
+    gamma0: float = 0.1
+    temperature: float = 3.0
+    feature_weight: float = 1.0
+    logit_adjustment: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("per_step", "orders", "epochs", "batch_size"):
+            _positive("continual", name, getattr(self, name))
+        if self.order is not None:
+            object.__setattr__(self, "order", taxonomy.normalize_many(list(self.order)))
+        if not self.lr > 0:
+            raise ValueError(f"continual.lr must be > 0, got {self.lr}")
+        _fraction("continual", "memory_fraction", self.memory_fraction, zero_ok=True)
+        if self.memory_size is not None and (isinstance(self.memory_size, bool) or self.memory_size < 0):
+            raise ValueError(f"continual.memory_size must be >= 0 items, got {self.memory_size!r}")
+        if self.psmr_mode not in ("grow", "limit"):
+            raise ValueError(f"continual.psmr_mode must be 'grow' or 'limit', got {self.psmr_mode!r}")
+        _fraction("continual", "gamma0", self.gamma0, zero_ok=True)
+        if not self.temperature > 0:
+            raise ValueError(f"continual.temperature must be > 0, got {self.temperature}")
+        if self.feature_weight < 0 or self.logit_adjustment < 0:
+            raise ValueError("continual.feature_weight and continual.logit_adjustment must be >= 0 (0 switches off)")
+
+
+@dataclass(frozen=True)
+class FewShotSection:
+    """N-way K-shot episodes on faces of test subjects.
+
+    Attributes:
+        holdout: Compound classes kept out of the stream and used only for episodes, so
+            no encoder has trained on them (0: episodes over the stream's compound classes).
+        ways: Classes per episode.
+        shots: Support sizes to evaluate (one result per value).
+        queries: Queries per class.
+        episodes: Episodes per result.
+        classifier: ``prototype``, ``cosine``, ``logistic`` or ``finetune``.
+    """
+
+    holdout: int = 5
+    ways: int = 5
+    shots: tuple[int, ...] = (1, 5)
+    queries: int = 10
+    episodes: int = 600
+    classifier: str = "prototype"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 0:
+            raise ValueError(f"fewshot.holdout must be a whole number >= 0, got {self.holdout!r}")
+        for name in ("ways", "queries", "episodes"):
+            _positive("fewshot", name, getattr(self, name))
+        if self.ways < 2:
+            raise ValueError("fewshot.ways must be >= 2: a 1-way episode measures nothing")
+        if self.holdout and self.holdout < self.ways:
+            raise ValueError(f"fewshot.holdout ({self.holdout}) is smaller than fewshot.ways ({self.ways}): "
+                             f"hold out at least {self.ways} classes, or lower --ways")
+        if not self.shots:
+            raise ValueError("fewshot.shots is empty; give e.g. [1, 5]")
+        for k in self.shots:
+            _positive("fewshot", "shots", k)
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"unknown fewshot.classifier {self.classifier!r}; choose one of {list(CLASSIFIERS)}")
+
+
+@dataclass(frozen=True)
+class ExplainSection:
+    """Grad-CAM maps of the teacher and the final student on test faces.
+
+    Attributes:
+        method: CAM method name.
+        per_class: Test faces per class to explain (at most).
+    """
+
+    method: str = "gradcam"
+    per_class: int = 6
+
+    def __post_init__(self) -> None:
+        if self.method not in CAM_METHODS:
+            close = difflib.get_close_matches(self.method, CAM_METHODS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown explain.method {self.method!r}{hint}; choose one of {list(CAM_METHODS)}")
+        _positive("explain", "per_class", self.per_class)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of ``cfer run`` (see the section classes).
+
+    Attributes:
+        seed: Seed of the data, splits, initialisation, class orders, shuffling and episodes.
+        threads: Torch CPU threads.
+        data, classes, model, teacher, continual, fewshot, explain: The sections.
+    """
+
+    seed: int = 0
+    threads: int = 2
+    data: DataSection = field(default_factory=DataSection)
+    classes: ClassesSection = field(default_factory=ClassesSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    continual: ContinualSection = field(default_factory=ContinualSection)
+    fewshot: FewShotSection = field(default_factory=FewShotSection)
+    explain: ExplainSection = field(default_factory=ExplainSection)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        _positive("run", "threads", self.threads)
+        order = self.continual.order
+        if order is not None:
+            if self.classes.compound is not None and sorted(order) != sorted(self.classes.compound):
+                raise ValueError(f"continual.order {list(order)} must be a permutation of classes.compound "
+                                 f"{list(self.classes.compound)}")
+            clash = sorted(set(order) & set(self.classes.basic))
+            if clash:
+                raise ValueError(f"continual.order lists basic classes {clash}; it orders compound classes only")

@@ -1,0 +1,250 @@
+"""The data of one run: faces loaded (or rendered), split by person, classes assigned.
+
+:func:`prepare_data` turns a :class:`~cfer.app.config.RunConfig` into train / validation /
+test faces from disjoint subjects, the basic classes (the teacher's), the compound
+classes of the stream and the compound classes held out for few-shot episodes (no
+encoder ever trains on those). Every problem the data has for the run (a class that is
+missing, too few compound classes for the episodes, too few test faces per class) is
+reported here, before any training, with the option that fixes it.
+
+:func:`check_inputs` checks what the config names outside itself (the data path, the
+face cascade, the architecture, the weights file) before any work starts.
+
+Example:
+    >>> from cfer.app.config_io import config_from_dict
+    >>> cfg = config_from_dict({"data": {"synthetic_subjects": [3, 2, 4], "synthetic_per_class": 4}})
+    >>> data = prepare_data(cfg)
+    >>> len(data.basic), len(data.compound), len(data.holdout)
+    (6, 10, 5)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cfer import taxonomy
+from cfer.app.config import RunConfig
+from cfer.data.base import FaceDataset
+
+__all__ = ["RunData", "check_inputs", "prepare_data", "load_dataset"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunData:
+    """Faces and class roles of a run.
+
+    Attributes:
+        train, val, test: Subject-disjoint splits (all classes).
+        basic: The teacher's classes, in output order.
+        compound: The stream's compound classes (the default order is drawn later).
+        holdout: Compound classes used only for few-shot episodes.
+        source: A one-line description of where the faces come from.
+    """
+
+    train: FaceDataset
+    val: FaceDataset
+    test: FaceDataset
+    basic: tuple[str, ...]
+    compound: tuple[str, ...]
+    holdout: tuple[str, ...]
+    source: str
+
+    @property
+    def fewshot_classes(self) -> tuple[str, ...]:
+        """Classes of the episodes: the hold-out, or the stream's compound classes without one."""
+        return self.holdout or self.compound
+
+
+def check_inputs(config: RunConfig) -> None:
+    """Check what the config names outside itself, before any work starts.
+
+    The data path and the RAF-DB basic folder must exist, the face cascade must be one
+    OpenCV ships, the architecture must be a cfer or timm model, and a weights file must
+    exist. (The config itself is plain data: it loads anywhere.)
+
+    Raises:
+        ValueError: Naming the key and the fix.
+    """
+    d, m = config.data, config.model
+    if d.path is not None and not Path(d.path).exists():
+        raise ValueError(f"data.path {d.path!r} does not exist; give the dataset folder or CSV file "
+                         "(or drop --data to use the synthetic faces)")
+    if d.rafdb_basic is not None and not Path(d.rafdb_basic).is_dir():
+        raise ValueError(f"data.rafdb_basic {d.rafdb_basic!r} is not a folder; give the basic RAF-DB "
+                         "folder that holds EmoLabel/ and Image/")
+    if d.crop_faces:
+        from cfer.data.faces import FaceCropper, FaceDetectorUnavailableError, shipped_cascades
+
+        shipped = shipped_cascades()
+        if shipped and d.crop_cascade not in shipped:
+            raise ValueError(f"unknown data.crop_cascade {d.crop_cascade!r}; OpenCV ships "
+                             f"{[c for c in shipped if 'face' in c]}")
+        try:
+            FaceCropper(margin=d.crop_margin, min_neighbors=d.crop_min_neighbors, cascade=d.crop_cascade).load()
+        except FaceDetectorUnavailableError as exc:
+            raise ValueError(f"data.crop_*: {exc}") from None
+    import timm
+
+    import cfer.models
+    from cfer.models.backbones import suggestions
+
+    if not timm.is_model(m.arch):
+        raise ValueError(f"unknown model.arch {m.arch!r}; close names: {suggestions(m.arch)}; "
+                         f"cfer's models: {list(cfer.models.CFER_MODELS)}")
+    if m.weights is not None and not Path(m.weights).is_file():
+        raise ValueError(f"model.weights {m.weights!r} is not a file; give a local .pt/.pth/.safetensors "
+                         "file or drop --weights")
+
+
+def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:
+    """Read the user's dataset as the config says (``data.path`` must be set), through
+    :func:`cfer.data.readers.read_dataset`."""
+    from cfer.data.readers import read_dataset
+
+    d = config.data
+    if d.path is None:
+        raise ValueError("load_dataset needs data.path; synthetic faces are rendered by prepare_data")
+    crop = False
+    if d.crop_faces:
+        from cfer.data.faces import FaceCropper
+
+        crop = FaceCropper(margin=d.crop_margin, min_neighbors=d.crop_min_neighbors, cascade=d.crop_cascade)
+    common = dict(format=d.format, image_size=d.image_size, channels=1 if d.grey else 3, progress=progress,
+                  skip_invalid=d.skip_invalid, crop_faces=crop, subject_pattern=d.subject_pattern)
+    if d.format == "rafdb":
+        return _concat(read_dataset(d.rafdb_basic, subset="basic", **common),
+                       read_dataset(d.path, subset="compound", **common))
+    return read_dataset(d.path, **common)
+
+
+def _concat(a: FaceDataset, b: FaceDataset) -> FaceDataset:
+    """Two datasets as one (labels re-indexed into the union of their classes)."""
+    classes = tuple(dict.fromkeys([*a.classes, *b.classes]))
+    index = {c: i for i, c in enumerate(classes)}
+
+    def col(name: str):  # noqa: ANN202
+        x, y = getattr(a, name), getattr(b, name)
+        return None if x is None or y is None else [*x, *y]
+
+    return FaceDataset(images=np.concatenate([a.images, b.images]), classes=classes,
+                       labels=np.concatenate([[index[a.classes[i]] for i in a.labels],
+                                              [index[b.classes[i]] for i in b.labels]]).astype(np.int64),
+                       subjects=col("subjects"), splits=col("splits"), paths=col("paths"))
+
+
+def _three_splits(ds: FaceDataset, config: RunConfig) -> dict[str, FaceDataset]:
+    from cfer.data.splits import apply_split, subject_split
+
+    if ds.splits is None:
+        if ds.subjects is None:
+            raise ValueError("the data has neither subject ids nor a split column, so person-disjoint splits "
+                             "cannot be made; give --subject-pattern (imagefolder) or a 'subject' column (csv)")
+        return apply_split(ds, fractions=config.data.split, seed=config.seed)
+    parts = apply_split(ds, seed=config.seed)
+    if "train" not in parts or "test" not in parts:
+        raise ValueError(f"the data's own splits are {sorted(parts)}; cfer needs 'train' and 'test' "
+                         "(and uses 'val' when present)")
+    if "val" not in parts:
+        train = parts["train"]
+        if train.subjects is not None:
+            names = subject_split(subjects=train.subjects, labels=train.labels, fractions=(0.8, 0.2),
+                                  names=("train", "val"), seed=config.seed)
+        else:
+            logger.warning("no 'val' split and no subject ids: validation items are drawn at random from 'train' "
+                           "(the same person may appear in both)")
+            names = np.where(np.random.default_rng(config.seed).random(len(train)) < 0.2, "val", "train")
+        parts = {"train": train.subset(np.flatnonzero(names == "train")),
+                 "val": train.subset(np.flatnonzero(names == "val")), "test": parts["test"]}
+    return {k: parts[k] for k in ("train", "val", "test")}
+
+
+def _present(ds: FaceDataset) -> set[str]:
+    return {ds.classes[i] for i in np.unique(ds.labels)}
+
+
+def prepare_data(config: RunConfig, *, progress: bool = False) -> RunData:
+    """Load or render the faces, split them by person and assign the class roles.
+
+    Args:
+        config: The run's configuration.
+        progress: Show progress bars while reading images.
+
+    Returns:
+        A :class:`RunData`.
+
+    Raises:
+        ValueError: If the data lacks a class the run needs, has too few compound classes
+            or too few test faces for the episodes; the message names the option to change.
+    """
+    basic = config.classes.basic
+    fs = config.fewshot
+    if config.data.path is None:
+        from cfer.data.synthetic import make_synthetic_splits
+
+        wanted = [*basic, *(config.classes.compound or taxonomy.COMPOUND)]
+        d = config.data
+        parts = make_synthetic_splits(classes=wanted, subjects=tuple(d.synthetic_subjects),
+                                      per_class=d.synthetic_per_class, image_size=d.image_size,
+                                      channels=1 if d.grey else 3, difficulty=d.synthetic_difficulty,
+                                      seed=config.seed, progress=progress)
+        source = (f"synthetic FACS faces, {d.image_size} px, subjects {list(d.synthetic_subjects)} "
+                  f"(train/val/test), {d.synthetic_per_class} per class per subject")
+    else:
+        parts = _three_splits(load_dataset(config, progress=progress), config)
+        source = f"{config.data.format} data at {Path(config.data.path)}"
+    train, val, test = parts["train"], parts["val"], parts["test"]
+    have = _present(train)
+    missing = [c for c in basic if c not in have or c not in _present(val) or c not in _present(test)]
+    if missing:
+        raise ValueError(f"basic classes {missing} lack train, validation or test faces (train has "
+                         f"{sorted(have)}); choose the basic classes with --basic")
+    if config.classes.compound is not None:
+        absent = [c for c in config.classes.compound if c not in have]
+        if absent:
+            raise ValueError(f"compound classes {absent} have no training faces; drop them from --compound")
+        compound = tuple(config.classes.compound)
+    else:
+        compound = tuple(c for c in taxonomy.COMPOUND if c in have and c not in basic)
+    if not compound:
+        raise ValueError(f"the data has no compound class (it has {sorted(have)}); a continual run needs at least one")
+    holdout: tuple[str, ...] = ()
+    if fs.holdout:
+        if config.continual.order is not None:
+            pool = [c for c in compound if c not in config.continual.order]
+            if len(pool) < fs.holdout:
+                raise ValueError(f"continual.order names {len(config.continual.order)} classes, leaving "
+                                 f"{len(pool)} of {len(compound)} for a few-shot hold-out of {fs.holdout}; "
+                                 "drop classes from the order or set --holdout 0")
+            rng_pool = pool
+        else:
+            rng_pool = list(compound)
+        if len(compound) - fs.holdout < 1:
+            raise ValueError(f"a few-shot hold-out of {fs.holdout} leaves no compound class for the stream "
+                             f"(the data has {len(compound)}); lower --holdout, or set it to 0")
+        pick = np.random.default_rng(config.seed).choice(len(rng_pool), size=fs.holdout, replace=False)
+        holdout = tuple(sorted((rng_pool[i] for i in pick), key=taxonomy.COMPOUND.index))
+        compound = tuple(c for c in compound if c not in holdout)
+    if config.continual.order is not None and sorted(config.continual.order) != sorted(compound):
+        raise ValueError(f"continual.order {list(config.continual.order)} must list exactly the stream's compound "
+                         f"classes {list(compound)}")
+    episodes = holdout or compound
+    if len(episodes) < fs.ways:
+        raise ValueError(f"{fs.ways}-way episodes need {fs.ways} classes but only {len(episodes)} are available "
+                         f"({list(episodes)}); lower --ways")
+    need = max(fs.shots) + fs.queries
+    counts = test.counts()
+    short = {c: counts.get(c, 0) for c in episodes if counts.get(c, 0) < need}
+    if short:
+        raise ValueError(f"few-shot episodes need {need} test faces per class ({max(fs.shots)} shots + "
+                         f"{fs.queries} queries); these have fewer: {short}. Lower --shots or --queries, or give "
+                         "more test subjects")
+    logger.info("data: %s; %d/%d/%d faces; stream %d compound, hold-out %s", source, len(train), len(val),
+                len(test), len(compound), list(holdout))
+    return RunData(train=train, val=val, test=test, basic=tuple(basic), compound=compound, holdout=holdout,
+                   source=source)

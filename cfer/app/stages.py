@@ -1,0 +1,240 @@
+"""The stages of the main job: data → teacher → continual → few-shot → explain.
+
+Each :class:`Stage` has a name, the artefact in the run folder that marks it done, a
+``run`` that computes and writes it, and a ``load`` that reads it back; the pipeline
+(:mod:`cfer.app.pipeline`) calls ``load`` where the artefact exists and ``run``
+otherwise, so a killed run goes on where it stopped. Stages share one
+:class:`RunState`; a stage's result is ``state.outputs[stage.name]``. The continual stage
+has no single artefact: it resumes itself, class order by class order, from
+``results/``, ``students/`` and ``checkpoints/``.
+
+A new stage is a ``run`` and a ``load`` function and one entry in :data:`STAGES`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cfer.app.config import RunConfig
+from cfer.app.prepare import RunData, prepare_data
+from cfer.atomic import jsonable, write_json
+
+__all__ = ["RunState", "Stage", "STAGES"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    """What the stages of one run share.
+
+    Attributes:
+        config: The run's configuration.
+        folder: The run folder.
+        progress: Show progress bars.
+        outputs: Each finished stage's result, by stage name.
+    """
+
+    config: RunConfig
+    folder: Path
+    progress: bool
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data(self) -> RunData:
+        return self.outputs["data"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the main job.
+
+    Attributes:
+        name: Its name (also the key of its result and of its time in ``timing.json``).
+        artefact: The file, relative to the run folder, that marks it done (None: always run).
+        run: Compute the result (and write the artefact).
+        load: Read the result back from the artefact.
+    """
+
+    name: str
+    artefact: str | None
+    run: Callable[[RunState], Any]
+    load: Callable[[RunState], Any]
+
+    def done(self, state: RunState) -> bool:
+        return self.artefact is not None and (state.folder / self.artefact).is_file()
+
+    def __call__(self, state: RunState) -> Any:
+        return self.load(state) if self.done(state) else self.run(state)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+# -- data ------------------------------------------------------------------------------------
+def _data(state: RunState) -> RunData:
+    return prepare_data(state.config, progress=state.progress)
+
+
+# -- teacher ---------------------------------------------------------------------------------
+def _teacher(state: RunState) -> tuple[Any, dict]:
+    from cfer.continual.resume import seed_everything
+    from cfer.continual.teacher import TeacherConfig, evaluate_classes, train_teacher
+    from cfer.models.io import save_model
+
+    config, data = state.config, state.data
+    seed_everything(config.seed)
+    t = config.teacher
+    tc = TeacherConfig(arch=config.model.arch, lr=t.lr, batch_size=t.batch_size, max_epochs=t.epochs,
+                       patience=t.patience, seed=config.seed, progress=state.progress, weights=config.model.weights)
+    result = train_teacher(train=data.train, val=data.val, config=tc, classes=data.basic)
+    test_accuracy, _ = evaluate_classes(result.model, data.test, classes=result.classes)
+    info = {"image_size": config.data.image_size, "best_epoch": result.best_epoch,
+            "val_accuracy": result.best_val_accuracy, "test_accuracy": test_accuracy,
+            "epochs_run": len(result.history), "history": result.history}
+    save_model(result.model, state.folder / "teacher.pt", arch=config.model.arch, classes=result.classes, extra=info)
+    return result.model, info
+
+
+def _load_teacher(state: RunState) -> tuple[Any, dict]:
+    from cfer.continual.growing import load_model
+
+    model, _ = load_model(state.folder / "teacher.pt")
+    logger.info("teacher loaded from %s", state.folder / "teacher.pt")
+    return model, model.cfer_meta
+
+
+# -- continual -------------------------------------------------------------------------------
+def _orders(config: RunConfig, data: RunData) -> list[tuple[str, ...]]:
+    from cfer.continual.stream import compound_orders
+
+    if config.continual.order is not None:
+        return [tuple(config.continual.order)]
+    return compound_orders(classes=data.compound, n_orders=config.continual.orders, seed=config.seed)
+
+
+def _cfer_options(config: RunConfig):  # noqa: ANN202
+    from cfer.continual.factory import CferConfig
+
+    c = config.continual
+    return CferConfig(gamma0=c.gamma0, temperature=c.temperature, feature_weight=c.feature_weight,
+                      psmr_mode=c.psmr_mode, logit_adjustment=c.logit_adjustment)
+
+
+def _continual(state: RunState) -> dict:
+    """Every class order, each resumed from its own files; returns the records and the
+    first order's student (the one few-shot and Grad-CAM look at)."""
+    from cfer.continual.growing import load_model
+    from cfer.continual.resume import run_order
+    from cfer.continual.stream import make_stream
+    from cfer.models.io import save_model
+
+    config, data, run = state.config, state.data, state.folder
+    teacher, _ = state.outputs["teacher"]
+    records, first_student, first_classes = [], None, ()
+    orders = _orders(config, data)
+    c = config.continual
+    for k, order in enumerate(orders):
+        done, student_path = run / "results" / f"order{k}.json", run / "students" / f"order{k}.pt"
+        if done.is_file() and student_path.is_file():
+            rec = _read_json(done)
+            student, classes = load_model(student_path) if k == 0 else (None, tuple(rec["class_names"]))
+        else:
+            stream = make_stream(train=data.train, test=data.test, val=data.val, basic=data.basic,
+                                 compound=data.compound, per_step=c.per_step, order=order)
+            n_train = sum(len(e.dataset) for e in stream.train_stream)
+            memory = c.memory_size if c.memory_size is not None else int(np.floor(c.memory_fraction * n_train))
+            results, student = run_order(stream=stream, teacher=teacher, memory_size=memory, epochs=c.epochs, lr=c.lr,
+                                         batch_size=c.batch_size, cfer=_cfer_options(config),
+                                         checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
+                                         progress=state.progress, desc=f"order {k + 1}/{len(orders)}")
+            classes = tuple(stream.class_names)
+            save_model(student, student_path, arch=config.model.arch, classes=classes,
+                       extra={"image_size": config.data.image_size, "order": list(order)})
+            rec = jsonable({"order": list(order), "class_names": list(classes), "memory_size": memory,
+                            "step_classes": [[classes[j] for j in s] for s in stream.step_classes],
+                            **results.to_dict()})
+            write_json(done, rec)
+        records.append(rec)
+        if k == 0:
+            first_student, first_classes = student, classes
+    return {"records": records, "student": first_student, "student_classes": first_classes}
+
+
+# -- few-shot --------------------------------------------------------------------------------
+def _fewshot(state: RunState) -> list[dict]:
+    from cfer.fewshot.episodes import EpisodeConfig, evaluate_model
+
+    config, data = state.config, state.data
+    encoders = {"teacher": state.outputs["teacher"][0], "student": state.outputs["continual"]["student"]}
+    fs = config.fewshot
+    pool = data.test.subset(np.flatnonzero(np.isin(data.test.class_names, data.fewshot_classes)))
+    jobs = [(name, k) for name in encoders for k in fs.shots]
+    if state.progress:
+        from tqdm.auto import tqdm
+
+        jobs = tqdm(jobs, desc="few-shot episodes", unit="setting")
+    out = []
+    for name, shots in jobs:
+        ec = EpisodeConfig(ways=fs.ways, shots=shots, queries=fs.queries, episodes=fs.episodes,
+                           classifier=fs.classifier, seed=config.seed)
+        res = evaluate_model(encoders[name], pool, config=ec, classes=list(data.fewshot_classes))
+        out.append({"encoder": name, "classes_seen_in_training": not data.holdout and name != "teacher",
+                    **res.to_dict()})
+        logger.info("few-shot %s: %s", name, res)
+    out = jsonable(out)
+    write_json(state.folder / "fewshot.json", out)
+    return out
+
+
+# -- explain ---------------------------------------------------------------------------------
+def _explain_faces(config: RunConfig, data: RunData):  # noqa: ANN202
+    names = np.asarray(data.test.class_names)
+    keep = []
+    for c in (*data.basic, *data.compound, *data.holdout):
+        keep += np.flatnonzero(names == c)[: config.explain.per_class].tolist()
+    return data.test.subset(np.asarray(sorted(keep)))
+
+
+def _explain(state: RunState) -> dict:
+    from cfer.explain.analysis import analyse
+    from cfer.explain.figures import save_analysis
+
+    config, data, folder = state.config, state.data, state.folder / "explain"
+    student = state.outputs["continual"]
+    models = {"teacher": (state.outputs["teacher"][0], data.basic),
+              "student": (student["student"], student["student_classes"])}
+    faces = _explain_faces(config, data)
+    items = list(models.items())
+    if state.progress:
+        from tqdm.auto import tqdm
+
+        items = tqdm(items, desc="Grad-CAM", unit="model")
+    out = {}
+    for name, (model, classes) in items:
+        result = analyse(model, classes=classes, faces=faces, method=config.explain.method)
+        save_analysis(result, folder / name, title=name)
+        summary = dict(result.summary)
+        summary.pop("similarity", None)
+        out[name] = summary
+        model.zero_grad(set_to_none=True)
+    out = jsonable(out)
+    write_json(folder / "summary.json", out)
+    return out
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", None, _data, _data),
+    Stage("teacher", "teacher.pt", _teacher, _load_teacher),
+    Stage("continual", None, _continual, _continual),
+    Stage("fewshot", "fewshot.json", _fewshot, lambda s: _read_json(s.folder / "fewshot.json")),
+    Stage("explain", "explain/summary.json", _explain, lambda s: _read_json(s.folder / "explain" / "summary.json")),
+)
+"""The main job's stages, in order (the report is written after them)."""

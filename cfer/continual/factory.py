@@ -1,0 +1,225 @@
+"""``make_strategy``: cfer and the baselines it is compared with, built the same way.
+
+Every strategy gets the same model (the caller passes a fresh copy), optimiser, epochs,
+mini-batch size and replay budget; baselines are Avalanche's own implementations.
+
+=============  ===================================================================
+name           what it is
+=============  ===================================================================
+``cfer``       distillation from the frozen basic teacher (logits + features) and
+               predictive-sorting replay (:mod:`cfer.continual.plugins.distillation`,
+               :mod:`cfer.continual.plugins.psmr`)
+``naive``      fine-tuning on each experience (lower bound)
+``joint``      Avalanche ``Cumulative``: retrain on all data seen so far (upper bound)
+``lwf``        Learning without Forgetting (previous model's logits)
+``replay``     class-balanced replay, random selection
+``herding``    class-balanced replay, herding selection (iCaRL's rule)
+``icarl``      iCaRL (herding memory, distillation, nearest-mean-of-exemplars)
+``der``        Dark Experience Replay (logits in the buffer)
+``ewc``        Elastic Weight Consolidation
+=============  ===================================================================
+
+Example:
+    >>> strategy = make_strategy("cfer", model=model, optimizer=opt, memory_size=300,
+    ...                          total_classes=21, train_epochs=3)          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from cfer.models.features import pre_logits
+
+__all__ = ["STRATEGIES", "CferConfig", "make_strategy"]
+
+STRATEGIES: tuple[str, ...] = ("cfer", "naive", "joint", "lwf", "replay", "herding", "icarl", "der", "ewc")
+
+# Hyper-parameters of the baselines: Avalanche's defaults where it has them.
+_LWF_ALPHA, _LWF_TEMPERATURE = 1.0, 2.0
+_EWC_LAMBDA = 100.0
+_DER_ALPHA, _DER_BETA = 0.1, 0.5
+
+
+@dataclass(frozen=True)
+class CferConfig:
+    """Options of the ``cfer`` strategy (distillation, PSMR and bias correction).
+
+    Attributes:
+        gamma0: Initial logit-distillation weight (published: 0.1).
+        temperature: Distillation temperature ``T`` (published: 3).
+        first_step: ``i`` of the first compound experience in ``g_i`` (1: the experience
+            index; 0: the authors' code).
+        t_squared: Multiply the logit term by ``T**2`` (published: no).
+        feature_weight: Weight of feature distillation (0: logits only, as published).
+        feature_loss: ``"mse"`` or ``"cosine"``.
+        psmr_mode: ``"grow"`` (m per class, published) or ``"limit"`` (M re-balanced).
+        psmr_scorer: ``"current"`` model or the frozen ``"teacher"`` ranks the samples.
+        psmr_rescore_old: Re-sort old classes before truncating them.
+        psmr_new_class_selection: ``"sorted"`` (the method) or ``"random"`` (the authors' code).
+        logit_adjustment: ``tau`` of :class:`~cfer.continual.plugins.logit_adjustment.LogitAdjustmentPlugin`
+            (0: off, the published method).
+    """
+
+    gamma0: float = 0.1
+    temperature: float = 3.0
+    first_step: int = 1
+    t_squared: bool = False
+    feature_weight: float = 1.0
+    feature_loss: str = "mse"
+    psmr_mode: str = "grow"
+    psmr_scorer: str = "current"
+    psmr_rescore_old: bool = False
+    psmr_new_class_selection: str = "sorted"
+    logit_adjustment: float = 0.0
+
+
+def make_strategy(
+    name: str,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_epochs: int = 1,
+    train_mb_size: int = 64,
+    eval_mb_size: int = 256,
+    memory_size: int = 200,
+    total_classes: int | None = None,
+    teacher: nn.Module | None = None,
+    plugins: Sequence[object] = (),
+    evaluator: object | None = None,
+    device: str | torch.device = "cpu",
+    cfer: CferConfig = CferConfig(),
+):  # noqa: ANN201
+    """Build a strategy by name.
+
+    Args:
+        name: One of :data:`STRATEGIES`.
+        model: The model to train (a :class:`~cfer.continual.growing.GrowingClassifier`
+            for ``icarl``, ``herding`` and ``cfer``'s feature distillation).
+        optimizer: An optimiser over ``model``'s parameters.
+        train_epochs: Epochs per experience.
+        train_mb_size: Training mini-batch size.
+        eval_mb_size: Evaluation mini-batch size.
+        memory_size: Replay budget in items (replay, herding, icarl, der, cfer).
+        total_classes: Classes the stream will have (``cfer``'s per-class quota).
+        teacher: Frozen basic teacher for ``cfer`` (default: a copy of the model taken
+            after the first experience).
+        plugins: Extra plugins; the caller's sequence is copied, never mutated.
+        evaluator: An Avalanche ``EvaluationPlugin`` (default: :func:`cfer.continual.metrics.make_evaluator`).
+        device: Torch device.
+        cfer: Options of the cfer strategy's plugins.
+
+    Returns:
+        An Avalanche strategy (a ``SupervisedTemplate``).
+
+    Raises:
+        ValueError: For an unknown name (the message lists the known ones and the
+            closest), or options a strategy cannot use.
+    """
+    from avalanche.training import DER, EWC, ICaRL, LwF, Naive
+    from avalanche.training.plugins import ReplayPlugin
+    from avalanche.training.storage_policy import (
+        ClassBalancedBuffer,
+        HerdingSelectionStrategy,
+        ParametricBuffer,
+    )
+    from avalanche.training.supervised.cumulative import Cumulative
+
+    from cfer.continual.metrics import make_evaluator
+
+    key = str(name).strip().lower()
+    if key not in STRATEGIES:
+        close = difflib.get_close_matches(key, STRATEGIES, n=2)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown strategy {name!r}{hint}; known strategies: {list(STRATEGIES)}")
+    if train_epochs < 1 or train_mb_size < 1 or eval_mb_size < 1:
+        raise ValueError("train_epochs, train_mb_size and eval_mb_size must be >= 1")
+    if memory_size < 0:
+        raise ValueError(f"memory_size must be >= 0, got {memory_size}")
+    extra = list(plugins)  # never mutate the caller's list
+    common = dict(optimizer=optimizer, train_mb_size=train_mb_size, train_epochs=train_epochs,
+                  eval_mb_size=eval_mb_size, device=device,
+                  evaluator=evaluator if evaluator is not None else make_evaluator())
+    ce = nn.CrossEntropyLoss()
+
+    if key == "naive":
+        return Naive(model=model, criterion=ce, plugins=extra, **common)
+    if key == "joint":
+        return Cumulative(model=model, criterion=ce, plugins=extra, **common)
+    if key == "lwf":
+        return LwF(model=model, criterion=ce, alpha=_LWF_ALPHA, temperature=_LWF_TEMPERATURE,
+                   plugins=extra, **common)
+    if key == "ewc":
+        return EWC(model=model, criterion=ce, ewc_lambda=_EWC_LAMBDA, plugins=extra, **common)
+    if key == "der":
+        # Avalanche's DER stores logits and compares them with later outputs, so the head
+        # must not change width: it gets every class's output from the start, unmasked
+        # (the single fixed head of the DER paper).
+        if total_classes is None:
+            raise ValueError("the der strategy needs total_classes: DER keeps a fixed-width head")
+        _require_growing(model, key)
+        model.grow(total_classes)
+        model.head.masking = False
+        return DER(model=model, criterion=ce, mem_size=memory_size, alpha=_DER_ALPHA,
+                   beta=_DER_BETA, plugins=extra, **common)
+    if key == "replay":
+        policy = ClassBalancedBuffer(max_size=memory_size, adaptive_size=True)
+        return Naive(model=model, criterion=ce, plugins=[ReplayPlugin(mem_size=memory_size, storage_policy=policy),
+                                                          *extra], **common)
+    if key == "herding":
+        _require_growing(model, key)
+        policy = ParametricBuffer(max_size=memory_size, groupby="class",
+                                  selection_strategy=HerdingSelectionStrategy(model, "pre_logits"))
+        return Naive(model=model, criterion=ce, plugins=[ReplayPlugin(mem_size=memory_size, storage_policy=policy),
+                                                          *extra], **common)
+    if key == "icarl":
+        _require_growing(model, key)
+        if total_classes is None:
+            raise ValueError("the icarl strategy needs total_classes: Avalanche's iCaRL trains a fixed-width head")
+        # Avalanche's iCaRL keeps a copy of the whole model, so its head cannot grow:
+        # it gets a fixed linear head over all classes (as in Avalanche's own examples)
+        # and classifies by nearest mean of exemplars at evaluation.
+        classifier = nn.Linear(model.num_features, total_classes)
+        return ICaRL(feature_extractor=_FeatureExtractor(model), classifier=classifier, memory_size=memory_size,
+                     buffer_transform=None, fixed_memory=True, plugins=extra, **common)
+    # cfer
+    from cfer.continual.plugins.distillation import BasicDistillationPlugin
+    from cfer.continual.plugins.logit_adjustment import LogitAdjustmentPlugin
+    from cfer.continual.plugins.psmr import psmr_plugin
+
+    if total_classes is None:
+        raise ValueError("the cfer strategy needs total_classes (the number of classes the stream will have)")
+    distill = BasicDistillationPlugin(teacher=teacher, temperature=cfer.temperature, gamma0=cfer.gamma0,
+                                      first_step=cfer.first_step, t_squared=cfer.t_squared,
+                                      feature_weight=cfer.feature_weight, feature_loss=cfer.feature_loss)
+    replay = psmr_plugin(max_size=memory_size, total_classes=total_classes, mode=cfer.psmr_mode,
+                         scorer=cfer.psmr_scorer, teacher=teacher if cfer.psmr_scorer == "teacher" else None,
+                         rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection)
+    own = [distill, replay]
+    if cfer.logit_adjustment > 0:
+        own.append(LogitAdjustmentPlugin(tau=cfer.logit_adjustment))
+    return Naive(model=model, criterion=ce, plugins=[*own, *extra], **common)
+
+
+class _FeatureExtractor(nn.Module):
+    """The pre-logit part of a GrowingClassifier, as iCaRL's feature extractor."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.backbone
+        self.pre_logits = model.pre_logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pre_logits(pre_logits(self.model, x))
+
+
+def _require_growing(model: nn.Module, key: str) -> None:
+    from cfer.continual.growing import GrowingClassifier
+
+    if not isinstance(model, GrowingClassifier):
+        raise ValueError(f"the {key} strategy needs a cfer.continual.growing.GrowingClassifier model, "
+                         f"got {type(model).__name__}")

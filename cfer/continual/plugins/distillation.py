@@ -1,0 +1,249 @@
+"""Distil the frozen basic teacher into the growing student (an Avalanche plugin).
+
+At compound step ``i`` (the basic experience is step 0) the training loss becomes
+
+    loss = (1 - g_i) * CE(y, s) + g_i * KD + w_f * F
+
+* ``CE(y, s)``: the strategy's own criterion; the plugin scales it by ``1 - g_i``
+  through :mod:`cfer.continual.plugins.criterion` (so another plugin that changes the
+  criterion, such as logit adjustment, composes with it in either order) and adds its
+  own terms to ``strategy.loss``;
+* ``KD = - sum_c softmax(t / T)_c * log_softmax(s / T)_c``, averaged over the batch,
+  where ``t`` are the **frozen basic teacher's** logits zero-padded on the right to the
+  student's width (not the previous step's model), ``T = 3``; multiplied by ``T**2``
+  only if ``t_squared=True`` (the published method has no such factor);
+* ``g_i = gamma0 * exp(-i / (1 + e))`` with ``gamma0 = 0.1`` (Maiden & Nakisa 2023); by
+  default ``i`` is the experience index, so the first compound step has ``i = 1``
+  (``g = 0.076``); the authors' public code counts compound steps from 0 (``g = 0.1`` at
+  the first one): ``first_step=0`` reproduces that;
+* ``F``: feature distillation, the student's pre-logit features mapped by a learned
+  linear projection (identity-initialised when the widths match) towards the teacher's
+  pre-logit features, by mean squared error (``"mse"``) or ``1 - cosine`` (``"cosine"``),
+  weighted by ``feature_weight`` (0 switches it off).
+
+Without a given teacher, the plugin takes a frozen copy of the model at the end of the
+first (basic) experience. The projection belongs to the plugin (``plugin.projection``),
+not to the user's model: the plugin adds its parameters to the strategy's optimiser as a
+parameter group of their own, and :meth:`BasicDistillationPlugin.state_dict` saves it.
+
+Example:
+    >>> from avalanche.training import Naive
+    >>> plugin = BasicDistillationPlugin(temperature=3.0, gamma0=0.1, feature_weight=1.0)
+    >>> strategy = Naive(model=model, optimizer=opt, plugins=[plugin])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable, Literal
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch import nn
+
+from cfer.continual.plugins.criterion import CriterionAdjustment, adjust_criterion
+from cfer.models.features import pre_logits
+
+__all__ = ["BasicDistillationPlugin", "gamma_schedule", "logit_distillation", "feature_distillation"]
+
+
+def gamma_schedule(step: int, *, gamma0: float = 0.1) -> float:
+    """``gamma0 * exp(-step / (1 + e))``: the weight of logit distillation at ``step``."""
+    return float(gamma0 * math.exp(-step / (1.0 + math.e)))
+
+
+def logit_distillation(student: torch.Tensor, teacher: torch.Tensor, *, temperature: float = 3.0,
+                       t_squared: bool = False) -> torch.Tensor:
+    """Cross-entropy between softened teacher and student distributions (teacher zero-padded)."""
+    if teacher.shape[1] > student.shape[1]:
+        raise ValueError(f"the teacher has {teacher.shape[1]} outputs, more than the student's {student.shape[1]}")
+    pad = student.shape[1] - teacher.shape[1]
+    t = nn.functional.pad(teacher, (0, pad)) if pad else teacher
+    kd = -(torch.softmax(t / temperature, 1) * torch.log_softmax(student / temperature, 1)).sum(1).mean()
+    return kd * temperature**2 if t_squared else kd
+
+
+def feature_distillation(student: torch.Tensor, teacher: torch.Tensor, *, kind: str = "mse") -> torch.Tensor:
+    """MSE or ``1 - cosine`` between (projected) student and teacher features."""
+    if kind == "mse":
+        return nn.functional.mse_loss(student, teacher)
+    if kind == "cosine":
+        return (1.0 - nn.functional.cosine_similarity(student, teacher, dim=1)).mean()
+    raise ValueError(f"feature loss must be 'mse' or 'cosine', got {kind!r}")
+
+
+class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
+    """Logit + feature distillation from a frozen basic teacher.
+
+    Args:
+        teacher: The frozen basic model; default: a copy taken after the first experience.
+        temperature: Softmax temperature ``T``.
+        gamma0: Initial logit-distillation weight.
+        gamma: Custom schedule ``step -> weight`` (overrides ``gamma0``).
+        first_step: The value of ``i`` at the first compound experience (1: the
+            experience index, the default; 0: the authors' code).
+        t_squared: Multiply the logit term by ``T**2``.
+        use_logits: Use the logit term at all.
+        feature_weight: Weight of the feature term (0: off).
+        feature_loss: ``"mse"`` or ``"cosine"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        teacher: nn.Module | None = None,
+        temperature: float = 3.0,
+        gamma0: float = 0.1,
+        gamma: Callable[[int], float] | None = None,
+        first_step: int = 1,
+        t_squared: bool = False,
+        use_logits: bool = True,
+        feature_weight: float = 1.0,
+        feature_loss: Literal["mse", "cosine"] = "mse",
+    ) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0 <= gamma0 <= 1:
+            raise ValueError(f"gamma0 must lie in [0, 1], got {gamma0}")
+        if feature_weight < 0:
+            raise ValueError(f"feature_weight must be >= 0, got {feature_weight}")
+        if feature_loss not in ("mse", "cosine"):
+            raise ValueError(f"feature_loss must be 'mse' or 'cosine', got {feature_loss!r}")
+        self.teacher = None
+        if teacher is not None:
+            self.teacher = self._freeze(teacher)
+        if first_step < 0:
+            raise ValueError(f"first_step must be >= 0, got {first_step}")
+        self.temperature, self.gamma0, self.gamma, self.t_squared = temperature, gamma0, gamma, t_squared
+        self.first_step = first_step
+        self.use_logits, self.feature_weight, self.feature_loss = use_logits, feature_weight, feature_loss
+        self.last: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.projection: nn.Linear | None = None
+        self._scale: float | None = None  # 1 - g_i while a compound experience trains
+        self._step = 0
+        self._hook = None
+        self._captured: torch.Tensor | None = None
+
+    @staticmethod
+    def _freeze(model: nn.Module) -> nn.Module:
+        frozen = copy.deepcopy(model)
+        frozen.eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        return frozen
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def weight(self, step: int) -> float:
+        """Logit-distillation weight at ``step``."""
+        return float(self.gamma(step)) if self.gamma is not None else gamma_schedule(step, gamma0=self.gamma0)
+
+    # -- the criterion and the plugin's own state ------------------------------------------
+    def adjust(self, criterion, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        """``(1 - g_i) * criterion(logits, targets)`` while a compound experience trains."""
+        if self._scale is None:
+            return criterion(logits, targets)
+        return self._scale * criterion(logits, targets)
+
+    def named_parameters(self) -> dict[str, nn.Parameter]:
+        """The plugin's trainable parameters (the feature projection), by name."""
+        if self.projection is None:
+            return {}
+        return {f"projection.{n}": p for n, p in self.projection.named_parameters()}
+
+    def state_dict(self) -> dict:
+        """The projection's weights (empty before it exists): what a resumed run needs."""
+        return {} if self.projection is None else {"projection": self.projection.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        if "projection" in state:
+            w = state["projection"]["weight"]
+            self.projection = nn.Linear(int(w.shape[1]), int(w.shape[0]))
+            self.projection.load_state_dict(state["projection"])
+
+    # -- callbacks ---------------------------------------------------------------------------
+    def before_train_dataset_adaptation(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        self._count("before_train_dataset_adaptation")
+        if self.teacher is None or self.feature_weight == 0 or self.projection is not None:
+            return
+        model = strategy.model
+        with torch.no_grad():
+            probe = strategy.experience.dataset[0][0][None].to(strategy.device)
+            was = model.training
+            model.eval()
+            s_dim = pre_logits(model, probe).shape[1]
+            model.train(was)
+            t_dim = pre_logits(self.teacher, probe.to(next(self.teacher.parameters()).device)).shape[1]
+        proj = nn.Linear(s_dim, t_dim).to(strategy.device)
+        with torch.no_grad():
+            if s_dim == t_dim:
+                proj.weight.copy_(torch.eye(s_dim))
+                proj.bias.zero_()
+        self.projection = proj
+
+    def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        self._count("before_training_exp")
+        if self.teacher is None:
+            return
+        self._step = strategy.clock.train_exp_counter - 1 + self.first_step
+        if self.use_logits:
+            self._scale = 1.0 - self.weight(self._step)
+            adjust_criterion(strategy, self)
+        if self.projection is not None:
+            self.projection.to(strategy.device)
+            in_optimizer = {id(p) for g in strategy.optimizer.param_groups for p in g["params"]}
+            params = [p for p in self.projection.parameters() if id(p) not in in_optimizer]
+            if params:
+                strategy.optimizer.add_param_group({"params": params})
+        # Capture the student's pre-logit features during its own forward pass (no second
+        # forward) when the model exposes a `pre_logits` module (GrowingClassifier does).
+        layer = getattr(strategy.model, "pre_logits", None) if self.feature_weight > 0 else None
+        if isinstance(layer, nn.Module):
+            def keep(_module, _inputs, output):  # noqa: ANN001, ANN202
+                self._captured = output
+
+            self._hook = layer.register_forward_hook(keep)
+
+    def before_backward(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        self._count("before_backward")
+        if self.teacher is None:
+            return
+        x = strategy.mb_x
+        student_logits = strategy.mb_output
+        self.last = {"step": self._step}
+        with torch.no_grad():
+            # One pass through the teacher's trunk serves both the logit and feature terms.
+            if hasattr(self.teacher, "forward_features"):
+                t_map = self.teacher.forward_features(x)
+                t_logits = self.teacher.forward_head(t_map)
+                t_feat = self.teacher.forward_head(t_map, pre_logits=True)
+            else:  # a plain classifier: logit distillation only
+                t_logits, t_feat = self.teacher(x), None
+        if self.use_logits:
+            g = self.weight(self._step)
+            kd = logit_distillation(student_logits, t_logits, temperature=self.temperature, t_squared=self.t_squared)
+            strategy.loss = strategy.loss + g * kd
+            self.last.update(kd=float(kd.detach()), gamma=g)
+        if self.feature_weight > 0 and t_feat is not None:
+            s_feat = self._captured
+            if s_feat is None or s_feat.shape[0] != x.shape[0]:
+                s_feat = pre_logits(strategy.model, x)
+            if self.projection is not None:
+                s_feat = self.projection(s_feat)
+            f = feature_distillation(s_feat, t_feat, kind=self.feature_loss)
+            strategy.loss = strategy.loss + self.feature_weight * f
+            self.last["feat"] = float(f.detach())
+
+    def after_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        self._count("after_training_exp")
+        self._scale = None
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook, self._captured = None, None
+        if self.teacher is None:
+            self.teacher = self._freeze(strategy.model)

@@ -1,0 +1,210 @@
+"""The cfer strategy over one class order, with a checkpoint after every experience.
+
+The student starts as a copy of the trained basic teacher (the first, basic experience
+is not trained again: it fills the predictive-sorting memory), then learns the compound
+experiences with distillation from the frozen teacher. After each experience the model,
+the optimiser, the replay buffer (as item indices), Avalanche's clock, the three global
+random generators and the accuracy matrix so far are written atomically to one
+checkpoint. :func:`run_order` started again with the same stream and checkpoint goes on
+from the last finished experience and reaches the same result as a run that was never
+interrupted.
+
+:func:`rng_state` / :func:`set_rng_state` capture and restore the three global random
+generators a training loop touches (Python's ``random``, NumPy's legacy global and
+torch's CPU generator), as plain tensors a checkpoint can hold.
+
+Example:
+    >>> results, student = run_order(stream=stream, teacher=teacher, memory_size=300, epochs=4,
+    ...                              checkpoint="run/checkpoints/order0.pt")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cfer.continual.factory import CferConfig
+from cfer.continual.metrics import ContinualResults
+from cfer.continual.runner import run_stream
+from cfer.models.io import load_checkpoint, save_checkpoint
+
+__all__ = ["run_order", "seed_everything", "rng_state", "set_rng_state"]
+
+logger = logging.getLogger(__name__)
+
+_CLOCK = ("train_iterations", "train_exp_counter", "train_exp_epochs", "train_exp_iterations",
+          "train_epoch_iterations", "total_iterations")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (Avalanche shuffles with torch's)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global Python, NumPy and torch (CPU) random states, as tensors and numbers."""
+    version, mt, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": int(version), "state": torch.tensor(mt, dtype=torch.int64),
+                   "gauss": None if gauss is None else float(gauss)},
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state().clone(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    nps = state["numpy"]
+    np.random.set_state((nps["name"], nps["keys"].numpy().astype(np.uint32), nps["pos"], nps["has_gauss"],
+                         nps["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+
+
+def _student(teacher: nn.Module) -> nn.Module:
+    student = copy.deepcopy(teacher)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    student.train()
+    return student
+
+
+def _plugin(strategy, kind: type):  # noqa: ANN001, ANN202
+    for p in strategy.plugins:
+        if isinstance(p, kind):
+            return p
+    raise RuntimeError(f"the cfer strategy has no {kind.__name__}")  # pragma: no cover - make_strategy adds it
+
+
+def _replay_policy(strategy):  # noqa: ANN001, ANN202
+    from avalanche.training.plugins import ReplayPlugin
+
+    return _plugin(strategy, ReplayPlugin).storage_policy
+
+
+def _distillation(strategy):  # noqa: ANN001, ANN202
+    from cfer.continual.plugins.distillation import BasicDistillationPlugin
+
+    return _plugin(strategy, BasicDistillationPlugin)
+
+
+def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
+    """What the optimiser trains, by name: the model's parameters and the distillation plugin's."""
+    own = {f"distillation.{n}": p for n, p in _distillation(strategy).named_parameters().items()}
+    return {**dict(strategy.model.named_parameters()), **own}
+
+
+def _make_strategy(student: nn.Module, optimizer: torch.optim.Optimizer, teacher: nn.Module, memory_size: int,
+                   total_classes: int, *, epochs: int, batch_size: int, cfer: CferConfig):  # noqa: ANN202
+    from cfer.continual.factory import make_strategy
+    from cfer.continual.plugins.epochs import BasicEpochsPlugin
+
+    return make_strategy("cfer", model=student, optimizer=optimizer, train_epochs=epochs,
+                         train_mb_size=batch_size, eval_mb_size=256, memory_size=memory_size,
+                         total_classes=total_classes, teacher=teacher, cfer=cfer,
+                         plugins=[BasicEpochsPlugin(basic_epochs=0, later_epochs=epochs)])
+
+
+def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer,  # noqa: ANN001
+          results: ContinualResults, meta: dict) -> None:
+    names = {id(p): n for n, p in _named_parameters(strategy).items()}
+    order = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+    save_checkpoint(path, {
+        "step": step,
+        "model": strategy.model.state_dict(),
+        "plugins": {"distillation": _distillation(strategy).state_dict()},
+        "optimizer": optimizer.state_dict(),
+        "optimizer_params": order,
+        "buffer": _replay_policy(strategy).state_dict(),
+        "clock": {k: int(getattr(strategy.clock, k)) for k in _CLOCK},
+        "rng": rng_state(),
+        "results": {"n_test": results.n_test, "matrix": results.matrix, "step_time_s": results.step_time_s},
+        "meta": meta,
+    })
+
+
+def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str | Path,  # noqa: ANN001
+              epochs: int = 4, lr: float = 2e-3, batch_size: int = 32, cfer: CferConfig = CferConfig(),
+              seed: int = 0, progress: bool = False, desc: str = "compound steps") -> tuple[ContinualResults, nn.Module]:
+    """Train the cfer student over ``stream``, checkpointing after every experience.
+
+    Args:
+        stream: A :class:`~cfer.continual.stream.CompoundStream` whose first experience holds
+            the teacher's classes, in the teacher's output order.
+        teacher: The trained basic teacher (a ``GrowingClassifier``); it is not modified.
+        memory_size: Replay budget ``M`` in items.
+        checkpoint: Checkpoint file; if it exists the run resumes from it.
+        epochs: Epochs per compound experience.
+        lr: Adam learning rate of the student.
+        batch_size: Training mini-batch size.
+        cfer: Distillation, PSMR and bias-correction options.
+        seed: Seed of the global generators at the start (shuffling, augmentation).
+        progress: Show a tqdm bar over experiences.
+        desc: Label of the bar.
+
+    Returns:
+        The accuracy matrix and derived metrics, and the final student.
+
+    Raises:
+        ValueError: If the checkpoint belongs to another stream (other classes or steps).
+    """
+    checkpoint = Path(checkpoint)
+    if teacher.num_classes != stream.n_basic:
+        raise ValueError(f"the teacher has {teacher.num_classes} outputs but the stream's first experience has "
+                         f"{stream.n_basic} classes; build the stream with the teacher's classes as basic")
+    meta = {"class_names": list(stream.class_names), "n_steps": stream.n_steps}
+    student = _student(teacher)
+    test = stream.test_stream
+    results = ContinualResults(n_test=[len(e.dataset) for e in test])
+    state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+    if state is not None:
+        if state["meta"] != meta:
+            raise ValueError(f"checkpoint {checkpoint} belongs to another stream ({state['meta']['class_names']}); "
+                             "resume with the run's own config, or delete the checkpoint")
+        student.grow(int(state["model"]["head.classifier.weight"].shape[0]))
+        student.load_state_dict(state["model"])
+    else:
+        seed_everything(seed)
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    strategy = _make_strategy(student, optimizer, teacher, memory_size, len(stream.class_names), epochs=epochs,
+                              batch_size=batch_size, cfer=cfer)
+    if state is not None:
+        _distillation(strategy).load_state_dict(state["plugins"]["distillation"])
+        params = _named_parameters(strategy)
+        optimizer.param_groups.clear()
+        optimizer.state.clear()
+        for group in state["optimizer_params"]:
+            optimizer.add_param_group({"params": [params[n] for n in group]})
+        optimizer.load_state_dict(state["optimizer"])
+        # Avalanche tracks the model's optimised parameters by name; without this it would
+        # reset the optimiser's state on its first call, unlike the uninterrupted run.
+        model_params = dict(student.named_parameters())
+        strategy.optimized_param_id = {n: model_params[n] for group in state["optimizer_params"] for n in group
+                                       if n in model_params}
+        for k, v in state["clock"].items():
+            setattr(strategy.clock, k, v)
+        _replay_policy(strategy).load_state_dict(state["buffer"], datasets=[e.dataset for e in stream.train_stream])
+        for row, secs in zip(state["results"]["matrix"], state["results"]["step_time_s"]):
+            results.add_step(accuracies=row, seconds=secs)
+        set_rng_state(state["rng"])
+        logger.info("resuming %s from experience %d of %d", checkpoint, int(state["step"]) + 1, stream.n_steps)
+
+    def save(i: int, res: ContinualResults) -> None:
+        _save(checkpoint, step=i, strategy=strategy, optimizer=optimizer, results=res, meta=meta)
+
+    run_stream(strategy, stream, progress=progress, desc=desc, results=results, after_step=save)
+    student = strategy.model
+    student.eval()
+    return results, student

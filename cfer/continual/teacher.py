@@ -1,0 +1,191 @@
+"""Train, save and load the basic-expression teacher.
+
+The teacher is a :class:`~cfer.continual.growing.GrowingClassifier` trained on the basic
+classes only, with early stopping on a validation split (never on the test split). Its
+frozen copy is what :class:`~cfer.continual.plugins.distillation.BasicDistillationPlugin` distils
+from.
+
+Example:
+    >>> from cfer.data.synthetic import make_synthetic_splits
+    >>> from cfer.continual.teacher import TeacherConfig, train_teacher
+    >>> sp = make_synthetic_splits(classes="basic", subjects=(6, 2, 2), per_class=3)
+    >>> result = train_teacher(train=sp["train"], val=sp["val"],
+    ...                        config=TeacherConfig(arch="cfer_tiny", max_epochs=2))  # doctest: +SKIP
+    >>> result.best_val_accuracy                                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from cfer import taxonomy
+from cfer.continual.growing import build_model
+from cfer.data.base import FaceDataset
+
+__all__ = ["TeacherConfig", "TeacherResult", "train_teacher", "evaluate", "evaluate_classes"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How the teacher is trained.
+
+    Attributes:
+        arch: Backbone name (a cfer model such as ``"resemotenet_slim"`` or any timm model).
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
+        batch_size: Mini-batch size.
+        max_epochs: Upper bound on epochs.
+        patience: Stop after this many epochs without a better validation accuracy.
+        seed: Seed of initialisation and shuffling (private generators).
+        augment: Random horizontal flips and small shifts during training.
+        progress: Show a tqdm bar over epochs.
+        weights: Optional local weights file for the backbone (see ``cfer.models.load_weights``).
+    """
+
+    arch: str = "resemotenet_slim"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    max_epochs: int = 15
+    patience: int = 3
+    seed: int = 0
+    augment: bool = True
+    progress: bool = False
+    weights: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class TeacherResult:
+    """A trained teacher and its training record."""
+
+    model: nn.Module
+    classes: tuple[str, ...]
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict] = field(default_factory=list)
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(len(x), generator=g) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: FaceDataset, *, batch_size: int = 256, label_map: np.ndarray | None = None) -> float:
+    """Accuracy of ``model`` on ``data`` (labels optionally mapped to output units)."""
+    was = model.training
+    model.eval()
+    x, y = data.tensors()
+    if label_map is not None:
+        y = torch.as_tensor(label_map[y.numpy()])
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+    model.train(was)
+    return correct / max(len(x), 1)
+
+
+def evaluate_classes(model: nn.Module, data: FaceDataset, *, classes: tuple[str, ...]) -> tuple[float, int]:
+    """Accuracy of ``model`` (outputs in ``classes`` order) on the items of ``data`` whose class
+    is one of ``classes``; returns ``(accuracy, number of items)``.
+
+    Example:
+        >>> acc, n = evaluate_classes(teacher, test, classes=("happy", "sad"))   # doctest: +SKIP
+    """
+    sub = data.subset(np.flatnonzero(np.isin(np.asarray(data.classes)[data.labels], list(classes))))
+    label_map = np.array([classes.index(c) if c in classes else -1 for c in sub.classes])
+    return evaluate(model, sub, label_map=label_map), len(sub)
+
+
+def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig = TeacherConfig(),
+                  classes: tuple[str, ...] | None = None) -> TeacherResult:
+    """Train the basic-expression teacher with early stopping on ``val``.
+
+    Args:
+        train: Training faces (only the ``classes`` are used).
+        val: Validation faces from other subjects; selects the best epoch.
+        config: Architecture and optimisation settings.
+        classes: The teacher's classes, in output order (default: the basic classes
+            that have training items, neutral first when it has).
+
+    Returns:
+        A :class:`TeacherResult` whose model holds the best validation epoch's weights.
+
+    Raises:
+        ValueError: If a class has no training or validation item, or subjects overlap.
+    """
+    if classes is None:
+        present = {train.classes[i] for i in np.unique(train.labels)}
+        classes = tuple(c for c in (taxonomy.NEUTRAL, *taxonomy.BASIC) if c in present)
+    classes = taxonomy.normalize_many(list(classes))
+    if train.subjects is not None and val.subjects is not None:
+        shared = set(train.subjects) & set(val.subjects)
+        if shared:
+            raise ValueError(f"{len(shared)} subjects are in both train and val; split by subject first")
+
+    def pick(ds: FaceDataset, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        names = np.asarray(ds.classes)[ds.labels]
+        keep = np.isin(names, classes)
+        for c in classes:
+            if not (names == c).any():
+                raise ValueError(f"class {c!r} has no {name} items; the teacher needs every class in both splits")
+        x = torch.from_numpy(ds.images[keep]).permute(0, 3, 1, 2).float().div_(255.0)
+        y = torch.as_tensor([classes.index(n) for n in names[keep]])
+        return x, y
+
+    xt, yt = pick(train, "train")
+    xv, yv = pick(val, "val")
+    model = build_model(arch=config.arch, num_classes=len(classes), in_chans=xt.shape[1],
+                        img_size=xt.shape[-1], seed=config.seed, weights=config.weights)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    g = torch.Generator().manual_seed(config.seed)
+    best, best_state, best_epoch, since, history = -1.0, None, 0, 0, []
+    epochs = range(config.max_epochs)
+    if config.progress:
+        from tqdm.auto import tqdm
+
+        epochs = tqdm(epochs, desc="teacher", unit="epoch")
+    for epoch in epochs:
+        model.train()
+        perm = torch.randperm(len(xt), generator=g)
+        total = 0.0
+        for i in range(0, len(xt), config.batch_size):
+            idx = perm[i:i + config.batch_size]
+            xb = _augment(xt[idx], g) if config.augment else xt[idx]
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xb), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        model.eval()
+        with torch.no_grad():
+            acc = sum((model(xv[i:i + 256]).argmax(1) == yv[i:i + 256]).sum().item()
+                      for i in range(0, len(xv), 256)) / len(xv)
+        history.append({"epoch": epoch, "train_loss": total / len(xt), "val_accuracy": acc})
+        logger.info("teacher epoch %d: loss %.3f, val acc %.3f", epoch, total / len(xt), acc)
+        if acc > best:
+            best, best_state, best_epoch, since = acc, copy.deepcopy(model.state_dict()), epoch, 0
+        else:
+            since += 1
+            if since >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return TeacherResult(model=model, classes=classes, best_epoch=best_epoch, best_val_accuracy=best, history=history)

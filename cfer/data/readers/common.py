@@ -1,0 +1,270 @@
+"""What every reader shares: the error types, the item record, one loop that decodes,
+crops and resizes the images, and the bookkeeping of bad items.
+
+Bad input raises :class:`DatasetError` (a ``ValueError``; missing files raise
+:class:`DatasetNotFoundError`, also a ``FileNotFoundError``) whose message names the
+file or CSV line and the fix. With ``skip_invalid=True`` bad items are skipped instead
+and counted in one :class:`SkippedItemsWarning`.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cfer import taxonomy
+from cfer.data.base import FaceDataset
+from cfer.data.faces import FaceCropper, NoFaceFoundError
+
+__all__ = ["DatasetError", "DatasetNotFoundError", "SkippedItemsWarning"]
+
+logger = logging.getLogger(__name__)
+
+_SKIP_HINT = "or pass skip_invalid=True to skip such items"
+
+
+class DatasetError(ValueError):
+    """A data set on disk is malformed; the message names the file or line and the fix."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """A folder, CSV file or image a reader needs does not exist."""
+
+
+class SkippedItemsWarning(UserWarning):
+    """Some items were skipped because ``skip_invalid=True``."""
+
+
+# --------------------------------------------------------------------------------------
+# shared machinery
+# --------------------------------------------------------------------------------------
+@dataclass
+class _Item:
+    where: str  # "path/to/img.png" or "manifest.csv line 4": named in messages
+    label: str  # canonical class name
+    path: Path | None = None
+    pixels: np.ndarray | None = None  # already decoded (FER2013): (H, W) uint8
+    subject: str | None = None
+    split: str | None = None
+
+
+class _Problems:
+    """Raise on the first bad item, or (skip_invalid) count bad items and warn once."""
+
+    def __init__(self, *, reader: str, skip_invalid: bool) -> None:
+        self.reader = reader
+        self.skip_invalid = skip_invalid
+        self.counts: Counter[str] = Counter()
+        self.first: str | None = None
+
+    def report(
+        self,
+        *,
+        reason: str,
+        where: str,
+        problem: str,
+        fix: str,
+        not_found: bool = False,
+        cause: BaseException | None = None,
+    ) -> None:
+        if not self.skip_invalid:
+            cls = DatasetNotFoundError if not_found else DatasetError
+            raise cls(f"{where}: {problem}; {fix}, {_SKIP_HINT}") from cause
+        self.counts[reason] += 1
+        if self.first is None:
+            self.first = f"{where}: {problem}"
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {reason}" for reason, n in self.counts.most_common())
+
+    def finish(self, *, total: int, kept: int) -> None:
+        skipped = sum(self.counts.values())
+        if total == 0:
+            raise DatasetError(f"{self.reader}: found no items to read; check that the path points at the data set")
+        if kept == 0:
+            detail = f" (skipped {skipped} of {total}: {self.summary()}; first: {self.first})" if skipped else ""
+            raise DatasetError(f"{self.reader}: no usable images{detail}; fix the data or point the reader at the right place")
+        if skipped:
+            msg = f"{self.reader}: skipped {skipped} of {total} items: {self.summary()}; first: {self.first}"
+            warnings.warn(SkippedItemsWarning(msg), stacklevel=4)
+
+
+def _size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        h = w = int(image_size)
+    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in image_size
+    ):
+        h, w = (int(v) for v in image_size)
+    else:
+        raise ValueError(f"image_size must be an int or an (height, width) pair of ints, got {image_size!r}")
+    if h < 1 or w < 1:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return h, w
+
+
+def _check_channels(channels: int) -> int:
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+    return int(channels)
+
+
+def _cropper(crop_faces: bool | FaceCropper) -> FaceCropper | None:
+    if isinstance(crop_faces, FaceCropper):
+        return crop_faces
+    if crop_faces is True:
+        return FaceCropper()
+    if crop_faces is False or crop_faces is None:
+        return None
+    raise ValueError(f"crop_faces must be True, False or a FaceCropper, got {crop_faces!r}")
+
+
+def _canonical(raw: str) -> tuple[str | None, str]:
+    """(canonical name, "") or (None, the taxonomy's message with its closest-names hint)."""
+    try:
+        return taxonomy.normalize(raw), ""
+    except (ValueError, TypeError) as exc:
+        return None, str(exc)
+
+
+def _progress(items: list, *, enabled: bool, desc: str) -> Iterable:
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="img")
+
+
+def _decode(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        return img.convert("RGB")
+
+
+def _finish_image(
+    img: Image.Image, *, size: tuple[int, int], channels: int, cropper: FaceCropper | None, where: str
+) -> np.ndarray:
+    if cropper is not None:
+        arr = cropper.crop(np.asarray(img), source=where)
+        img = Image.fromarray(arr)
+    img = img.convert("L" if channels == 1 else "RGB")
+    h, w = size
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _build(
+    items: list[_Item],
+    *,
+    problems: _Problems,
+    total: int,
+    size: tuple[int, int],
+    channels: int,
+    cropper: FaceCropper | None,
+    progress: bool,
+    with_subjects: bool,
+    with_splits: bool,
+) -> FaceDataset:
+    images: list[np.ndarray] = []
+    kept: list[_Item] = []
+    for item in _progress(items, enabled=progress, desc=problems.reader):
+        try:
+            if item.pixels is not None:
+                img = Image.fromarray(item.pixels)
+            else:
+                assert item.path is not None
+                img = _decode(item.path)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            problems.report(
+                reason="corrupt image",
+                where=item.where,
+                problem=f"cannot decode image ({type(exc).__name__}: {exc})",
+                fix="replace or delete the file",
+                cause=exc,
+            )
+            continue
+        try:
+            arr = _finish_image(img, size=size, channels=channels, cropper=cropper, where=item.where)
+        except NoFaceFoundError as exc:
+            problems.report(
+                reason="no face found",
+                where=item.where,
+                problem="no face found by the Haar cascade",
+                fix="crop this image by hand, use a FaceCropper with a smaller min_size, or read without crop_faces",
+                cause=exc,
+            )
+            continue
+        images.append(arr)
+        kept.append(item)
+    problems.finish(total=total, kept=len(kept))
+
+    present = {it.label for it in kept}
+    classes = [c for c in taxonomy.ALL_CLASSES if c in present]
+    index = {c: i for i, c in enumerate(classes)}
+    paths = [str(it.path) for it in kept] if all(it.path is not None for it in kept) else None
+    ds = FaceDataset(
+        images=np.stack(images),
+        labels=[index[it.label] for it in kept],
+        classes=classes,
+        subjects=[it.subject for it in kept] if with_subjects else None,
+        splits=[it.split for it in kept] if with_splits else None,
+        paths=paths,
+    )
+    logger.info("%s: read %d images of %d classes", problems.reader, len(ds), len(classes))
+    return ds
+
+
+def _require_file(path: Path, *, what: str, fix: str) -> Path:
+    if not path.exists():
+        raise DatasetNotFoundError(f"{what} {path} does not exist; {fix}")
+    if not path.is_file():
+        raise DatasetError(f"{what} {path} is not a file; {fix}")
+    return path
+
+
+def _require_dir(path: Path, *, what: str, fix: str) -> Path:
+    if not path.exists():
+        raise DatasetNotFoundError(f"{what} {path} does not exist; {fix}")
+    if not path.is_dir():
+        raise DatasetError(f"{what} {path} is not a folder; {fix}")
+    return path
+
+
+def _read_csv_header(path: Path, required: Sequence[str], fix: str) -> tuple[list[str], list[tuple[int, dict]]]:
+    """Rows of a CSV with a header, keyed by lower-cased column names, with line numbers."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DatasetError(f"{path} is empty; {fix}") from None
+        except csv.Error as exc:
+            raise DatasetError(f"{path} line 1: not valid CSV ({exc}); {fix}") from exc
+        columns = [c.strip().lower() for c in header]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise DatasetError(
+                f"{path}: no {missing[0]!r} column (columns found: {columns}); {fix}"
+            )
+        rows: list[tuple[int, dict]] = []
+        line = reader.line_num
+        try:
+            for values in reader:
+                start, line = line + 1, reader.line_num
+                if not values or all(not v.strip() for v in values):
+                    continue
+                rows.append((start, {c: (values[i].strip() if i < len(values) else "") for i, c in enumerate(columns)}))
+        except csv.Error as exc:
+            raise DatasetError(f"{path} line {reader.line_num}: not valid CSV ({exc}); fix the quoting") from exc
+    return columns, rows

@@ -1,0 +1,94 @@
+"""Backbones by name: cfer's models and every timm model, as feature extractors; nothing is downloaded.
+
+Example:
+    >>> from cfer.models import create_backbone
+    >>> net = create_backbone("resemotenet_slim")
+    >>> net.num_features
+    256
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+__all__ = ["CFER_MODELS", "create_backbone", "suggestions"]
+
+logger = logging.getLogger(__name__)
+
+CFER_MODELS = ("resemotenet", "resemotenet_slim", "cfer_tiny")
+"""The models cfer registers with timm (full, CPU-friendly, tests)."""
+
+
+def suggestions(name: str) -> list[str]:
+    """Up to six model names close to ``name`` (cfer's and timm's), for error messages."""
+    import timm
+
+    names = list(dict.fromkeys([*CFER_MODELS, *timm.list_models()]))
+    close = difflib.get_close_matches(name, names, n=6, cutoff=0.6)
+    stem = name.split("_")[0].rstrip("0123456789")
+    if len(close) < 3 and len(stem) >= 3:  # e.g. "effnet" -> nothing close; "vit_xyz" -> "vit_*"
+        close += [n for n in timm.list_models(f"{stem}*")[:6] if n not in close]
+    return close[:6]
+
+
+def create_backbone(name: str, *, in_chans: int = 3, img_size: int | None = None,
+                    weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
+    """A feature extractor: ``timm.create_model(name, num_classes=0, pretrained=False, ...)``.
+
+    Works for cfer's models (:data:`CFER_MODELS`) and any timm model. ``forward`` returns
+    pooled features ``(B, num_features)``; ``forward_features`` / ``forward_head(x,
+    pre_logits=True)`` are the timm feature API that
+    :class:`cfer.continual.growing.GrowingClassifier` builds on.
+
+    Args:
+        name: A cfer model or a timm model name (``"resnet18"``, ``"vit_tiny_patch16_224"``).
+        in_chans: Input channels (1 grey, 3 RGB).
+        img_size: Input side. Passed only to models with a fixed input grid (ViTs and
+            the like); convolutional networks take any size and do not need it.
+        weights: Optional local weight file, loaded with :func:`load_weights`.
+        **kwargs: Passed on to ``timm.create_model`` (e.g. ``drop_rate``); the model
+            rejects names it does not know.
+
+    Returns:
+        The backbone, with no classifier (``num_classes == 0``).
+
+    Raises:
+        ValueError: For an unknown name (listing close timm names and cfer's models), or
+            ``pretrained=True`` (cfer never downloads; pass ``weights=PATH``).
+
+    Example:
+        >>> vit = create_backbone("vit_tiny_patch16_224", img_size=64)
+        >>> vit(torch.rand(2, 3, 64, 64)).shape
+        torch.Size([2, 192])
+    """
+    import timm
+
+    import cfer.models  # noqa: F401 - registers cfer's models with timm
+
+    if kwargs.pop("pretrained", False):
+        raise ValueError("cfer never downloads weights: drop pretrained=True and pass weights=PATH to a local file "
+                         "(see cfer.models.load_weights)")
+    if "num_classes" in kwargs:
+        raise ValueError("create_backbone builds a feature extractor (num_classes=0); use timm.create_model "
+                         "for a classifier, or cfer.continual.growing.GrowingClassifier for a growing head")
+    if not timm.is_model(name):
+        raise ValueError(f"unknown model {name!r}; close timm names: {suggestions(name)}; "
+                         f"cfer's models: {list(CFER_MODELS)} (all timm names: timm.list_models())")
+    args: dict[str, Any] = dict(pretrained=False, num_classes=0, in_chans=in_chans, **kwargs)
+    cfg = timm.models.get_pretrained_cfg(name.split(".")[0])
+    if img_size is not None:
+        if cfg is not None and cfg.fixed_input_size:
+            args["img_size"] = img_size
+        else:
+            logger.debug("%s takes any input size; img_size=%s not passed", name, img_size)
+    model = timm.create_model(name, **args)
+    if weights is not None:
+        from cfer.models.weights import load_weights
+
+        load_weights(model, weights)
+    return model

@@ -1,0 +1,45 @@
+import json
+
+from cfer.app import cli
+from cfer.data.synthetic import make_synthetic_splits
+from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.models.io import save_model
+
+
+def test_fewshot_command_on_a_saved_model(tmp_path, capsys):
+    sp = make_synthetic_splits(classes="basic", subjects=(3, 1, 1), per_class=2, image_size=32)
+    res = train_teacher(train=sp["train"], val=sp["val"], config=TeacherConfig(arch="cfer_tiny", max_epochs=1))
+    path = save_model(res.model, tmp_path / "m.pt", arch="cfer_tiny", classes=res.classes, extra={"image_size": 32})
+    out = tmp_path / "fs.json"
+    code = cli.main(["fewshot", "--model", str(path), "--ways", "5", "--shots", "1", "--queries", "3",
+                     "--episodes", "20", "--subjects", "2", "--per-class", "2", "--json", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "5-way 1-shot (prototype):" in text and "95% CI, 20 episodes" in text
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 20 and 0 <= result["accuracy"] <= 1
+    assert set(result["per_class"]) <= {"happily_surprised", "happily_disgusted", "sadly_fearful", "sadly_angry",
+                                        "sadly_surprised", "sadly_disgusted", "fearfully_angry", "fearfully_surprised",
+                                        "fearfully_disgusted", "angrily_surprised", "angrily_disgusted",
+                                        "disgustedly_surprised", "appalled", "hatred", "awed"}
+    # Too few images per class for the requested shots + queries: a clear error, exit code 2.
+    assert cli.main(["fewshot", "--model", str(path), "--shots", "5", "--queries", "15", "--episodes", "5",
+                     "--subjects", "1", "--per-class", "2"]) == 2
+    assert "needs at least shots + queries" in capsys.readouterr().err
+
+
+def test_teacher_then_explain_commands(tmp_path, capsys):
+    model = tmp_path / "teacher.pt"
+    assert cli.main(["teacher", "--out", str(model), "--arch", "cfer_tiny", "--image-size", "32", "--epochs", "2",
+                     "--subjects", "3", "1", "1", "--per-class", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "best validation accuracy" in text and "test accuracy" in text and model.exists()
+    out = tmp_path / "explain"
+    assert cli.main(["explain", "--model", str(model), "--out", str(out), "--subjects", "1", "--per-class", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "explained 22 faces with gradcam" in text and "localisation" in text
+    assert {p.name for p in out.iterdir()} == {"overlays.png", "regions.png", "similarity.png", "explain.json"}
+    summary = json.loads((out / "explain.json").read_text())
+    shares = summary["region_attention"]["happy"]
+    assert set(shares) == {"forehead", "brows", "eyes", "nose", "cheeks", "mouth", "chin"}
+    assert sum(shares.values()) <= 1.0 + 1e-6

@@ -1,0 +1,160 @@
+"""`cfer run`: options, errors before any work, and a real kill followed by --resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from cfer.app import cli
+from cfer.models.io import load_checkpoint
+
+KILL_CONFIG = {
+    "model": {"arch": "cfer_tiny"},
+    "data": {"image_size": 32, "synthetic_subjects": [4, 2, 3], "synthetic_per_class": 6},
+    "teacher": {"epochs": 2},
+    "continual": {"epochs": 2, "per_step": 1},
+    "fewshot": {"episodes": 50, "shots": [1]},
+    "explain": {"per_class": 1},
+}
+
+
+def test_print_config_merges_file_and_flags(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"continual": {"epochs": 7, "per_step": 2}, "seed": 5}))
+    assert cli.main(["run", "--config", str(cfg), "--epochs", "3", "--shots", "1,10", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["continual"]["epochs"] == 3  # the flag wins over the file
+    assert printed["continual"]["per_step"] == 2 and printed["seed"] == 5
+    assert printed["fewshot"]["shots"] == [1, 10]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "continual.epochs must be a positive whole number"),
+    (["--format", "csv"], "add --data PATH or drop --format"),
+    (["--data", "nowhere/", "--format", "imagefolder"], "does not exist"),
+    (["--arch", "resnet19"], "close names"),
+    (["--basic", "happy,sadd"], "unknown expression 'sadd'; closest known names: ['sad'"),
+    (["--psmr-mode", "both"], "'grow' or 'limit'"),
+    (["--config", "missing.yaml"], "does not exist"),
+])
+def test_wrong_options_fail_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    assert cli.main(["run", "--out", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_refuses_other_options_and_non_run_folders(tmp_path, capsys):
+    assert cli.main(["run", "--resume", str(tmp_path), "--epochs", "2"]) == 2
+    assert "--resume goes on with the run's saved config; drop --epochs" in capsys.readouterr().err
+    assert cli.main(["run", "--resume", str(tmp_path)]) == 2
+    assert "is not a cfer run folder" in capsys.readouterr().err
+
+
+def _cfer(*args, **kwargs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-m", "cfer.app.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _comparable(metrics: dict) -> dict:
+    """What a resumed run must reproduce: everything but timings."""
+    out = json.loads(json.dumps(metrics))
+    for rec in out["continual"]["orders"]:
+        rec.pop("step_time_s"), rec.pop("mean_step_time_s")
+    return out
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path):
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump(KILL_CONFIG))
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+
+    reference = _cfer("run", "--config", str(config), "--out", str(whole), "--no-progress")
+    victim = _cfer("run", "--config", str(config), "--out", str(cut), "--no-progress")
+    ckpt = cut / "checkpoints" / "order0.pt"
+    deadline, step = time.time() + 300, -1
+    while time.time() < deadline and victim.poll() is None:
+        if ckpt.is_file():
+            step = load_checkpoint(ckpt)["step"]
+            if step >= 2:
+                break
+        time.sleep(0.05)
+    assert victim.poll() is None, "the run ended before it could be killed:\n" + victim.stderr.read()[-2000:]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert victim.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(ckpt)["step"]  # a whole, loadable checkpoint survives the kill
+    assert 2 <= killed_at < 10
+    assert not (cut / "metrics.json").exists() and not (cut / "report.html").exists()
+    assert not list(cut.rglob("*.tmp"))
+
+    resumed = _cfer("-v", "run", "--resume", str(cut), "--no-progress")
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    assert f"from experience {killed_at + 1} of 11" in err  # it went on, it did not start again
+    assert f"report: {(cut / 'report.html').resolve()}" in out
+
+    out_ref, err_ref = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err_ref[-3000:]
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((cut / "metrics.json").read_text())
+    assert len(a["continual"]["orders"][0]["matrix"]) == 11
+    assert _comparable(b) == _comparable(a)
+
+
+@pytest.mark.slow
+def test_cfer_run_on_an_image_folder_of_photos_that_need_face_cropping(tmp_path, capsys):
+    from cfer.data.synthetic.framed import PHOTO_CROPPER, export_photo_folder, render_framed_faces
+
+    photos = render_framed_faces(n_subjects=10, per_class=2, face_size=64, frame_size=(160, 200), seed=3)
+    n = export_photo_folder(tmp_path / "photos", photos=photos)
+    assert n == len(photos) == 22 * 10 * 2  # neutral too: a run ignores classes it is not given
+    config = tmp_path / "photos.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"image_size": 32, "crop_cascade": PHOTO_CROPPER.cascade, "crop_margin": PHOTO_CROPPER.margin,
+                 "crop_min_neighbors": PHOTO_CROPPER.min_neighbors},
+        "model": {"arch": "cfer_tiny"}, "teacher": {"epochs": 2},
+        "continual": {"epochs": 1, "per_step": 5},
+        "fewshot": {"episodes": 50, "shots": [1], "queries": 2}, "explain": {"per_class": 1}}))
+    out = tmp_path / "run"
+    code = cli.main(["run", "--config", str(config), "--data", str(tmp_path / "photos"), "--format", "imagefolder",
+                     "--crop-faces", "--subject-pattern", r"^(s\d+)_", "--skip-invalid", "--out", str(out),
+                     "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert f"report: {(out / 'report.html').resolve()}" in captured.out
+    metrics = json.loads((out / "metrics.json").read_text())
+    d = metrics["data"]
+    assert d["source"].startswith("imagefolder data at ")
+    kept = d["n_train"] + d["n_val"] + d["n_test"]
+    assert kept >= 0.95 * n  # faces found in (nearly) every photo
+    assert len(d["basic"]) == 6 and len(d["compound"]) == 10 and len(d["holdout"]) == 5
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["path"] == str((tmp_path / "photos").resolve())  # --resume works from anywhere
+    assert len(metrics["continual"]["orders"][0]["matrix"]) == 3
+    assert (out / "explain" / "student" / "overlays.png").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_with_the_resume_command(tmp_path):
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump(KILL_CONFIG))
+    out = tmp_path / "run"
+    proc = _cfer("run", "--config", str(config), "--out", str(out), "--no-progress")
+    ckpt = out / "checkpoints" / "order0.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ckpt.is_file():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"interrupted; go on with: cfer run --resume {out}" in err
+    assert load_checkpoint(ckpt)["step"] >= 0  # what was done is kept, whole

@@ -1,0 +1,87 @@
+import pytest
+import yaml
+
+from cfer.app.config import RunConfig
+from cfer.app.config_io import config_from_dict, config_to_dict, dump_config, load_config, with_overrides
+
+
+def test_defaults_round_trip_through_yaml():
+    cfg = RunConfig()
+    assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg
+    assert config_to_dict(cfg)["continual"]["psmr_mode"] == "grow"
+    assert cfg.classes.basic == ("happy", "sad", "fearful", "angry", "surprised", "disgusted")
+
+
+def test_a_yaml_file_sets_nested_keys_and_normalises_class_names(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 4\nclasses:\n  compound: [Happily-Surprised, awe]\ncontinual: {per_step: 1}\n"
+                    "fewshot: {holdout: 0, shots: [1]}\n")
+    cfg = config_from_dict(load_config(path))
+    assert cfg.seed == 4 and cfg.continual.per_step == 1
+    assert cfg.classes.compound == ("happily_surprised", "awed")
+    assert cfg.fewshot.shots == (1,)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"continual": {"epoch": 3}}, "did you mean 'continual.epochs'"),
+    ({"contnual": {"epochs": 3}}, "did you mean 'continual'"),
+    ({"data": {"format": "imagefoldr", "path": "."}}, "did you mean 'imagefolder'"),
+    ({"data": {"format": "csv"}}, "add --data PATH or drop --format"),
+    ({"data": {"path": "."}}, "data.format is needed"),
+    ({"data": {"image_size": 8}}, "must be >= 16"),
+    ({"data": {"subject_pattern": "s\\d+"}}, "exactly one group"),
+    ({"data": {"split": [0.5, 0.5, 0.5]}}, "summing to 1"),
+    ({"classes": {"basic": ["hapy", "sad"]}}, "closest known names: ['happy']"),
+    ({"classes": {"basic": ["happy", "sad"], "compound": ["sad"]}}, "both basic and compound"),
+    ({"continual": {"epochs": 0}}, "positive whole number"),
+    ({"continual": {"epochs": "two"}}, "whole number, got 'two'"),
+    ({"continual": {"memory_fraction": 1.5}}, "[0, 1]"),
+    ({"continual": {"psmr_mode": "fixed"}}, "'grow' or 'limit'"),
+    ({"fewshot": {"holdout": 3, "ways": 5}}, "hold out at least 5"),
+    ({"fewshot": {"classifier": "knn"}}, "choose one of"),
+    ({"explain": {"method": "gradcamm"}}, "did you mean 'gradcam'"),
+    ({"continual": {"order": ["awed"]}, "classes": {"compound": ["awed", "hatred"]}}, "permutation"),
+    ({"data": [1, 2]}, "must be a mapping"),
+])
+def test_bad_values_fail_with_a_message_naming_the_fix(values, message):
+    with pytest.raises(ValueError) as err:
+        config_from_dict(values)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"data": {"path": "/does/not/exist", "format": "csv"}}, "does not exist"),
+    ({"data": {"crop_faces": True, "crop_cascade": "haarcascade_frontalfase.xml"}}, "unknown data.crop_cascade"),
+    ({"model": {"arch": "resnet_18"}}, "'resnet18'"),
+    ({"model": {"weights": "/no/such/weights.pt"}}, "is not a file"),
+])
+def test_what_a_config_names_outside_itself_is_checked_at_the_start(values, message):
+    from cfer.app.prepare import check_inputs
+
+    cfg = config_from_dict(values)  # plain data: a saved config loads even where its data has gone
+    with pytest.raises(ValueError) as err:
+        check_inputs(cfg)
+    assert message in str(err.value)
+
+
+def test_command_line_strings_are_converted_and_checked():
+    cfg = with_overrides(RunConfig(), {"continual.epochs": "2", "fewshot.shots": "1,5,10",
+                                       "classes.compound": "awed,hatred", "continual.memory_fraction": "0.2"})
+    assert cfg.continual.epochs == 2 and cfg.fewshot.shots == (1, 5, 10)
+    assert cfg.classes.compound == ("awed", "hatred") and cfg.continual.memory_fraction == 0.2
+    assert RunConfig().continual.epochs == 4  # the base is not changed
+    with pytest.raises(ValueError, match="unknown config key 'continual.epoch'"):
+        with_overrides(RunConfig(), {"continual.epoch": "2"})
+
+
+def test_load_config_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="does not exist; write one with `cfer run --print-config"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        load_config(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data: {path: [unclosed\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(broken)

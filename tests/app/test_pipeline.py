@@ -1,0 +1,111 @@
+"""The whole job on tiny synthetic data: files, metrics, report (rendered in Chromium)."""
+
+import csv
+import json
+import re
+import warnings
+
+import pytest
+
+from cfer.app.config_io import config_from_dict, with_overrides
+from cfer.app.pipeline import RunExistsError, load_run_config, run_pipeline
+from cfer.app.report import summary_table
+
+TINY = {
+    "model": {"arch": "cfer_tiny"},
+    "data": {"image_size": 32, "synthetic_subjects": [4, 2, 3], "synthetic_per_class": 6},
+    "teacher": {"epochs": 2},
+    "continual": {"epochs": 1, "per_step": 4, "orders": 2},
+    "fewshot": {"episodes": 50, "shots": [1, 3]},
+    "explain": {"per_class": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    warnings.filterwarnings("ignore")
+    out = tmp_path_factory.mktemp("run")
+    config = config_from_dict(TINY)
+    metrics = run_pipeline(config, out_dir=out, progress=False)
+    return out, config, metrics
+
+
+def test_the_run_folder_holds_every_artefact(tiny_run):
+    out, config, metrics = tiny_run
+    for rel in ("config.yaml", "teacher.pt", "checkpoints/order0.pt", "checkpoints/order1.pt", "students/order0.pt",
+                "results/order0.json", "fewshot.json", "metrics.json", "timing.json", "report.html",
+                "tables/steps.csv", "tables/fewshot.csv", "tables/regions.csv", "tables/accuracy_matrix_order1.csv",
+                "figures/accuracy_matrix.png", "figures/accuracy_vs_step.png", "figures/fewshot.png",
+                "figures/regions_basic_vs_compound.png", "explain/teacher/overlays.png", "explain/student/regions.png"):
+        assert (out / rel).is_file(), rel
+    assert load_run_config(out) == config
+    assert not list(out.rglob("*.tmp")), "no temporary file may be left behind"
+
+
+def test_metrics_describe_the_stream_episodes_and_maps(tiny_run):
+    out, _, metrics = tiny_run
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["data"]["holdout"] == metrics["data"]["holdout"] and len(saved["data"]["holdout"]) == 5
+    assert not set(saved["data"]["holdout"]) & set(saved["data"]["compound"])  # hold-out never streamed
+    orders = saved["continual"]["orders"]
+    assert len(orders) == 2 and orders[0]["order"] != orders[1]["order"]
+    assert [len(s) for s in orders[0]["step_classes"]] == [6, 4, 4, 2]  # 10 stream classes, 4 per step
+    assert len(orders[0]["matrix"]) == 4 and len(orders[0]["matrix"][-1]) == 4
+    assert saved["continual"]["summary"]["average_accuracy"]["n"] == 2
+    assert orders[0]["memory_size"] == int(0.3 * 4 * 6 * 16)  # M = floor(0.3 |train|), 16 stream classes
+    fs = {(r["encoder"], r["config"]["shots"]): r for r in saved["fewshot"]}
+    assert set(fs) == {("teacher", 1), ("teacher", 3), ("student", 1), ("student", 3)}
+    assert all(0 <= r["accuracy"] <= 1 and r["ci95"] > 0 and r["episodes"] == 50 for r in fs.values())
+    assert set(fs[("teacher", 1)]["per_class"]) == set(saved["data"]["holdout"])
+    assert set(saved["explain"]) == {"teacher", "student"}
+    assert "localisation" in saved["explain"]["teacher"]
+    assert "average accuracy over steps" in summary_table(metrics)
+
+
+def test_tables_agree_with_the_metrics(tiny_run):
+    out, _, metrics = tiny_run
+    rows = list(csv.DictReader((out / "tables" / "steps.csv").open()))
+    assert len(rows) == 8
+    first = metrics["continual"]["orders"][0]
+    assert [float(r["seen_accuracy"]) for r in rows if r["order"] == "0"] == pytest.approx(first["seen_accuracy"])
+    fs = list(csv.DictReader((out / "tables" / "fewshot.csv").open()))
+    assert float(fs[0]["accuracy"]) == pytest.approx(metrics["fewshot"][0]["accuracy"])
+
+
+def test_every_figure_of_the_report_loads_in_headless_chromium(tiny_run):
+    from browser import page_images, require_chromium
+
+    require_chromium()
+    out, _, _ = tiny_run
+    page = page_images(out / "report.html")
+    srcs = [i["src"] for i in page["images"]]
+    assert len(srcs) == 8 and len(set(srcs)) == 8
+    html = (out / "report.html").read_text()
+    assert set(re.findall(r'<img src="([^"]+)"', html)) == set(srcs)
+    broken = [i["src"] for i in page["images"] if not (i["complete"] and i["naturalWidth"] > 0)]
+    assert broken == []
+    assert all(i["naturalWidth"] > 300 for i in page["images"])
+    assert page["title"] == "cfer run report"
+    assert page["console_errors"] == []
+
+
+def test_a_folder_with_a_run_is_not_overwritten_and_resume_checks_the_config(tiny_run):
+    out, config, metrics = tiny_run
+    with pytest.raises(RunExistsError, match="already holds a run; resume it with `cfer run --resume"):
+        run_pipeline(config, out_dir=out, progress=False)
+    with pytest.raises(ValueError, match="differs from the one"):
+        run_pipeline(with_overrides(config, {"seed": 9}), out_dir=out, resume=True, progress=False)
+    # Resuming a finished run redoes nothing and reports the same numbers.
+    again = run_pipeline(config, out_dir=out, resume=True, progress=False)
+    assert again["continual"] == metrics["continual"] and again["fewshot"] == metrics["fewshot"]
+
+
+def test_data_problems_are_reported_before_training(tmp_path):
+    cfg = config_from_dict({**TINY, "fewshot": {"holdout": 5, "shots": [5], "queries": 20}})
+    with pytest.raises(ValueError, match="need 25 test faces per class"):
+        run_pipeline(cfg, out_dir=tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "teacher.pt").exists()
+    cfg = config_from_dict({**TINY, "classes": {"compound": ["awed", "hatred", "appalled"]},
+                            "fewshot": {"holdout": 5}})
+    with pytest.raises(ValueError, match="leaves no compound class for the stream"):
+        run_pipeline(cfg, out_dir=tmp_path / "r2", progress=False)

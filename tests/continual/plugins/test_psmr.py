@@ -1,0 +1,133 @@
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cfer.continual.plugins.psmr import PredictiveSortingBuffer, PredictiveSortingSelection
+
+
+class ScoreModel(nn.Module):
+    """Logits read off the input: x[:, :n] are the class scores we control."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return x[:, : self.n] + 0 * self.dummy
+
+
+def _agent(model):
+    return SimpleNamespace(model=model, device="cpu", eval_mb_size=7)
+
+
+def _exp(make_tensor_dataset, x, y):
+    return SimpleNamespace(dataset=make_tensor_dataset(x, y))
+
+
+def test_selection_keeps_exactly_the_top_m_by_true_class_score(make_tensor_dataset):
+    rng = np.random.default_rng(1)
+    n, classes = 40, 4
+    y = np.repeat(np.arange(classes), n // classes)
+    x = rng.normal(size=(n, classes)).astype(np.float32)
+    model = ScoreModel(classes)
+    model.train()
+    buf = PredictiveSortingBuffer(max_size=12, total_classes=classes, mode="limit")
+    buf.post_adapt(_agent(model), _exp(make_tensor_dataset, x, y))
+    assert model.training  # mode restored
+    probs = torch.softmax(torch.as_tensor(x), 1).numpy()
+    for c in range(classes):
+        kept = buf.buffer_groups[c].buffer
+        got = sorted(float(v[c]) for v in (kept[i][0].numpy() for i in range(len(kept))))
+        idx = np.flatnonzero(y == c)
+        best = idx[np.argsort(-probs[idx, c])[:3]]
+        assert got == pytest.approx(sorted(x[best, c].tolist()))
+    sel = PredictiveSortingSelection(score="logit")
+    order = sel.make_sorted_indices(_agent(model), make_tensor_dataset(x[y == 0], y[y == 0]))
+    assert order == np.argsort(-x[y == 0, 0], kind="stable").tolist()
+
+
+@pytest.mark.parametrize("mode", ["grow", "limit"])
+def test_budget_holds_over_many_random_streams(make_tensor_dataset, mode):
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        total = int(rng.integers(3, 12))
+        budget = int(rng.integers(total, 60))
+        order = rng.permutation(total)
+        buf = PredictiveSortingBuffer(max_size=budget, total_classes=total, mode=mode, seed=int(rng.integers(99)))
+        model = ScoreModel(total)
+        start, seen = 0, 0
+        while start < total:
+            k = int(rng.integers(1, 4))
+            cls = order[start:start + k]
+            start += k
+            seen += len(cls)
+            y = np.repeat(cls, rng.integers(1, 15, size=len(cls)))
+            x = rng.normal(size=(len(y), total)).astype(np.float32)
+            buf.post_adapt(_agent(model), _exp(make_tensor_dataset, x, y))
+            assert len(buf.buffer) <= budget
+            quota = budget // total if mode == "grow" else budget // seen
+            assert all(len(g.buffer) <= quota for g in buf.buffer_groups.values())
+            assert len(buf.buffer_groups) == seen
+
+
+def test_grow_adds_m_per_class_and_limit_rebalances(make_tensor_dataset):
+    model = ScoreModel(6)
+    x = np.random.default_rng(3).normal(size=(60, 6)).astype(np.float32)
+    y = np.repeat(np.arange(6), 10)
+    grow = PredictiveSortingBuffer(max_size=30, total_classes=6, mode="grow")
+    limit = PredictiveSortingBuffer(max_size=30, total_classes=6, mode="limit")
+    sizes_g, sizes_l = [], []
+    for step in range(3):
+        part = np.isin(y, [2 * step, 2 * step + 1])
+        for b, out in ((grow, sizes_g), (limit, sizes_l)):
+            b.post_adapt(_agent(model), _exp(make_tensor_dataset, x[part], y[part]))
+            out.append(len(b.buffer))
+    assert sizes_g == [10, 20, 30]          # m = 30 // 6 = 5 per class
+    assert sizes_l == [20, 28, 30]          # floor(30 / seen) per class, capped by the 10 items a class has
+
+
+def test_old_classes_are_truncated_not_rescored_unless_asked(make_tensor_dataset):
+    x = np.random.default_rng(4).normal(size=(20, 3)).astype(np.float32)
+    y = np.array([0] * 10 + [1] * 10)
+    first = _exp(make_tensor_dataset, x, y)
+    later = _exp(make_tensor_dataset, np.random.default_rng(5).normal(size=(10, 3)).astype(np.float32),
+                 np.full(10, 2))
+    for rescore in (False, True):
+        buf = PredictiveSortingBuffer(max_size=12, total_classes=3, mode="limit", rescore_old=rescore)
+        buf.post_adapt(_agent(ScoreModel(3)), first)
+        before = [buf.buffer_groups[0].buffer[i][0][0].item() for i in range(6)]
+        # A different scorer now ranks class 0 in reverse.
+        flipped = ScoreModel(3)
+        flipped.forward = lambda inp: -inp[:, :3]
+        buf.post_adapt(_agent(flipped), later)
+        after = [buf.buffer_groups[0].buffer[i][0][0].item() for i in range(4)]
+        if rescore:
+            assert after != before[:4]
+        else:
+            assert after == before[:4]
+
+
+def test_buffer_holds_index_subsets_not_copies(make_tensor_dataset):
+    x = torch.randn(30, 3)
+    data = make_tensor_dataset(x, torch.arange(3).repeat_interleave(10))
+    buf = PredictiveSortingBuffer(max_size=9, total_classes=3, mode="limit", new_class_selection="random")
+    buf.post_adapt(_agent(ScoreModel(3)), SimpleNamespace(dataset=data))
+    stored = buf.buffer_groups[1].buffer
+    assert len(stored) == 3
+    # An Avalanche subset of the experience dataset: items are the very same tensors' rows.
+    assert type(stored).__name__ != "Tensor"
+    rows = {tuple(stored[i][0].tolist()) for i in range(3)}
+    assert rows <= {tuple(r.tolist()) for r in x[10:20]}
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="mode must be 'grow' or 'limit'"):
+        PredictiveSortingBuffer(max_size=10, total_classes=3, mode="fixed")
+    with pytest.raises(ValueError, match="scorer='teacher' needs teacher"):
+        PredictiveSortingSelection(scorer="teacher")
+    with pytest.raises(ValueError, match="total_classes must be >= 1"):
+        PredictiveSortingBuffer(max_size=10, total_classes=0)

@@ -1,0 +1,85 @@
+"""The cfer strategy stopped after an experience and resumed matches an uninterrupted run."""
+
+import warnings
+
+import pytest
+import torch
+
+from cfer import taxonomy
+from cfer.models.io import load_checkpoint
+from cfer.continual.factory import CferConfig
+from cfer.data.synthetic import make_synthetic_splits
+from cfer.continual.stream import make_stream
+from cfer.continual import resume as resumable
+from cfer.continual.teacher import TeacherConfig, train_teacher
+
+COMPOUND = taxonomy.COMPOUND[:6]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    warnings.filterwarnings("ignore")
+    sp = make_synthetic_splits(classes=[*taxonomy.BASIC, *COMPOUND], subjects=(4, 2, 2), per_class=3,
+                               image_size=32, seed=0)
+    teacher = train_teacher(train=sp["train"], val=sp["val"], config=TeacherConfig(arch="cfer_tiny", max_epochs=2))
+    stream = make_stream(train=sp["train"], test=sp["test"], val=sp["val"], basic=teacher.classes,
+                         compound=COMPOUND, per_step=2, seed=0)
+    return sp, teacher, stream
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_path, monkeypatch):
+    _, teacher, stream = setup
+    settings = dict(epochs=2, cfer=CferConfig(logit_adjustment=1.0))
+    full, student = resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
+                                        checkpoint=tmp_path / "full.pt", seed=3)
+    assert len(full.matrix) == stream.n_steps == 4
+    assert student.num_classes == len(stream.class_names)
+
+    save = resumable._save
+
+    def save_then_die(path, **kwargs):
+        save(path, **kwargs)
+        if kwargs["step"] == 1:
+            raise _Killed
+
+    monkeypatch.setattr(resumable, "_save", save_then_die)
+    ckpt = tmp_path / "cut.pt"
+    with pytest.raises(_Killed):
+        resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
+                            checkpoint=ckpt, seed=3)
+    monkeypatch.setattr(resumable, "_save", save)
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 1 and len(state["results"]["matrix"]) == 2
+    # The buffer is stored as item indices per class, never as images.
+    assert set(state["buffer"]["classes"]) == set(range(6 + 2))
+    assert all(isinstance(i, int) for c in state["buffer"]["classes"].values() for i in c["indices"])
+
+    torch.manual_seed(12345)  # whatever the process did in between must not matter
+    resumed, _ = resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
+                                     checkpoint=ckpt, seed=3)
+    assert resumed.matrix == full.matrix
+    assert resumed.matrix[:2] == state["results"]["matrix"]
+
+
+def test_a_checkpoint_of_another_stream_is_refused(setup, tmp_path):
+    sp, teacher, stream = setup
+    settings = dict(epochs=1)
+    ckpt = tmp_path / "c.pt"
+    resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=20, checkpoint=ckpt)
+    other = make_stream(train=sp["train"], test=sp["test"], basic=teacher.classes, compound=COMPOUND, per_step=3,
+                        seed=1)
+    with pytest.raises(ValueError, match="belongs to another stream"):
+        resumable.run_order(stream=other, teacher=teacher.model, **settings, memory_size=20, checkpoint=ckpt)
+
+
+def test_the_teacher_must_match_the_first_experience(setup, tmp_path):
+    sp, teacher, _ = setup
+    wide = make_stream(train=sp["train"], test=sp["test"], basic=[*teacher.classes[:5]], compound=COMPOUND,
+                       per_step=3)
+    with pytest.raises(ValueError, match="the teacher has 6 outputs but the stream's first experience has 5"):
+        resumable.run_order(stream=wide, teacher=teacher.model, memory_size=10,
+                            checkpoint=tmp_path / "x.pt")

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from cfer import taxonomy
+from cfer.data.synthetic import make_synthetic_splits
+from cfer.continual.stream import compound_orders, make_stream, synthetic_stream
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_synthetic_splits(classes=[*taxonomy.BASIC, "awed", "hatred", "appalled", "sadly_angry", "happily_surprised"],
+                                 subjects=(2, 1, 1), per_class=1, image_size=16, seed=0)
+
+
+def test_first_experience_is_basic_then_k_compound_classes_per_step(splits):
+    s = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], per_step=2,
+                    order=["hatred", "awed", "appalled", "sadly_angry", "happily_surprised"])
+    assert s.step_classes == [(0, 1, 2, 3, 4, 5), (6, 7), (8, 9), (10,)]
+    assert s.class_names == (*taxonomy.BASIC, "hatred", "awed", "appalled", "sadly_angry", "happily_surprised")
+    trained = [sorted(e.classes_in_this_experience) for e in s.train_stream]
+    assert trained == [list(c) for c in s.step_classes]
+    assert [sorted(e.classes_in_this_experience) for e in s.val_stream] == trained
+    # Output unit ids map back to names: the items of unit 6 are the 'hatred' faces.
+    x, y, _ = s.train_stream[1].dataset[0]
+    assert s.class_names[y] in ("hatred", "awed")
+    assert len(s.train_stream[0].dataset) == 6 * 2 and len(s.test_stream[0].dataset) == 6
+
+
+def test_per_step_one_is_the_published_protocol(splits):
+    s = make_stream(train=splits["train"], test=splits["test"], per_step=1, seed=3)
+    assert s.n_steps == 1 + 5 and all(len(c) == 1 for c in s.step_classes[1:])
+    assert s.val_stream is None
+
+
+def test_orders_are_seeded_and_leave_the_global_rng_alone():
+    state = np.random.get_state()[1].copy()
+    a, b = compound_orders(n_orders=3, seed=5), compound_orders(n_orders=3, seed=5)
+    assert a == b and len(set(a)) == 3 and all(sorted(o) == sorted(taxonomy.COMPOUND) for o in a)
+    assert np.array_equal(np.random.get_state()[1], state)
+
+
+def test_bad_streams_are_refused(splits):
+    tr, te = splits["train"], splits["test"]
+    with pytest.raises(ValueError, match="subjects appear in both train and test"):
+        make_stream(train=tr, test=tr)
+    with pytest.raises(ValueError, match="order must be a permutation"):
+        make_stream(train=tr, test=te, order=["awed"])
+    with pytest.raises(ValueError, match="per_step must be a positive int"):
+        make_stream(train=tr, test=te, per_step=0)
+    with pytest.raises(ValueError, match=r"classes \['fearfully_angry'\] have no items"):
+        make_stream(train=tr, test=te, compound=["fearfully_angry", "awed"])
+    with pytest.raises(ValueError, match="both basic and compound"):
+        make_stream(train=tr, test=te, basic=["happy", "awed"], compound=["awed"])
+
+
+def test_synthetic_stream_records_its_data():
+    s = synthetic_stream(subjects=(2, 1, 1), per_class=1, compound=["awed", "hatred"], image_size=16)
+    assert s.meta["data"]["subjects"] == [2, 1, 1]
+    assert s.compound_order in (("awed", "hatred"), ("hatred", "awed"))

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+
+from cfer.data.synthetic import make_synthetic_splits
+from cfer.continual.teacher import TeacherConfig, evaluate, train_teacher
+from cfer.continual.growing import load_model
+from cfer.models.io import save_model
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_synthetic_splits(classes="basic+neutral", subjects=(6, 2, 2), per_class=3, image_size=32, seed=1)
+
+
+def test_teacher_learns_with_early_stopping_on_val(splits):
+    res = train_teacher(train=splits["train"], val=splits["val"],
+                        config=TeacherConfig(arch="resemotenet_slim", max_epochs=12, patience=2, batch_size=16))
+    assert res.classes[0] == "neutral" and len(res.classes) == 7
+    assert res.best_epoch == int(np.argmax([h["val_accuracy"] for h in res.history]))
+    assert len(res.history) <= 12
+    assert res.best_val_accuracy == max(h["val_accuracy"] for h in res.history)
+    assert res.best_val_accuracy > 2 / 7
+    assert not res.model.training
+
+
+class Evil:
+    """An object a model file must never carry."""
+
+
+def test_save_and_load_round_trip_and_refuse_pickles(splits, tmp_path):
+    res = train_teacher(train=splits["train"], val=splits["val"],
+                        config=TeacherConfig(arch="cfer_tiny", max_epochs=1))
+    path = save_model(res.model, tmp_path / "teacher.pt", arch="cfer_tiny", classes=res.classes)
+    assert not (tmp_path / "teacher.pt.tmp").exists()
+    model, classes = load_model(path)
+    x = splits["test"].tensors()[0][:4]
+    assert classes == res.classes
+    assert torch.equal(model(x), res.model(x))
+    assert evaluate(model, splits["test"], label_map=np.array([res.classes.index(c) for c in splits["test"].classes]
+                                                                 )) >= 0
+
+    torch.save({"format": "cfer-model/1", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="weights_only=True, so it is refused: it carries pickled Python objects"):
+        load_model(tmp_path / "evil.pt")
+    torch.save({"hello": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a cfer model file"):
+        load_model(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_model(tmp_path / "nothing.pt")
+
+
+def test_teacher_refuses_leaky_splits(splits):
+    with pytest.raises(ValueError, match="subjects are in both train and val"):
+        train_teacher(train=splits["train"], val=splits["train"])
+    with pytest.raises(ValueError, match="max_epochs must be >= 1"):
+        TeacherConfig(max_epochs=0)
+
+
+def test_a_fixed_grid_model_reloads_at_the_size_it_was_saved_at(tmp_path):
+    from cfer.continual.growing import build_model, load_model
+    from cfer.models.io import save_model
+
+    vit = build_model(arch="vit_tiny_patch16_224", num_classes=3, img_size=32)
+    path = save_model(vit, tmp_path / "vit.pt", arch="vit_tiny_patch16_224", classes=("happy", "sad", "angry"),
+                      extra={"image_size": 32})
+    model, classes = load_model(path)
+    x = torch.rand(2, 3, 32, 32)
+    vit.eval()
+    assert torch.allclose(model(x), vit(x)) and classes == ("happy", "sad", "angry")
