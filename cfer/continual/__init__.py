@@ -1,6 +1,34 @@
 """Continual learning: the basic → compound stream, the growing classifier, the teacher,
 cfer's Avalanche plugins, the baselines, metrics and a resumable runner.
 
-The modules import Avalanche (a few seconds) when they are imported; ``import cfer`` and
-``import cfer.continual`` do not.
+The names below are imported on first use (they import Avalanche, a few seconds);
+``import cfer.continual`` itself is instant.
+
+Example:
+    >>> from cfer.continual import STRATEGIES
+    >>> STRATEGIES[0]
+    'cfer'
 """
+
+from __future__ import annotations
+
+import importlib
+
+_NAMES = {
+    "CompoundStream": "stream", "compound_orders": "stream", "make_stream": "stream", "synthetic_stream": "stream",
+    "GrowingClassifier": "growing", "build_model": "growing", "load_model": "growing",
+    "TeacherConfig": "teacher", "TeacherResult": "teacher", "train_teacher": "teacher", "evaluate": "teacher",
+    "evaluate_classes": "teacher",
+    "STRATEGIES": "factory", "CferConfig": "factory", "make_strategy": "factory",
+    "ContinualResults": "metrics", "make_evaluator": "metrics", "experience_accuracies": "metrics",
+    "run_stream": "runner",
+    "run_order": "resume", "seed_everything": "resume",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562: import the submodule on first use
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"cfer.continual.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'cfer.continual' has no attribute {name!r}")

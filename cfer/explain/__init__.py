@@ -1,4 +1,25 @@
-"""Explanations: Grad-CAM maps, facial-region attention, basic vs compound comparisons, figures.
+"""Explanations: Grad-CAM maps, facial-region attention, basic vs compound comparisons
+(computation), and their figures (:mod:`cfer.explain.figures`).
 
-Importing the submodules imports pytorch-grad-cam and matplotlib; ``import cfer`` does not.
+Importing this package imports torch; pytorch-grad-cam is imported at the first map and
+matplotlib at the first figure.
+
+Example:
+    >>> from cfer.explain import METHODS, explain
+    >>> "gradcam" in METHODS
+    True
 """
+
+from cfer.explain.analysis import Analysis, analyse, cam_targets
+from cfer.explain.compare import SimilarityTable, constituent_gap, correlation, mean_maps, similarity_table, top_overlap
+from cfer.explain.figures import overlay, overlay_grid, region_bars, save_analysis, similarity_heatmap
+from cfer.explain.gradcam import explain, find_target_layer, vit_reshape
+from cfer.explain.methods import METHODS, method_class
+from cfer.explain.regions import canonical_region_map, localisation_score, region_attention, shown_regions
+
+__all__ = [
+    "METHODS", "method_class", "explain", "find_target_layer", "vit_reshape", "Analysis", "analyse", "cam_targets",
+    "region_attention", "canonical_region_map", "localisation_score", "shown_regions", "mean_maps", "correlation",
+    "top_overlap", "SimilarityTable", "similarity_table", "constituent_gap", "overlay", "overlay_grid",
+    "region_bars", "similarity_heatmap", "save_analysis",
+]

@@ -7,5 +7,31 @@
 * :mod:`~cfer.continual.plugins.logit_adjustment`: logit adjustment against the new-class
   bias (``LogitAdjustmentPlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
-  experience (``BasicEpochsPlugin``).
+  experience (``BasicEpochsPlugin``);
+* :mod:`~cfer.continual.plugins.criterion`: how plugins that change the criterion compose.
+
+Example:
+    >>> from cfer.continual.plugins import BasicDistillationPlugin
+    >>> BasicDistillationPlugin(feature_weight=0.0).feature_weight
+    0.0
 """
+
+from __future__ import annotations
+
+import importlib
+
+_NAMES = {
+    "BasicDistillationPlugin": "distillation", "gamma_schedule": "distillation",
+    "logit_distillation": "distillation", "feature_distillation": "distillation",
+    "PredictiveSortingBuffer": "psmr", "PredictiveSortingSelection": "psmr", "psmr_plugin": "psmr",
+    "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
+    "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562: import the submodule on first use
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"cfer.continual.plugins.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'cfer.continual.plugins' has no attribute {name!r}")
