@@ -25,15 +25,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from cfer.data.synthetic import make_synthetic_splits  # noqa: E402
-from cfer.continual.stream import compound_orders, make_stream  # noqa: E402
-from cfer.continual.factory import STRATEGIES, CferConfig, make_strategy  # noqa: E402
-from cfer.continual.plugins.epochs import BasicEpochsPlugin  # noqa: E402
-from cfer.continual.runner import run_stream  # noqa: E402
-from cfer.continual.growing import build_model  # noqa: E402
+from cfer.continual.factory import STRATEGIES, CferConfig, make_strategy
+from cfer.continual.growing import build_model
+from cfer.continual.plugins.epochs import BasicEpochsPlugin
+from cfer.continual.runner import run_stream
+from cfer.continual.stream import compound_orders, make_stream
+from cfer.data.synthetic import make_synthetic_splits
 
 COLUMNS = [
     ("average_accuracy", "avg acc over steps"),
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memory_size: int) -> dict:  # noqa: ANN001
+def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memory_size: int) -> dict:
     model = build_model(arch=args.arch, num_classes=stream.n_basic, in_chans=3, img_size=args.image_size,
                         seed=args.seed)
     model.load_state_dict(copy.deepcopy(init_state))
@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nevaluated on {args.evaluate_on}; cfer: gamma0={args.gamma0}, feature weight={args.feature_weight}, "
           f"PSMR mode={args.psmr_mode}; cfer+la: logit adjustment tau={args.logit_adjustment}")
     print(f"{len(orders)} class orders, {args.per_step} compound classes per step, {args.arch} "
-          f"{args.image_size}x{args.image_size}, {args.basic_epochs}+{args.epochs} epochs, replay budget {memory_size}, "
+          f"{args.image_size}x{args.image_size}, {args.basic_epochs}+{args.epochs} epochs, "
+          f"replay budget {memory_size}, "
           f"total {total / 60:.1f} min\n")
     print("| strategy | " + " | ".join(label for _, label in COLUMNS) + " |")
     print("|---|" + "---|" * len(COLUMNS))

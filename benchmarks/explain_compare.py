@@ -28,21 +28,20 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from cfer import taxonomy  # noqa: E402
-from cfer.data.synthetic import make_synthetic_splits, render_faces  # noqa: E402
-from cfer.explain.analysis import analyse  # noqa: E402
-from cfer.explain.figures import save_analysis  # noqa: E402
-from cfer.explain.compare import correlation, mean_maps  # noqa: E402
-from cfer.explain.gradcam import explain  # noqa: E402
-from cfer.continual.stream import make_stream  # noqa: E402
-from cfer.continual.factory import make_strategy  # noqa: E402
-from cfer.continual.plugins.epochs import BasicEpochsPlugin  # noqa: E402
-from cfer.continual.runner import run_stream  # noqa: E402
-from cfer.continual.teacher import TeacherConfig, train_teacher  # noqa: E402
-from cfer.continual.growing import build_model  # noqa: E402
+from cfer import taxonomy
+from cfer.continual.factory import make_strategy
+from cfer.continual.growing import build_model
+from cfer.continual.plugins.epochs import BasicEpochsPlugin
+from cfer.continual.runner import run_stream
+from cfer.continual.stream import make_stream
+from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.data.synthetic import make_synthetic_splits, render_faces
+from cfer.explain.analysis import analyse
+from cfer.explain.compare import correlation, mean_maps
+from cfer.explain.figures import save_analysis
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         loc = s["localisation"]
         gap = s.get("constituent_gap", {})
         print(f"| {name} | {100 * s['empty_maps']:.0f}% | {loc['mean']:.2f} | {loc.get('basic', float('nan')):.2f} | "
-              f"{loc.get('compound', float('nan')):.2f} | {gap.get('correlation', {}).get('mean', float('nan')):+.3f} | "
+              f"{loc.get('compound', float('nan')):.2f} | "
+              f"{gap.get('correlation', {}).get('mean', float('nan')):+.3f} | "
               f"{gap.get('overlap', {}).get('mean', float('nan')):+.3f} |")
     print("\nWhat distillation kept: correlation of each student's mean CAM with the teacher's, per basic class "
           "(n/a: the student's mean map is empty, Grad-CAM finds no positive evidence for that class)\n")

@@ -31,18 +31,23 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from cfer import taxonomy  # noqa: E402
-from cfer.data.synthetic import make_synthetic_splits, render_faces  # noqa: E402
-from cfer.fewshot.episodes import EpisodeConfig, embed, evaluate_embeddings, sample_episodes  # noqa: E402
-from cfer.continual.stream import compound_orders, make_stream  # noqa: E402
-from cfer.continual.factory import make_strategy  # noqa: E402
-from cfer.continual.plugins.epochs import BasicEpochsPlugin  # noqa: E402
-from cfer.continual.runner import run_stream  # noqa: E402
-from cfer.continual.teacher import TeacherConfig, train_teacher  # noqa: E402
-from cfer.continual.growing import build_model  # noqa: E402
+from cfer import taxonomy
+from cfer.continual.factory import make_strategy
+from cfer.continual.growing import build_model
+from cfer.continual.plugins.epochs import BasicEpochsPlugin
+from cfer.continual.runner import run_stream
+from cfer.continual.stream import compound_orders, make_stream
+from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.data.synthetic import make_synthetic_splits, render_faces
+from cfer.fewshot.episodes import EpisodeConfig, embed, evaluate_embeddings, sample_episodes
+
+
+def _plain(v: object) -> object:
+    """An argparse value as JSON holds it."""
+    return list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def train_students(splits, seen, args):  # noqa: ANN001, ANN201
+def train_students(splits, seen, args):
     stream = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], compound=seen,
                          order=seen, per_step=3)
     out = {}
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n5-way episodes on the {len(novel)} compound classes no encoder saw ({', '.join(novel)}), "
           f"{len(x)} test images of {args.subjects[2]} unseen subjects, nearest-prototype classifier, "
-          f"{args.episodes} episodes, {args.queries} queries per class; {args.arch} {args.image_size}x{args.image_size}; "
+          f"{args.episodes} episodes, {args.queries} queries per class; "
+          f"{args.arch} {args.image_size}x{args.image_size}; "
           f"total {total / 60:.1f} min\n")
     print("| encoder | 5-way 1-shot | 5-way 5-shot |")
     print("|---|---|---|")
@@ -168,8 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"seen": seen, "novel": novel, "rows": rows, "speed": speed,
-                                         "args": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
-                                                  for k, v in vars(args).items()}}, indent=1))
+                                         "args": {k: _plain(v) for k, v in vars(args).items()}}, indent=1))
         print(f"\nJSON written to {args.json}")
     if args.plot is not None:
         import matplotlib
@@ -183,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         for j, key in enumerate(("5w1s", "5w5s")):
             m = [100 * r[key]["accuracy"] for r in rows]
             e = [100 * r[key]["ci95"] for r in rows]
-            ax.bar(xs_ + (j - 0.5) * width, m, width, yerr=e, capsize=4, label=key.replace("w", "-way ").replace("s", "-shot"))
+            label = key.replace("w", "-way ").replace("s", "-shot")
+            ax.bar(xs_ + (j - 0.5) * width, m, width, yerr=e, capsize=4, label=label)
         ax.axhline(20, color="grey", ls="--", lw=1, label="chance (5-way)")
         ax.set_xticks(xs_)
         ax.set_xticklabels([r["encoder"] for r in rows])

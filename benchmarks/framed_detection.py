@@ -23,12 +23,12 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from cfer import taxonomy  # noqa: E402
-from cfer.data.faces import FaceCropper, NoFaceFoundError  # noqa: E402
-from cfer.data.synthetic.framed import PHOTO_CROPPER, box_iou, render_framed_faces  # noqa: E402
+from cfer import taxonomy
+from cfer.data.faces import FaceCropper, NoFaceFoundError
+from cfer.data.synthetic.framed import PHOTO_CROPPER, box_iou, render_framed_faces
 
 
 def main() -> None:

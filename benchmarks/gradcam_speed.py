@@ -16,11 +16,11 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from cfer.data.synthetic import render_faces  # noqa: E402
-from cfer.explain.gradcam import explain  # noqa: E402
-from cfer.continual.growing import build_model  # noqa: E402
+from cfer.continual.growing import build_model
+from cfer.data.synthetic import render_faces
+from cfer.explain.gradcam import explain
 
 
 def main() -> None:

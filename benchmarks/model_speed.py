@@ -20,11 +20,11 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import timm
+import torch
+import torch.nn.functional as F
 
-import cfer.models  # noqa: E402,F401 - registers cfer's models
+import cfer.models  # noqa: F401 - registers cfer's models
 
 
 def step_seconds(name: str, *, batch: int, repeats: int, seed: int = 0) -> tuple[int, float]:

@@ -24,12 +24,12 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cfer.app.config import RunConfig  # noqa: E402
-from cfer.app.config_io import config_from_dict, load_config  # noqa: E402
-from cfer.app.pipeline import run_pipeline  # noqa: E402
-from cfer.continual import resume as resumable  # noqa: E402
+from cfer.app.config import RunConfig
+from cfer.app.config_io import config_from_dict, load_config
+from cfer.app.pipeline import run_pipeline
+from cfer.continual import resume as resumable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     saves: list[tuple[float, int]] = []
     original = resumable._save
 
-    def timed_save(path, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def timed_save(path, **kwargs):
         t0 = time.perf_counter()
         original(path, **kwargs)
         saves.append((time.perf_counter() - t0, Path(path).stat().st_size))

@@ -15,9 +15,9 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, before numpy loads
 
-import time  # noqa: E402
+import time
 
-from cfer.data.synthetic import render_faces  # noqa: E402
+from cfer.data.synthetic import render_faces
 
 
 def main() -> None:

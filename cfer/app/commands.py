@@ -124,7 +124,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         print(f"exported {n} JPEG photos ({photos.images.shape[2]}x{photos.images.shape[1]}) and manifest.csv to "
               f"{args.export}; read them with face cropping, e.g.\n  cfer run --data {args.export} --format "
               f"imagefolder --crop-faces --crop-cascade {PHOTO_CROPPER.cascade} --crop-margin "
-              f"{PHOTO_CROPPER.margin} --crop-min-neighbors {PHOTO_CROPPER.min_neighbors} --subject-pattern '^(s\\d+)_'")
+              f"{PHOTO_CROPPER.margin} --crop-min-neighbors {PHOTO_CROPPER.min_neighbors} "
+              "--subject-pattern '^(s\\d+)_'")
     elif args.export is not None:
         from cfer.data.export import export_image_folder
 

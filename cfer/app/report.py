@@ -19,11 +19,11 @@ import html
 import io
 from pathlib import Path
 
-from cfer.app import figures as figs
 from cfer import taxonomy
-from cfer.atomic import save_figure, write_json, write_text
+from cfer.app import figures as figs
 from cfer.app.config import RunConfig
 from cfer.app.config_io import dump_config
+from cfer.atomic import save_figure, write_json, write_text
 
 __all__ = ["write_report", "summary_table", "FIGURES"]
 
@@ -114,7 +114,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
 h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
-table{border-collapse:collapse;margin:.6em 0 1.2em} td,th{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}
+table{border-collapse:collapse;margin:.6em 0 1.2em}
+td,th{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1em 0 2em} figure img{max-width:100%;border:1px solid #eee} figcaption{color:#555;font-size:.92em}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em} .note{background:#fff8e1;padding:.6em 1em;

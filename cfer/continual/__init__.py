@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from cfer.lazy import lazy_attributes
 
 _NAMES = {
     "CompoundStream": "stream", "compound_orders": "stream", "make_stream": "stream", "synthetic_stream": "stream",
@@ -27,8 +27,4 @@ _NAMES = {
 
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name: str):  # noqa: ANN202 - PEP 562: import the submodule on first use
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"cfer.continual.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'cfer.continual' has no attribute {name!r}")
+__getattr__ = lazy_attributes("cfer.continual", _NAMES)

@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
 
 from cfer.models.features import pre_logits
+
+if TYPE_CHECKING:  # pragma: no cover
+    from avalanche.training.templates import SupervisedTemplate
 
 __all__ = ["STRATEGIES", "CferConfig", "make_strategy"]
 
@@ -93,7 +96,7 @@ def make_strategy(
     evaluator: object | None = None,
     device: str | torch.device = "cpu",
     cfer: CferConfig = CferConfig(),
-):  # noqa: ANN201
+) -> "SupervisedTemplate":
     """Build a strategy by name.
 
     Args:

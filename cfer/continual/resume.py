@@ -24,7 +24,7 @@ import copy
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from cfer.continual.factory import CferConfig
 from cfer.continual.metrics import ContinualResults
 from cfer.continual.runner import run_stream
 from cfer.models.io import load_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:  # pragma: no cover
+    from avalanche.training.templates import SupervisedTemplate
 
 __all__ = ["run_order", "seed_everything", "rng_state", "set_rng_state"]
 
@@ -107,7 +110,7 @@ def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
 
 
 def _make_strategy(student: nn.Module, optimizer: torch.optim.Optimizer, teacher: nn.Module, memory_size: int,
-                   total_classes: int, *, epochs: int, batch_size: int, cfer: CferConfig):  # noqa: ANN202
+                   total_classes: int, *, epochs: int, batch_size: int, cfer: CferConfig) -> "SupervisedTemplate":
     from cfer.continual.factory import make_strategy
     from cfer.continual.plugins.epochs import BasicEpochsPlugin
 
@@ -137,7 +140,8 @@ def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer, 
 
 def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str | Path,  # noqa: ANN001
               epochs: int = 4, lr: float = 2e-3, batch_size: int = 32, cfer: CferConfig = CferConfig(),
-              seed: int = 0, progress: bool = False, desc: str = "compound steps") -> tuple[ContinualResults, nn.Module]:
+              seed: int = 0, progress: bool = False,
+              desc: str = "compound steps") -> tuple[ContinualResults, nn.Module]:
     """Train the cfer student over ``stream``, checkpointing after every experience.
 
     Args:

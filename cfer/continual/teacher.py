@@ -88,7 +88,8 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: FaceDataset, *, batch_size: int = 256, label_map: np.ndarray | None = None) -> float:
+def evaluate(model: nn.Module, data: FaceDataset, *, batch_size: int = 256,
+             label_map: np.ndarray | None = None) -> float:
     """Accuracy of ``model`` on ``data`` (labels optionally mapped to output units)."""
     was = model.training
     model.eval()

@@ -48,7 +48,7 @@ class FaceDetectorUnavailableError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=None)
-def _load_cascade(name: str):
+def _load_cascade(name: str) -> "cv2.CascadeClassifier":  # noqa: F821 - cv2 is imported lazily
     """Load a Haar cascade from ``cv2.data.haarcascades`` once per process."""
     try:
         import cv2

@@ -134,7 +134,8 @@ def subject_split(
     logger.info(
         "subject_split: %s",
         ", ".join(
-            f"{name}={int(have[k, -1])} items/{int(n_members[k])} subjects ({have[k, -1] / n:.0%}, target {frac[k]:.0%})"
+            f"{name}={int(have[k, -1])} items/{int(n_members[k])} subjects "
+            f"({have[k, -1] / n:.0%}, target {frac[k]:.0%})"
             for k, name in enumerate(names)
         ),
     )

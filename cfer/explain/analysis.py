@@ -32,7 +32,8 @@ __all__ = ["Analysis", "analyse", "cam_targets"]
 logger = logging.getLogger(__name__)
 
 
-def cam_targets(model: nn.Module, x: torch.Tensor, face_classes: Sequence[str], model_classes: Sequence[str]) -> list[int]:
+def cam_targets(model: nn.Module, x: torch.Tensor, face_classes: Sequence[str],
+                model_classes: Sequence[str]) -> list[int]:
     """The unit to explain per face: its own class if the model has it, else the prediction."""
     with torch.no_grad():
         was = model.training

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["overlay", "overlay_grid", "region_bars", "similarity_heatmap", "save_analysis"]
 
 
-def _plt():
+def _plt():  # noqa: ANN202 - the matplotlib.pyplot module, imported on first use
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -167,7 +167,8 @@ def _check_pool(labels: np.ndarray, class_names: Sequence[str], config: EpisodeC
 
 
 def sample_episodes(
-    *, labels: Sequence[int] | np.ndarray | torch.Tensor, config: EpisodeConfig, class_names: Sequence[str] | None = None
+    *, labels: Sequence[int] | np.ndarray | torch.Tensor, config: EpisodeConfig,
+    class_names: Sequence[str] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Draw episodes as index arrays with learn2learn's task transforms.
 
@@ -265,7 +266,8 @@ def evaluate_embeddings(
     feats = torch.as_tensor(features).detach().float().cpu()
     lab = torch.as_tensor(labels).long().cpu()
     if feats.ndim != 2 or len(feats) != len(lab):
-        raise ValueError(f"features must be (N, D) with one row per label; got {tuple(feats.shape)} and {len(lab)} labels")
+        raise ValueError(f"features must be (N, D) with one row per label; got {tuple(feats.shape)} and "
+                         f"{len(lab)} labels")
     episodes = sample_episodes(labels=lab, config=config, class_names=class_names)
     accs: list[float] = []
     hit, seen = np.zeros(len(class_names)), np.zeros(len(class_names))
@@ -327,7 +329,10 @@ def evaluate_model(model: nn.Module, data, *, config: EpisodeConfig = EpisodeCon
     from cfer import taxonomy
 
     names = list(data.classes)
-    wanted = [c for c in names if c in taxonomy.COMPOUND] if classes is None else list(taxonomy.normalize_many(list(classes)))
+    if classes is None:
+        wanted = [c for c in names if c in taxonomy.COMPOUND]
+    else:
+        wanted = list(taxonomy.normalize_many(list(classes)))
     if not wanted:
         raise ValueError("no classes to draw episodes from: the data has no compound class; pass classes=[...]")
     keep = np.flatnonzero(np.isin(np.asarray(names)[data.labels], wanted))

@@ -1,9 +1,8 @@
 """tests/browser.py: headless Chromium sees which <img> loaded and screenshots whole pages."""
 
 import pytest
-from PIL import Image
-
 from browser import page_images, require_chromium, screenshot
+from PIL import Image
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 import json
 
 from cfer.app import cli
-from cfer.data.synthetic import make_synthetic_splits
 from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.data.synthetic import make_synthetic_splits
 from cfer.models.io import save_model
 
 

@@ -1,6 +1,5 @@
 """Executes notebooks/01_gradcam_inspection.ipynb on tiny data."""
 
-import os
 from pathlib import Path
 
 import nbformat

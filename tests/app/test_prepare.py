@@ -7,8 +7,8 @@ from PIL import Image
 
 from cfer import taxonomy
 from cfer.app.config_io import config_from_dict
-from cfer.data.synthetic import render_faces
 from cfer.app.prepare import load_dataset, prepare_data
+from cfer.data.synthetic import render_faces
 
 
 def _write_rafdb(root: Path, table, classes, *, start: int) -> Path:

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from cfer.continual.factory import STRATEGIES, make_strategy
+from cfer.continual.growing import build_model
 from cfer.continual.plugins.epochs import BasicEpochsPlugin
 from cfer.continual.runner import run_stream
-from cfer.continual.growing import build_model
 
 
 def _model(stream):

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from cfer import taxonomy
-from cfer.models.io import load_checkpoint
-from cfer.continual.factory import CferConfig
-from cfer.data.synthetic import make_synthetic_splits
-from cfer.continual.stream import make_stream
 from cfer.continual import resume as resumable
+from cfer.continual.factory import CferConfig
+from cfer.continual.stream import make_stream
 from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.data.synthetic import make_synthetic_splits
+from cfer.models.io import load_checkpoint
 
 COMPOUND = taxonomy.COMPOUND[:6]
 

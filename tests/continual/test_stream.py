@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from cfer import taxonomy
-from cfer.data.synthetic import make_synthetic_splits
 from cfer.continual.stream import compound_orders, make_stream, synthetic_stream
+from cfer.data.synthetic import make_synthetic_splits
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from cfer.data.synthetic import make_synthetic_splits
-from cfer.continual.teacher import TeacherConfig, evaluate, train_teacher
 from cfer.continual.growing import load_model
+from cfer.continual.teacher import TeacherConfig, evaluate, train_teacher
+from cfer.data.synthetic import make_synthetic_splits
 from cfer.models.io import save_model
 
 

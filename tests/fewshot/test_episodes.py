@@ -108,10 +108,10 @@ def test_validating_on_the_new_class_only_rewards_a_constant_predictor():
 
 
 def test_finetune_classifier_and_one_new_class_protocol():
+    from cfer.continual.teacher import TeacherConfig, train_teacher
     from cfer.data.synthetic import make_synthetic_splits
     from cfer.fewshot.episodes import evaluate_model
     from cfer.fewshot.protocols import one_new_class_protocol
-    from cfer.continual.teacher import TeacherConfig, train_teacher
 
     sp = make_synthetic_splits(classes=["happy", "sad", "surprised", "angry", "disgusted", "fearful", "awed",
                                         "hatred", "appalled", "sadly_angry", "happily_surprised"],

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import cfer.models  # noqa: F401 - registers the models
-from cfer.models import CFER_MODELS, ResEmoteNet, create_backbone, load_weights
 from cfer.continual.growing import GrowingClassifier
+from cfer.models import CFER_MODELS, ResEmoteNet, create_backbone, load_weights
 
 
 def n_params(net: nn.Module) -> int:

@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from cfer.lazy import lazy_attributes
 
 _NAMES = {
     "BasicDistillationPlugin": "distillation", "gamma_schedule": "distillation",
@@ -30,8 +30,4 @@ _NAMES = {
 
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name: str):  # noqa: ANN202 - PEP 562: import the submodule on first use
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"cfer.continual.plugins.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'cfer.continual.plugins' has no attribute {name!r}")
+__getattr__ = lazy_attributes("cfer.continual.plugins", _NAMES)

@@ -181,7 +181,8 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
                 order = self.selection.make_sorted_indices(agent, data.subset(members.tolist()))
             else:
                 order = self._rng.permutation(len(members)).tolist()
-            self.buffer_groups[c].take(data, int(getattr(exp, "current_experience", -1)), members[order[:quota]].tolist())
+            experience = int(getattr(exp, "current_experience", -1))
+            self.buffer_groups[c].take(data, experience, members[order[:quota]].tolist())
         for buf in self.buffer_groups.values():
             buf.resize(agent, quota)
         logger.debug("PSMR buffer: %d classes x %d = %d items", len(self.buffer_groups), quota, len(self.buffer))

@@ -91,7 +91,8 @@ class _Problems:
             raise DatasetError(f"{self.reader}: found no items to read; check that the path points at the data set")
         if kept == 0:
             detail = f" (skipped {skipped} of {total}: {self.summary()}; first: {self.first})" if skipped else ""
-            raise DatasetError(f"{self.reader}: no usable images{detail}; fix the data or point the reader at the right place")
+            raise DatasetError(f"{self.reader}: no usable images{detail}; fix the data or point the reader at the "
+                               "right place")
         if skipped:
             msg = f"{self.reader}: skipped {skipped} of {total} items: {self.summary()}; first: {self.first}"
             warnings.warn(SkippedItemsWarning(msg), stacklevel=4)
@@ -164,18 +165,26 @@ def _finish_image(
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def _build(
-    items: list[_Item],
-    *,
-    problems: _Problems,
-    total: int,
-    size: tuple[int, int],
-    channels: int,
-    cropper: FaceCropper | None,
-    progress: bool,
-    with_subjects: bool,
-    with_splits: bool,
-) -> FaceDataset:
+@dataclass(frozen=True)
+class _Decoding:
+    """How every image of one read is decoded: output size, channels, face crop, bar."""
+
+    size: tuple[int, int]
+    channels: int
+    cropper: FaceCropper | None
+    progress: bool
+
+
+def _decoding(*, image_size: int | Sequence[int], channels: int, crop_faces: bool | FaceCropper,
+              progress: bool) -> _Decoding:
+    """Check a reader's decoding options once, at its door."""
+    return _Decoding(size=_size(image_size), channels=_check_channels(channels), cropper=_cropper(crop_faces),
+                     progress=progress)
+
+
+def _build(items: list[_Item], *, problems: _Problems, total: int, decoding: _Decoding, with_subjects: bool,
+           with_splits: bool) -> FaceDataset:
+    size, channels, cropper, progress = decoding.size, decoding.channels, decoding.cropper, decoding.progress
     images: list[np.ndarray] = []
     kept: list[_Item] = []
     for item in _progress(items, enabled=progress, desc=problems.reader):
@@ -225,20 +234,21 @@ def _build(
     return ds
 
 
-def _require_file(path: Path, *, what: str, fix: str) -> Path:
+def _require(path: Path, *, folder: bool, what: str, fix: str) -> Path:
+    """``path`` if it is an existing folder (``folder``) or file; else the error that says so."""
     if not path.exists():
         raise DatasetNotFoundError(f"{what} {path} does not exist; {fix}")
-    if not path.is_file():
-        raise DatasetError(f"{what} {path} is not a file; {fix}")
+    if not (path.is_dir() if folder else path.is_file()):
+        raise DatasetError(f"{what} {path} is not a {'folder' if folder else 'file'}; {fix}")
     return path
+
+
+def _require_file(path: Path, *, what: str, fix: str) -> Path:
+    return _require(path, folder=False, what=what, fix=fix)
 
 
 def _require_dir(path: Path, *, what: str, fix: str) -> Path:
-    if not path.exists():
-        raise DatasetNotFoundError(f"{what} {path} does not exist; {fix}")
-    if not path.is_dir():
-        raise DatasetError(f"{what} {path} is not a folder; {fix}")
-    return path
+    return _require(path, folder=True, what=what, fix=fix)
 
 
 def _read_csv_header(path: Path, required: Sequence[str], fix: str) -> tuple[list[str], list[tuple[int, dict]]]:

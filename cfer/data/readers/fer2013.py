@@ -12,12 +12,11 @@ from cfer.data.base import FaceDataset
 from cfer.data.readers.common import (
     DatasetError,
     _build,
-    _check_channels,
+    _decoding,
     _Item,
     _Problems,
     _read_csv_header,
     _require_file,
-    _size,
 )
 
 __all__ = ["read_fer2013"]
@@ -68,7 +67,7 @@ def read_fer2013(
         >>> test.image_size  # doctest: +SKIP
         (48, 48)
     """
-    size, channels = _size(image_size), _check_channels(channels)
+    decoding = _decoding(image_size=image_size, channels=channels, crop_faces=False, progress=progress)
     wanted: str | None = None
     if usage is not None:
         wanted = _FER_USAGE.get(usage, usage)
@@ -148,14 +147,4 @@ def read_fer2013(
                 split=split,
             )
         )
-    return _build(
-        items,
-        problems=problems,
-        total=total,
-        size=size,
-        channels=channels,
-        cropper=None,
-        progress=progress,
-        with_subjects=True,
-        with_splits=has_usage,
-    )
+    return _build(items, problems=problems, total=total, decoding=decoding, with_subjects=True, with_splits=has_usage)

@@ -8,19 +8,16 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-
 from cfer.data.base import FaceDataset
 from cfer.data.faces import FaceCropper
 from cfer.data.readers.common import (
     DatasetError,
     _build,
     _canonical,
-    _check_channels,
-    _cropper,
+    _decoding,
     _Item,
     _Problems,
     _require_dir,
-    _size,
 )
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image_folder"]
@@ -77,7 +74,7 @@ def read_image_folder(
         >>> ds = read_image_folder("cfee/", subject_pattern=r"^(\\d+)_", crop_faces=True)  # doctest: +SKIP
         >>> ds.summary()  # doctest: +SKIP
     """
-    size, channels, cropper = _size(image_size), _check_channels(channels), _cropper(crop_faces)
+    decoding = _decoding(image_size=image_size, channels=channels, crop_faces=crop_faces, progress=progress)
     root = _require_dir(
         Path(root), what="image folder", fix="pass the folder that holds one sub-folder per class"
     )
@@ -158,14 +155,5 @@ def read_image_folder(
             items.append(_Item(where=str(path), label=label, path=path, subject=subject))
     if ignored:
         logger.info("read_image_folder(%s): ignored %d files whose extension is not in %s", root, ignored, exts)
-    return _build(
-        items,
-        problems=problems,
-        total=total,
-        size=size,
-        channels=channels,
-        cropper=cropper,
-        progress=progress,
-        with_subjects=pattern is not None,
-        with_splits=False,
-    )
+    return _build(items, problems=problems, total=total, decoding=decoding, with_subjects=pattern is not None,
+                  with_splits=False)

@@ -5,20 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from cfer.data.base import FaceDataset
 from cfer.data.faces import FaceCropper
 from cfer.data.readers.common import (
     _build,
     _canonical,
-    _check_channels,
-    _cropper,
+    _decoding,
     _Item,
     _Problems,
     _read_csv_header,
     _require_dir,
     _require_file,
-    _size,
 )
 
 __all__ = ["read_csv_manifest"]
@@ -63,7 +60,7 @@ def read_csv_manifest(
         >>> #                s01/happy_1.jpg,Happiness,s01
         >>> ds = read_csv_manifest("manifest.csv", image_size=(64, 64))  # doctest: +SKIP
     """
-    size, channels, cropper = _size(image_size), _check_channels(channels), _cropper(crop_faces)
+    decoding = _decoding(image_size=image_size, channels=channels, crop_faces=crop_faces, progress=progress)
     path = _require_file(Path(path), what="CSV manifest", fix="pass the path of an existing CSV file")
     base = Path(root) if root is not None else path.parent
     _require_dir(base, what="image root", fix="pass root= the folder the manifest's relative paths start from")
@@ -100,7 +97,8 @@ def read_csv_manifest(
             problems.report(
                 reason="duplicate path",
                 where=where,
-                problem=f"path {row['path']!r} is already listed on line {first_line[key]} (lines {first_line[key]} and {line})",
+                problem=(f"path {row['path']!r} is already listed on line {first_line[key]} "
+                         f"(lines {first_line[key]} and {line})"),
                 fix="list each image once",
             )
             continue
@@ -123,14 +121,5 @@ def read_csv_manifest(
                 split=row["split"] if has_split else None,
             )
         )
-    return _build(
-        items,
-        problems=problems,
-        total=len(rows),
-        size=size,
-        channels=channels,
-        cropper=cropper,
-        progress=progress,
-        with_subjects=has_subject,
-        with_splits=has_split,
-    )
+    return _build(items, problems=problems, total=len(rows), decoding=decoding, with_subjects=has_subject,
+                  with_splits=has_split)

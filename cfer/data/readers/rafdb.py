@@ -5,19 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from cfer import taxonomy
 from cfer.data.base import FaceDataset
 from cfer.data.faces import FaceCropper
 from cfer.data.readers.common import (
     _build,
-    _check_channels,
-    _cropper,
+    _decoding,
     _Item,
     _Problems,
     _require_dir,
     _require_file,
-    _size,
 )
 
 __all__ = ["read_rafdb"]
@@ -76,7 +73,7 @@ def read_rafdb(
         >>> train = read_rafdb("RAF-DB/basic", partition="train")  # doctest: +SKIP
         >>> comp = read_rafdb("RAF-DB/compound", subset="compound")  # doctest: +SKIP
     """
-    size, channels, cropper = _size(image_size), _check_channels(channels), _cropper(crop_faces)
+    decoding = _decoding(image_size=image_size, channels=channels, crop_faces=crop_faces, progress=progress)
     tables = {"basic": taxonomy.RAFDB_BASIC_LABELS, "compound": taxonomy.RAFDB_COMPOUND_LABELS}
     if subset not in tables:
         raise ValueError(f"subset must be 'basic' or 'compound', got {subset!r}")
@@ -96,7 +93,8 @@ def read_rafdb(
     _require_dir(
         image_dir,
         what="RAF-DB image folder",
-        fix="unpack RAF-DB's Image archive there" + (", or pass aligned=False" if aligned else ", or pass aligned=True"),
+        fix="unpack RAF-DB's Image archive there" + (", or pass aligned=False" if aligned
+                                                     else ", or pass aligned=True"),
     )
     known = ", ".join(f"{k}={v}" for k, v in table.items())
     other = "compound" if subset == "basic" else "basic"
@@ -154,14 +152,4 @@ def read_rafdb(
             items.append(
                 _Item(where=f"{image} ({where})", label=table[label_id], path=image, subject=stem, split=split)
             )
-    return _build(
-        items,
-        problems=problems,
-        total=total,
-        size=size,
-        channels=channels,
-        cropper=cropper,
-        progress=progress,
-        with_subjects=True,
-        with_splits=True,
-    )
+    return _build(items, problems=problems, total=total, decoding=decoding, with_subjects=True, with_splits=True)

@@ -43,8 +43,8 @@ import numpy as np
 
 from cfer import taxonomy
 from cfer.data.faces import FaceCropper
-from cfer.data.synthetic.scene import body, wall
 from cfer.data.synthetic.dataset import SyntheticFaces, render_faces
+from cfer.data.synthetic.scene import body, wall
 
 __all__ = ["FramedFaces", "PHOTO_CROPPER", "render_framed_faces", "export_photo_folder", "box_iou"]
 
@@ -107,10 +107,10 @@ def box_iou(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) ->
         >>> box_iou((0, 0, 10, 10), (0, 5, 10, 15))
         0.3333333333333333
     """
-    t, l, btm, r = (float(v) for v in a)
+    t, lft, btm, r = (float(v) for v in a)
     t2, l2, btm2, r2 = (float(v) for v in b)
-    inter = max(0.0, min(btm, btm2) - max(t, t2)) * max(0.0, min(r, r2) - max(l, l2))
-    union = (btm - t) * (r - l) + (btm2 - t2) * (r2 - l2) - inter
+    inter = max(0.0, min(btm, btm2) - max(t, t2)) * max(0.0, min(r, r2) - max(lft, l2))
+    union = (btm - t) * (r - lft) + (btm2 - t2) * (r2 - l2) - inter
     return inter / union if union > 0 else 0.0
 
 

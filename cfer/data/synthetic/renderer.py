@@ -96,7 +96,7 @@ class FaceRenderer:
             self._bank = rng.standard_normal((_NOISE_BANK, s, s, 3), dtype=np.float32)
         return self._bank
 
-    def _window(self, N: dict[str, np.ndarray], u_half, v0, v1, margin: int = 2) -> tuple[slice, slice]:  # noqa: ANN001
+    def _window(self, N: dict[str, np.ndarray], u_half, v0, v1, margin: int = 2) -> tuple[slice, slice]:
         """Pixel rows and columns that the canonical box |u| <= u_half, v0 <= v <= v1 can
         reach in any sample of the batch (features are only computed there)."""
         ca, sa = np.cos(N["angle"]), np.sin(N["angle"])
@@ -142,7 +142,7 @@ class FaceRenderer:
         """
         cfg = self.config
         B = aus.shape[0]
-        I = {g: p for g, p in ((k, _col(identity[k])) for k in _IDENTITY_KEYS)}  # noqa: E741
+        I = {g: p for g, p in ((k, _col(identity[k])) for k in _IDENTITY_KEYS)}
         A = {au: _col(aus[:, _AU_INDEX[au]]) for au in taxonomy.AUS}
         N = {k: _col(v) for k, v in nuisance.items()}
 
@@ -332,7 +332,7 @@ class FaceRenderer:
         out = img.astype(np.uint8)
         return out, regions
 
-    def _regions(self, I, U, V, AU_, face_a, inner_y, outer_y, u_out, up, lo, tip, my, mw, gap):  # noqa: N803
+    def _regions(self, I, U, V, AU_, face_a, inner_y, outer_y, u_out, up, lo, tip, my, mw, gap):
         """Region label map: each pixel of the face gets the first region that claims it."""
         face = face_a > 0.5
         eye_x, eye_y, eye_w = I["eye_x"], I["eye_y"], I["eye_w"]

@@ -4,15 +4,15 @@ import pytest
 import torch
 from torch import nn
 
+from cfer.continual.factory import make_strategy
+from cfer.continual.growing import build_model
 from cfer.continual.plugins.distillation import (
     BasicDistillationPlugin,
     feature_distillation,
     gamma_schedule,
     logit_distillation,
 )
-from cfer.continual.factory import make_strategy
 from cfer.continual.runner import run_stream
-from cfer.continual.growing import build_model
 
 
 def test_gamma_schedule_is_the_published_one():
