@@ -30,3 +30,14 @@ def test_json_nan_becomes_null_and_figures_are_real_pngs(tmp_path):
     out = atomic.save_figure(fig, tmp_path / "sub" / "f.png", dpi=50)
     plt.close(fig)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_jsonable_gives_what_reading_the_json_back_gives(tmp_path):
+    import json
+
+    import numpy as np
+
+    value = {"a": (1.5, float("nan"), float("inf")), 3: np.float32(0.25), "n": np.int64(7), "ok": True, "s": None}
+    path = atomic.write_json(tmp_path / "v.json", value)
+    assert atomic.jsonable(value) == json.loads(path.read_text())
+    assert atomic.jsonable(value) == {"a": [1.5, None, None], "3": 0.25, "n": 7, "ok": True, "s": None}

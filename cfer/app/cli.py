@@ -27,7 +27,7 @@ from typing import Sequence
 
 import cfer
 from cfer.app.config import DEFAULT_IMAGE_SIZE, FewShotSection
-from cfer.data.readers import FORMATS
+from cfer.data.readers import FORMATS, READERS
 from cfer.explain.methods import METHODS
 
 __all__ = ["main", "build_parser", "add_data_options", "RUN_OPTIONS"]
@@ -48,7 +48,8 @@ def add_data_options(p: argparse.ArgumentParser, *, path: bool = True) -> None:
     g = p.add_argument_group("data")
     if path:
         g.add_argument("--data", type=Path, default=None, help="dataset folder or CSV file (default: synthetic faces)")
-    g.add_argument("--format", choices=FORMATS, default=None, help="format of the data")
+    g.add_argument("--format", choices=FORMATS, default=None,
+                   help="format of the data: " + "; ".join(f"{k}: {r.notes}" for k, r in READERS.items()))
     g.add_argument("--image-size", type=_positive_int, default=DEFAULT_IMAGE_SIZE,
                    help=f"image side in pixels (default {DEFAULT_IMAGE_SIZE})")
     g.add_argument("--grey", action="store_true", help="single-channel images")

@@ -52,3 +52,12 @@ def test_experience_accuracies_reads_avalanche_metric_names():
     assert experience_accuracies(m, n_experiences=2) == [0.75, 0.25]
     with pytest.raises(KeyError, match=r"no test_stream accuracy for experiences \[2\]"):
         experience_accuracies(m, n_experiences=3)
+
+
+def test_names_without_a_task_segment_are_read_too():
+    """Avalanche 0.6's new-style benchmarks name experience accuracies without /Task000/."""
+    metrics = {"Top1_Acc_Exp/eval_phase/valid_stream/Exp000": 0.75, "Top1_Acc_Exp/eval_phase/valid_stream/Exp001": 0.5,
+               "Top1_Acc_Exp/eval_phase/test_stream/Exp000": 0.1}
+    assert experience_accuracies(metrics, n_experiences=2, stream="valid_stream") == [0.75, 0.5]
+    with pytest.raises(KeyError, match=r"no test_stream accuracy for experiences \[1\]"):
+        experience_accuracies(metrics, n_experiences=2)

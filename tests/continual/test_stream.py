@@ -57,3 +57,32 @@ def test_synthetic_stream_records_its_data():
     s = synthetic_stream(subjects=(2, 1, 1), per_class=1, compound=["awed", "hatred"], image_size=16)
     assert s.meta["data"]["subjects"] == [2, 1, 1]
     assert s.compound_order in (("awed", "hatred"), ("hatred", "awed"))
+
+
+def test_the_validation_faces_are_a_real_stream_of_the_benchmark(splits):
+    """Train, test and valid are three streams of one benchmark, split by the same order."""
+    s = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], per_step=2, seed=1)
+    assert set(s.benchmark.streams) == {"train", "test", "valid"}
+    assert s.val_stream is s.benchmark.valid_stream and s.val_stream.name == "valid"
+    assert [e.current_experience for e in s.val_stream] == list(range(s.n_steps))
+    val_subjects = set(splits["val"].subjects)
+    assert len(s.val_stream[0].dataset) == sum(np.isin(splits["val"].class_names, taxonomy.BASIC))
+    assert val_subjects.isdisjoint(splits["train"].subjects)
+    # Avalanche's class-order attributes, which its iCaRL reads, are there.
+    assert s.benchmark.n_classes_per_exp == [len(c) for c in s.step_classes]
+    assert s.train_stream[1].benchmark is s.benchmark
+
+
+def test_run_stream_can_evaluate_on_the_valid_stream(splits):
+    import torch
+
+    from cfer.continual.factory import make_strategy
+    from cfer.continual.growing import build_model
+    from cfer.continual.runner import run_stream
+
+    s = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], per_step=5, seed=0)
+    model = build_model(arch="cfer_tiny", num_classes=6, img_size=16)
+    strategy = make_strategy("naive", model=model, optimizer=torch.optim.Adam(model.parameters()), train_mb_size=8)
+    res = run_stream(strategy, s, evaluate_on="val")
+    assert res.n_test == [len(e.dataset) for e in s.val_stream] and len(res.matrix) == 2
+    assert [len(r) for r in res.matrix] == [1, 2]

@@ -44,15 +44,13 @@ class Reader:
 
     Attributes:
         read: The reader function (its first argument is the path).
-        path_kind: ``"folder"`` or ``"file"`` (for messages).
         crop_faces: Whether face cropping applies (not to pre-aligned sets).
         subject_pattern: Whether subjects come from a file-name pattern (image folders).
         subsets: The label sets the format has (RAF-DB: basic and compound).
-        notes: One line on what the format holds.
+        notes: One line on what the format holds (the command line's help shows it).
     """
 
     read: Callable[..., FaceDataset]
-    path_kind: str
     crop_faces: bool = True
     subject_pattern: bool = False
     subsets: tuple[str, ...] = ()
@@ -60,12 +58,12 @@ class Reader:
 
 
 READERS: dict[str, Reader] = {
-    "imagefolder": Reader(read_image_folder, "folder", subject_pattern=True,
+    "imagefolder": Reader(read_image_folder, subject_pattern=True,
                           notes="one sub-folder per class; subjects from --subject-pattern"),
-    "csv": Reader(read_csv_manifest, "file", notes="path,label[,subject][,split] columns"),
-    "rafdb": Reader(read_rafdb, "folder", crop_faces=False, subsets=("basic", "compound"),
+    "csv": Reader(read_csv_manifest, notes="path,label[,subject][,split] columns"),
+    "rafdb": Reader(read_rafdb, crop_faces=False, subsets=("basic", "compound"),
                     notes="RAF-DB's EmoLabel/ and Image/aligned/ (already aligned faces)"),
-    "fer2013": Reader(read_fer2013, "file", crop_faces=False,
+    "fer2013": Reader(read_fer2013, crop_faces=False,
                       notes="fer2013.csv: 48x48 grey faces of the basic classes only"),
 }
 """Every format cfer reads, by name."""
