@@ -87,8 +87,7 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     model.load_state_dict(copy.deepcopy(init_state))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     epochs = BasicEpochsPlugin(basic_epochs=args.basic_epochs, later_epochs=args.epochs)
-    cfer_opts = CferConfig(distillation={"gamma0": args.gamma0, "feature_weight": args.feature_weight},
-                           psmr={"mode": args.psmr_mode},
+    cfer_opts = CferConfig(gamma0=args.gamma0, feature_weight=args.feature_weight, psmr_mode=args.psmr_mode,
                            logit_adjustment=args.logit_adjustment if name == "cfer+la" else 0.0)
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),

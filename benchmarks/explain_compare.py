@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--subjects", type=int, nargs=3, default=(16, 4, 8))
     ap.add_argument("--per-class", type=int, default=4)
-    ap.add_argument("--method", default="gradcam")
+    ap.add_argument("--cam-method", default="gradcam")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     summaries, basic_means = {}, {}
     for name, (model, classes) in models.items():
         out = None if args.out is None else args.out / name.replace(" ", "_")
-        result = analyse(model, classes=classes, faces=faces, method=args.method)
+        result = analyse(model, classes=classes, faces=faces, method=args.cam_method)
         if out is not None:
             save_analysis(result, out, title=name)
         summaries[name] = result.summary
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("cfer student", "naive student")}
     total = time.perf_counter() - t_start
 
-    print(f"\n{args.method} on {len(faces)} synthetic faces of 6 unseen subjects (22 classes), {args.arch} "
+    print(f"\n{args.cam_method} on {len(faces)} synthetic faces of 6 unseen subjects (22 classes), {args.arch} "
           f"{args.image_size}x{args.image_size}; total {total / 60:.1f} min\n")
     print("| model | empty maps | localisation, all | basic faces | compound faces | "
           "compound-vs-constituents gap (corr) | (top-20% IoU) |")

@@ -5,7 +5,7 @@ Renders the same set of faces several times with one thread and prints a markdow
 faces on one core.
 
 Usage:
-    python benchmarks/synth_speed.py [--size 64] [--subjects 60] [--repeats 3]
+    python benchmarks/synth_speed.py [--image-size 64] [--subjects 60] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from cfer.data.synthetic import render_faces
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--subjects", type=int, default=60)
     ap.add_argument("--per-class", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    render_faces(n_subjects=1, per_class=1, image_size=args.size)  # warm-up
+    render_faces(n_subjects=1, per_class=1, image_size=args.image_size)  # warm-up
     print(f"| image | channels | faces | best of {args.repeats} (s) | faces/s |")
     print("|---|---|---|---|---|")
     for channels in (3, 1):
@@ -35,9 +35,9 @@ def main() -> None:
         for r in range(args.repeats):
             t0 = time.perf_counter()
             faces = render_faces(n_subjects=args.subjects, per_class=args.per_class,
-                                 image_size=args.size, channels=channels, seed=r)
+                                 image_size=args.image_size, channels=channels, seed=r)
             best = min(best, time.perf_counter() - t0)
-        print(f"| {args.size}x{args.size} | {channels} | {len(faces)} | {best:.3f} | {len(faces) / best:,.0f} |")
+        print(f"| {args.image_size}x{args.image_size} | {channels} | {len(faces)} | {best:.3f} | {len(faces) / best:,.0f} |")
 
 
 if __name__ == "__main__":
