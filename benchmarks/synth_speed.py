@@ -37,7 +37,8 @@ def main() -> None:
             faces = render_faces(n_subjects=args.subjects, per_class=args.per_class,
                                  image_size=args.image_size, channels=channels, seed=r)
             best = min(best, time.perf_counter() - t0)
-        print(f"| {args.image_size}x{args.image_size} | {channels} | {len(faces)} | {best:.3f} | {len(faces) / best:,.0f} |")
+        side = f"{args.image_size}x{args.image_size}"
+        print(f"| {side} | {channels} | {len(faces)} | {best:.3f} | {len(faces) / best:,.0f} |")
 
 
 if __name__ == "__main__":
