@@ -75,8 +75,18 @@ _IMAGES_JS = """
     Promise.all(settled),
     new Promise((done) => setTimeout(done, timeoutMs)),
   ]);
+  const page = document.documentElement.clientWidth;
+  const overflow = Array.from(document.body.querySelectorAll("*"))
+    .filter((el) => el.getBoundingClientRect().right > page + 1 || el.scrollWidth > el.clientWidth + 1
+                    && getComputedStyle(el).overflowX === "visible")
+    .map((el) => `${el.tagName.toLowerCase()}${el.id ? "#" + el.id : ""}` +
+                 `${el.className && typeof el.className === "string" ? "." + el.className.split(" ")[0] : ""}` +
+                 ` (right ${Math.round(el.getBoundingClientRect().right)} px of ${page})`);
   return {
     title: document.title,
+    page_width: page,
+    document_width: document.documentElement.scrollWidth,
+    overflow: overflow,
     images: imgs.map((img) => ({
       src: img.getAttribute("src"),
       url: img.currentSrc || img.src,
@@ -328,8 +338,10 @@ def page_images(html_path: str | os.PathLike, *, width: int = 1200, timeout: flo
 
     Returns:
         ``{"title": str, "images": [{"src", "url", "alt", "complete", "naturalWidth",
-        "naturalHeight"}, ...], "console_errors": [str, ...], "browser": str}``. A broken
-        image is ``complete`` with ``naturalWidth == 0``.
+        "naturalHeight"}, ...], "page_width": int, "document_width": int, "overflow":
+        [str, ...], "console_errors": [str, ...], "browser": str}``. A broken image is
+        ``complete`` with ``naturalWidth == 0``; ``overflow`` names every element that
+        reaches past the page's width (or whose own content spills out of it unclipped).
 
     Raises:
         BrowserError: Chromium is missing, did not start, or did not answer in time.

@@ -58,3 +58,14 @@ def test_missing_page_and_wrong_suffix_fail_before_starting_a_browser(tmp_path):
         page_images(tmp_path / "nope.html")
     with pytest.raises(ValueError, match=r"name the file \*\.png"):
         screenshot(_page(tmp_path), tmp_path / "shot.jpg")
+
+
+def test_page_images_names_what_overflows_the_page_width(chromium, tmp_path):
+    html = tmp_path / "wide.html"
+    html.write_text("<!doctype html><html><head><title>w</title></head><body style='margin:0'>"
+                    "<p>fits</p><table id='big' style='width:1500px'><tr><td>x</td></tr></table></body></html>")
+    info = page_images(html, width=800)
+    assert info["page_width"] <= 800 and info["document_width"] >= 1500
+    assert any(o.startswith("table#big") for o in info["overflow"]), info["overflow"]
+    html.write_text("<!doctype html><html><head><title>n</title></head><body><p>narrow</p></body></html>")
+    assert page_images(html, width=800)["overflow"] == []
