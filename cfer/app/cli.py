@@ -10,6 +10,7 @@ Subcommands:
     teacher train the basic-expression teacher (early stopping on validation) and save it.
     fewshot N-way K-shot episodes (mean accuracy, 95% CI) with a saved model.
     explain Grad-CAM figures, region attention and basic/compound similarity of a saved model.
+    compare two or more run folders side by side: compare.html and compare.csv.
 
 One name means one thing in every command: ``--image-size`` is the image side (default
 :data:`cfer.app.config.DEFAULT_IMAGE_SIZE`), ``--arch`` an architecture name,
@@ -146,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cam-method", default="gradcam", help=", ".join(METHODS))
     add_data_options(e)
     _synthetic_options(e, subjects=4, per_class=2)
+
+    c = sub.add_parser("compare", help="compare run folders: configs, summary numbers, curves, few-shot bars",
+                       description="Put two or more finished run folders side by side: compare.html (configs with "
+                                   "the differing keys highlighted, summary numbers with their spread, accuracy "
+                                   "curves of all runs, few-shot bars) and compare.csv.")
+    c.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders written by `cfer run --out`")
+    c.add_argument("--out", type=Path, default=None, help="folder for the comparison (default: runs/compare-DATE-TIME)")
     return p
 
 

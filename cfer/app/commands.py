@@ -241,6 +241,17 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from cfer.app.compare import write_comparison
+
+    out = args.out or Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
+    paths = write_comparison(args.runs, out_dir=out)
+    print(f"compared {len(args.runs)} runs: {', '.join(str(r) for r in args.runs)}")
+    print(f"table: {paths['csv'].resolve()}")
+    print(f"comparison: {paths['html'].resolve()}")
+    return 0
+
+
 HANDLERS = {"run": _cmd_run, "synth": _cmd_synth, "data": _cmd_data, "teacher": _cmd_teacher,
-            "fewshot": _cmd_fewshot, "explain": _cmd_explain}
+            "fewshot": _cmd_fewshot, "explain": _cmd_explain, "compare": _cmd_compare}
 """The handler of each subcommand."""
