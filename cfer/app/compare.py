@@ -125,10 +125,9 @@ def read_run(path: str | os.PathLike, *, name: str | None = None) -> RunRecord:
 
 
 def _names(paths: list[Path]) -> list[str]:
-    names = [p.name or str(p) for p in paths]
-    for i, n in enumerate(names):
-        if names.count(n) > 1:  # same folder name under different parents: add the parent
-            names[i] = "/".join(paths[i].resolve().parts[-2:])
+    base = [p.name or str(p) for p in paths]
+    # The same folder name under different parents: add the parent.
+    names = ["/".join(p.resolve().parts[-2:]) if base.count(n) > 1 else n for p, n in zip(paths, base)]
     return [n if names.count(n) == 1 else f"{n} ({i + 1})" for i, n in enumerate(names)]
 
 
