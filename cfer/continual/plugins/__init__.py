@@ -8,7 +8,11 @@
   bias (``LogitAdjustmentPlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
   experience (``BasicEpochsPlugin``);
-* :mod:`~cfer.continual.plugins.criterion`: how plugins that change the criterion compose.
+* :mod:`~cfer.continual.plugins.criterion`: how plugins that change the criterion compose;
+* :mod:`~cfer.continual.plugins.monitor`: the distillation terms and the replay memory as
+  an Avalanche metric, for loggers (``CferTermsMetric``);
+* :mod:`~cfer.continual.plugins.csvlog`: CSV loggers (``MetricsCSVLogger``, every metric
+  as rows; ``ResumableCSVLogger``, Avalanche's ``CSVLogger`` that keeps earlier rows).
 
 Example:
     >>> from cfer.continual.plugins import BasicDistillationPlugin
@@ -26,6 +30,8 @@ _NAMES = {
     "PredictiveSortingBuffer": "psmr", "PredictiveSortingSelection": "psmr", "psmr_plugin": "psmr",
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
+    "CferTermsMetric": "monitor", "TERM_NAMES": "monitor",
+    "MetricsCSVLogger": "csvlog", "ResumableCSVLogger": "csvlog",
 }
 
 __all__ = sorted(_NAMES)
