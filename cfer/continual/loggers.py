@@ -10,7 +10,7 @@ kind               what it writes into ``folder``                               
                    emits, one ``name,x,value`` row each
                    (:class:`~cfer.continual.plugins.csvlog.MetricsCSVLogger`)
 ``wandb-offline``  a Weights & Biases run in offline mode under ``folder/wandb``     wandb
-                   (Avalanche's ``WandBLogger``; ``wandb sync`` uploads it later)
+                   (Avalanche's ``WandBLogger``, scalars; ``wandb sync`` uploads it)
 =================  ===============================================================  ==========
 
 The loggers receive what :func:`cfer.continual.metrics.make_evaluator` measures when it
@@ -89,10 +89,9 @@ def make_loggers(kind: str, *, folder: str | Path, name: str = "cfer") -> list[o
         from cfer.continual.plugins.csvlog import MetricsCSVLogger, ResumableCSVLogger
 
         return [ResumableCSVLogger(folder), MetricsCSVLogger(folder / "metrics.csv")]
-    from avalanche.logging import WandBLogger
+    from cfer.continual.plugins.wandb_offline import ScalarWandBLogger
 
-    return [WandBLogger(project_name="cfer", run_name=name, save_code=False, dir=str(folder),
-                        params={"mode": "offline", "reinit": True})]
+    return [ScalarWandBLogger(folder=folder, run_name=name, mode="offline")]
 
 
 def close_loggers(loggers: Sequence[object]) -> None:
@@ -100,7 +99,5 @@ def close_loggers(loggers: Sequence[object]) -> None:
     for lg in loggers:
         if hasattr(lg, "writer"):  # TensorboardLogger
             lg.writer.close()
-        elif hasattr(lg, "wandb") and getattr(lg.wandb, "run", None) is not None:  # WandBLogger
-            lg.wandb.finish()
         elif hasattr(lg, "close"):
             lg.close()

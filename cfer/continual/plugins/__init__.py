@@ -12,7 +12,9 @@
 * :mod:`~cfer.continual.plugins.monitor`: the distillation terms and the replay memory as
   an Avalanche metric, for loggers (``CferTermsMetric``);
 * :mod:`~cfer.continual.plugins.csvlog`: CSV loggers (``MetricsCSVLogger``, every metric
-  as rows; ``ResumableCSVLogger``, Avalanche's ``CSVLogger`` that keeps earlier rows).
+  as rows; ``ResumableCSVLogger``, Avalanche's ``CSVLogger`` that keeps earlier rows);
+* :mod:`~cfer.continual.plugins.wandb_offline`: Avalanche's ``WandBLogger`` for scalars
+  with current wandb releases (``ScalarWandBLogger``).
 
 Example:
     >>> from cfer.continual.plugins import BasicDistillationPlugin
@@ -31,7 +33,7 @@ _NAMES = {
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
     "CferTermsMetric": "monitor", "TERM_NAMES": "monitor",
-    "MetricsCSVLogger": "csvlog", "ResumableCSVLogger": "csvlog",
+    "MetricsCSVLogger": "csvlog", "ResumableCSVLogger": "csvlog", "ScalarWandBLogger": "wandb_offline",
 }
 
 __all__ = sorted(_NAMES)
