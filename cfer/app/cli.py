@@ -184,6 +184,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--memory-fraction",), "continual.memory_fraction", "replay budget as a share of the training set"),
     (("--memory-size",), "continual.memory_size", "replay budget in items (overrides --memory-fraction)"),
     (("--psmr-mode",), "continual.psmr_mode", "grow or limit"),
+    (("--logger",), "continual.logger", "training curves to RUN/logs/KIND/: none (default), tensorboard, csv "
+                                        "or wandb-offline"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),
     (("--ways",), "fewshot.ways", "classes per episode"),
     (("--queries",), "fewshot.queries", f"query faces per class in an episode (default {FewShotSection.queries})"),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cfer import taxonomy
+from cfer.continual.loggers import LOGGERS
 from cfer.data.faces import FaceCropper
 from cfer.data.readers import FORMATS
 from cfer.explain.methods import METHODS as CAM_METHODS
@@ -235,6 +236,9 @@ class ContinualSection:
         temperature: Distillation temperature (published: 3).
         feature_weight: Weight of feature distillation (0: logits only, as published).
         logit_adjustment: ``tau`` of logit adjustment (0: off, as published).
+        logger: Where the training curves go besides the report: ``none``, ``tensorboard``,
+            ``csv`` or ``wandb-offline``, written to ``RUN/logs/<logger>/order<k>/``
+            (:mod:`cfer.continual.loggers`).
     """
 
     per_step: int = 3
@@ -250,8 +254,13 @@ class ContinualSection:
     temperature: float = 3.0
     feature_weight: float = 1.0
     logit_adjustment: float = 0.0
+    logger: str = "none"
 
     def __post_init__(self) -> None:
+        if self.logger not in LOGGERS:
+            close = difflib.get_close_matches(str(self.logger), LOGGERS, n=1)
+            hint = f" (did you mean --logger {close[0]}?)" if close else ""
+            raise ValueError(f"unknown continual.logger {self.logger!r}{hint}; choose one of {list(LOGGERS)}")
         for name in ("per_step", "orders", "epochs", "batch_size"):
             _positive("continual", name, getattr(self, name))
         if self.order is not None:

@@ -66,11 +66,15 @@ def check_inputs(config: RunConfig) -> None:
 
     The data path and the RAF-DB basic folder must exist, the face cascade must be one
     OpenCV ships, the architecture must be a cfer or timm model, and a weights file must
-    exist. (The config itself is plain data: it loads anywhere.)
+    exist, and the logger's package must be installed. (The config itself is plain data:
+    it loads anywhere.)
 
     Raises:
         ValueError: Naming the key and the fix.
     """
+    from cfer.continual.loggers import check_logger
+
+    check_logger(config.continual.logger, installed=True)
     d, m = config.data, config.model
     if d.path is not None and not Path(d.path).exists():
         raise ValueError(f"data.path {d.path!r} does not exist; give the dataset folder or CSV file "

@@ -132,6 +132,7 @@ def _continual(state: RunState) -> dict:
     """Every class order, each resumed from its own files; returns the records and the
     first order's student (the one few-shot and Grad-CAM look at)."""
     from cfer.continual.growing import load_model
+    from cfer.continual.loggers import close_loggers, make_loggers
     from cfer.continual.resume import run_order
     from cfer.continual.stream import make_stream
     from cfer.models.io import save_model
@@ -151,10 +152,15 @@ def _continual(state: RunState) -> dict:
                                  compound=data.compound, per_step=c.per_step, order=order)
             n_train = sum(len(e.dataset) for e in stream.train_stream)
             memory = c.memory_size if c.memory_size is not None else int(np.floor(c.memory_fraction * n_train))
-            results, student = run_order(stream=stream, teacher=teacher, memory_size=memory, epochs=c.epochs, lr=c.lr,
-                                         batch_size=c.batch_size, cfer=_cfer_options(config),
-                                         checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
-                                         progress=state.progress, desc=f"order {k + 1}/{len(orders)}")
+            loggers = make_loggers(c.logger, folder=run / "logs" / c.logger / f"order{k}", name=f"{run.name}-order{k}")
+            try:
+                results, student = run_order(stream=stream, teacher=teacher, memory_size=memory, epochs=c.epochs,
+                                             lr=c.lr, batch_size=c.batch_size, cfer=_cfer_options(config),
+                                             checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
+                                             progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
+                                             loggers=loggers)
+            finally:
+                close_loggers(loggers)
             classes = tuple(stream.class_names)
             save_model(student, student_path, arch=config.model.arch, classes=classes,
                        extra={"image_size": config.data.image_size, "order": list(order)})

@@ -33,18 +33,35 @@ import numpy as np
 __all__ = ["ContinualResults", "make_evaluator", "experience_accuracies"]
 
 
-def make_evaluator(*, loggers: Sequence[object] = ()):  # noqa: ANN201
+def make_evaluator(*, loggers: Sequence[object] = (), training: bool | None = None):  # noqa: ANN201
     """An EvaluationPlugin with the accuracy of every test experience: what
     :func:`experience_accuracies` reads (forgetting and the rest are derived from it by
     :class:`ContinualResults`).
 
+    Args:
+        loggers: Avalanche loggers (e.g. from :func:`cfer.continual.loggers.make_loggers`).
+        training: Also measure what a reader of the logs wants to follow: the loss (per
+            mini-batch, epoch and experience), the training accuracy per epoch, the
+            accuracy over the test stream seen so far (``Top1_Acc_Stream``), and cfer's
+            distillation terms and memory size
+            (:class:`~cfer.continual.plugins.monitor.CferTermsMetric`). Default: when
+            there are loggers.
+
     Returns:
         ``avalanche.training.plugins.EvaluationPlugin``; no logger prints unless given.
     """
-    from avalanche.evaluation.metrics import accuracy_metrics
+    from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
     from avalanche.training.plugins import EvaluationPlugin
 
-    return EvaluationPlugin(accuracy_metrics(experience=True), loggers=list(loggers))
+    from cfer.continual.plugins.monitor import CferTermsMetric
+
+    if training is None:
+        training = bool(loggers)
+    if not training:
+        return EvaluationPlugin(accuracy_metrics(experience=True), loggers=list(loggers))
+    return EvaluationPlugin(accuracy_metrics(epoch=True, experience=True, stream=True),
+                            loss_metrics(minibatch=True, epoch=True, experience=True), CferTermsMetric(),
+                            loggers=list(loggers))
 
 
 # With task labels (nc_benchmark) the name has a /Task000/ segment; Avalanche 0.6's

@@ -24,7 +24,7 @@ import copy
 import logging
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -110,13 +110,16 @@ def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
 
 
 def _make_strategy(student: nn.Module, optimizer: torch.optim.Optimizer, teacher: nn.Module, memory_size: int,
-                   total_classes: int, *, epochs: int, batch_size: int, cfer: CferConfig) -> "SupervisedTemplate":
+                   total_classes: int, *, epochs: int, batch_size: int, cfer: CferConfig,
+                   loggers: Sequence[object] = ()) -> "SupervisedTemplate":
     from cfer.continual.factory import make_strategy
+    from cfer.continual.metrics import make_evaluator
     from cfer.continual.plugins.epochs import BasicEpochsPlugin
 
     return make_strategy("cfer", model=student, optimizer=optimizer, train_epochs=epochs,
                          train_mb_size=batch_size, eval_mb_size=256, memory_size=memory_size,
                          total_classes=total_classes, teacher=teacher, cfer=cfer,
+                         evaluator=make_evaluator(loggers=loggers),
                          plugins=[BasicEpochsPlugin(basic_epochs=0, later_epochs=epochs)])
 
 
@@ -140,8 +143,8 @@ def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer, 
 
 def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str | Path,  # noqa: ANN001
               epochs: int = 4, lr: float = 2e-3, batch_size: int = 32, cfer: CferConfig = CferConfig(),
-              seed: int = 0, progress: bool = False,
-              desc: str = "compound steps") -> tuple[ContinualResults, nn.Module]:
+              seed: int = 0, progress: bool = False, desc: str = "compound steps",
+              loggers: Sequence[object] = ()) -> tuple[ContinualResults, nn.Module]:
     """Train the cfer student over ``stream``, checkpointing after every experience.
 
     Args:
@@ -157,6 +160,9 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         seed: Seed of the global generators at the start (shuffling, augmentation).
         progress: Show a tqdm bar over experiences.
         desc: Label of the bar.
+        loggers: Avalanche loggers (:func:`cfer.continual.loggers.make_loggers`); with any,
+            the evaluator also measures losses, distillation terms and memory size for
+            them. The caller closes them.
 
     Returns:
         The accuracy matrix and derived metrics, and the final student.
@@ -183,7 +189,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         seed_everything(seed)
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     strategy = _make_strategy(student, optimizer, teacher, memory_size, len(stream.class_names), epochs=epochs,
-                              batch_size=batch_size, cfer=cfer)
+                              batch_size=batch_size, cfer=cfer, loggers=loggers)
     if state is not None:
         _distillation(strategy).load_state_dict(state["plugins"]["distillation"])
         params = _named_parameters(strategy)

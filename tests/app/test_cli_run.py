@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,6 +22,7 @@ KILL_CONFIG = {
     "fewshot": {"episodes": 50, "shots": [1]},
     "explain": {"per_class": 1},
 }
+LOGGED_CONFIG = {**KILL_CONFIG, "continual": {"epochs": 2, "per_step": 3, "orders": 1}}
 
 
 def test_print_config_merges_file_and_flags(tmp_path, capsys):
@@ -40,6 +42,7 @@ def test_print_config_merges_file_and_flags(tmp_path, capsys):
     (["--arch", "resnet19"], "close names"),
     (["--basic", "happy,sadd"], "unknown expression 'sadd'; closest known names: ['sad'"),
     (["--psmr-mode", "both"], "'grow' or 'limit'"),
+    (["--logger", "tensorbord"], "unknown continual.logger 'tensorbord' (did you mean --logger tensorboard?)"),
     (["--config", "missing.yaml"], "does not exist"),
 ])
 def test_wrong_options_fail_before_any_work(tmp_path, capsys, argv, message):
@@ -77,7 +80,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
 
     reference = _cfer("run", "--config", str(config), "--out", str(whole), "--no-progress")
-    victim = _cfer("run", "--config", str(config), "--out", str(cut), "--no-progress")
+    victim = _cfer("run", "--config", str(config), "--out", str(cut), "--no-progress", "--logger", "csv")
     ckpt = cut / "checkpoints" / "order0.pt"
     deadline, step = time.time() + 300, -1
     while time.time() < deadline and victim.poll() is None:
@@ -107,6 +110,45 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_metrics(tmp_path):
     b = json.loads((cut / "metrics.json").read_text())
     assert len(a["continual"]["orders"][0]["matrix"]) == 11
     assert _comparable(b) == _comparable(a)
+    # The logger went on after the kill: the last logged stream accuracy of every step is the run's.
+    rows = _metric_rows(cut / "logs" / "csv" / "order0" / "metrics.csv")
+    by_x = {r["x"]: float(r["value"]) for r in rows if r["name"] == "Top1_Acc_Stream/eval_phase/test_stream"}
+    assert list(by_x.values()) == pytest.approx(b["continual"]["orders"][0]["seen_accuracy"], abs=1e-9)
+
+
+def _metric_rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["csv", "tensorboard"])
+def test_a_run_with_a_logger_writes_the_curves_of_every_step(tmp_path, capsys, kind):
+    config, out = tmp_path / "logged.yaml", tmp_path / "run"
+    config.write_text(yaml.safe_dump(LOGGED_CONFIG))
+    assert cli.main(["run", "--config", str(config), "--out", str(out), "--no-progress", "--logger", kind]) == 0
+    record = json.loads((out / "results" / "order0.json").read_text())
+    folder = out / "logs" / kind / "order0"
+    wanted = {"Distillation/kd", "Distillation/feature", "Distillation/gamma", "Memory/items",
+              "Loss_MB/train_phase/train_stream", "Top1_Acc_Stream/eval_phase/test_stream",
+              *(f"Top1_Acc_Exp/eval_phase/test_stream/Exp{j:03d}" for j in range(len(record["matrix"])))}
+    if kind == "csv":
+        rows = _metric_rows(folder / "metrics.csv")
+        values = {n: [float(r["value"]) for r in rows if r["name"] == n] for n in {r["name"] for r in rows}}
+        assert (folder / "training_results.csv").is_file() and (folder / "eval_results.csv").is_file()
+    else:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        values = {n: [e.value for e in acc.Scalars(n)] for n in acc.Tags()["scalars"]}
+    assert wanted <= set(values)
+    assert values["Top1_Acc_Stream/eval_phase/test_stream"] == pytest.approx(record["seen_accuracy"], abs=1e-6)
+    assert values["Memory/items"][-1] <= record["memory_size"]
+    assert values["Top1_Acc_Exp/eval_phase/test_stream/Exp000"] == pytest.approx(
+        [row[0] for row in record["matrix"]], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -8,7 +8,13 @@
   bias (``LogitAdjustmentPlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
   experience (``BasicEpochsPlugin``);
-* :mod:`~cfer.continual.plugins.criterion`: how plugins that change the criterion compose.
+* :mod:`~cfer.continual.plugins.criterion`: how plugins that change the criterion compose;
+* :mod:`~cfer.continual.plugins.monitor`: the distillation terms and the replay memory as
+  an Avalanche metric, for loggers (``CferTermsMetric``);
+* :mod:`~cfer.continual.plugins.csvlog`: CSV loggers (``MetricsCSVLogger``, every metric
+  as rows; ``ResumableCSVLogger``, Avalanche's ``CSVLogger`` that keeps earlier rows);
+* :mod:`~cfer.continual.plugins.wandb_offline`: Avalanche's ``WandBLogger`` for scalars
+  with current wandb releases (``ScalarWandBLogger``).
 
 Example:
     >>> from cfer.continual.plugins import BasicDistillationPlugin
@@ -26,6 +32,8 @@ _NAMES = {
     "PredictiveSortingBuffer": "psmr", "PredictiveSortingSelection": "psmr", "psmr_plugin": "psmr",
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
+    "CferTermsMetric": "monitor", "TERM_NAMES": "monitor",
+    "MetricsCSVLogger": "csvlog", "ResumableCSVLogger": "csvlog", "ScalarWandBLogger": "wandb_offline",
 }
 
 __all__ = sorted(_NAMES)
