@@ -1,11 +1,12 @@
 """The basic -> compound stream as an Avalanche benchmark.
 
 The first experience holds the basic classes (neutral optional); every later experience
-adds about ``per_step`` compound classes (``per_step=1`` is the published protocol: one
-new class per step). The compound classes are spread evenly: ``ceil(n / per_step)`` steps
-whose sizes differ by at most one, larger steps first (10 classes at 3 per step: 4, 3, 3,
-not 3, 3, 3, 1), so no step is a lone class that scores 1.0 because it has no rival. Class ids are remapped in order of arrival, so output unit ``j`` of a
-growing head is ``stream.class_names[j]``. Train, validation and test sets are
+adds at most ``per_step`` compound classes (``per_step=1`` is the published protocol:
+one new class per step). The compound classes are spread evenly: ``ceil(n / per_step)``
+steps whose sizes differ by at most one, larger steps first (10 classes at 3 per step:
+3, 3, 2, 2, not 3, 3, 3, 1), so no step is a lone class that scores 1.0 because it has
+no rival. Class ids are remapped in order of arrival, so output unit ``j`` of a growing
+head is ``stream.class_names[j]``. Train, validation and test sets are
 subject-disjoint (they come from different people) and the validation stream follows
 the same class order; nothing is ever tuned on the test stream.
 
