@@ -201,7 +201,8 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"<p><b>Data</b>: {html.escape(d['source'])}; {d['n_train']} train / {d['n_val']} validation / "
         f"{d['n_test']} test faces from disjoint people.<br><b>Basic</b> (teacher): "
         f"{html.escape(_names(d['basic']))}.<br><b>Compound stream</b>: {len(d['compound'])} classes, at most "
-        f"{config.continual.per_step} per step, spread evenly (steps of {html.escape(_sizes(orders[0]))}), "
+        f"{config.continual.per_step} per step, spread evenly (steps of "
+        f"{', '.join(str(len(c)) for c in orders[0]['step_classes'][1:])} classes after the basic step), "
         f"{len(orders)} class order(s).<br><b>Few-shot</b>: "
         f"{html.escape(_names(d['fewshot_classes']))} ({fewshot_note}).</p>",
         f"<h2>Summary</h2><table><tr><th>measure</th><th>value</th><th>± is</th></tr>{head}</table>",
