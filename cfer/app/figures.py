@@ -16,7 +16,11 @@ import numpy as np
 
 from cfer import taxonomy
 
-__all__ = ["accuracy_matrix", "accuracy_vs_step", "fewshot_bars", "region_comparison", "mean_matrix"]
+__all__ = ["accuracy_matrix", "accuracy_vs_step", "fewshot_bars", "region_comparison", "mean_matrix",
+           "confusion_heatmap", "COLUMN_INCHES"]
+
+COLUMN_INCHES = 10.0
+"""The report's column (max-width 1,100 px) at dpi 110: no figure is drawn wider, so none is shrunk."""
 
 
 def _plt():  # noqa: ANN202
@@ -43,7 +47,7 @@ def mean_matrix(records: list[dict]) -> np.ndarray:
 
 
 def _short(names: list[str], limit: int = 3) -> str:
-    parts = [n.replace("_", " ") for n in names]
+    parts = [taxonomy.display_name(n) for n in names]
     return ", ".join(parts) if len(parts) <= limit else f"{len(parts)} basic"
 
 
@@ -53,7 +57,7 @@ def accuracy_matrix(metrics: dict):  # noqa: ANN201
     records = metrics["continual"]["orders"]
     m = mean_matrix(records)
     n = len(m)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n + 2.2, 0.6 * n + 2.2))
+    fig, ax = plt.subplots(figsize=(min(COLUMN_INCHES, 1.0 + 0.75 * n + 2.2), 0.6 * n + 2.4))
     im = ax.imshow(np.ma.masked_invalid(m), vmin=0, vmax=1, cmap="viridis")
     for i in range(n):
         for j in range(i + 1):
@@ -63,11 +67,14 @@ def accuracy_matrix(metrics: dict):  # noqa: ANN201
         labels = [_short(c) for c in records[0]["step_classes"]]
         title = "accuracy per experience (one class order)"
     else:
-        labels = ["basic", *[f"exp {j}" for j in range(1, n)]]
-        title = f"accuracy per experience, mean of {len(records)} class orders"
+        sizes = [len(c) for c in records[0]["step_classes"]]
+        labels = ["basic", *[f"experience {j} ({sizes[j]} classes)" for j in range(1, n)]]
+        title = (f"accuracy per experience, mean over {len(records)} class orders\n"
+                 "(experience k holds different classes in each order)")
     ax.set_xticks(range(n), labels, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(n), [f"after {'basic' if i == 0 else f'step {i}'}" for i in range(n)], fontsize=8)
-    ax.set_xlabel("test experience (its classes)")
+    ax.set_xlabel("test experience (its classes)" if len(records) == 1 else
+                  f"test experience k, mean over {len(records)} orders; classes differ per order")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.04, label="accuracy")
     fig.tight_layout()
@@ -155,5 +162,32 @@ def region_comparison(metrics: dict):  # noqa: ANN201
     ax.set_title("where the models look: basic vs compound expressions", fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(confusion: dict, *, title: str):  # noqa: ANN201
+    """Row-normalised confusion matrix (rows: true class, columns: predicted output) from the
+    JSON form of :class:`cfer.continual.confusion.Confusion`; constituent cells outlined."""
+    plt = _plt()
+    rows, outputs = confusion["classes"], confusion["outputs"]
+    m = np.asarray(confusion["matrix"], float)
+    cell = min(0.5, (COLUMN_INCHES - 3.2) / max(1, len(outputs)))
+    fig, ax = plt.subplots(figsize=(min(COLUMN_INCHES, cell * len(outputs) + 3.2), cell * len(rows) + 2.4))
+    im = ax.imshow(m, vmin=0, vmax=1, cmap="Blues", aspect="auto")
+    for i, r in enumerate(rows):
+        for j, o in enumerate(outputs):
+            if m[i, j] >= 0.005:
+                ax.text(j, i, f"{m[i, j]:.2f}"[1:] if m[i, j] < 1 else "1", ha="center", va="center",
+                        fontsize=6.5, color="white" if m[i, j] > 0.55 else "black")
+            if o in taxonomy.CONSTITUENTS.get(r, ()):
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="#d62728", lw=1.4))
+    ax.set_xticks(range(len(outputs)), [taxonomy.display_name(o) for o in outputs], rotation=50, ha="right",
+                  fontsize=7.5)
+    ax.set_yticks(range(len(rows)), [taxonomy.display_name(r) for r in rows], fontsize=7.5)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class (test faces)")
+    ax.set_title(f"{title} (rows sum to 1; red: a compound's constituents)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.035, label="share of the row")
     fig.tight_layout()
     return fig

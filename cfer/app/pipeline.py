@@ -8,6 +8,7 @@
       checkpoints/order0.pt    after every experience: model, optimiser, buffer, RNG, metrics
       students/order0.pt       the final student of each class order
       results/order0.json      accuracy matrix and metrics of each class order
+      confusion.json           confusion matrices of the student and the teacher on the test faces
       fewshot.json             N-way K-shot episodes, teacher vs student, 95% CI
       explain/                 Grad-CAM figures and region attention (teacher, student)
       metrics.json  tables/*.csv  figures/*.png  report.html
@@ -126,6 +127,7 @@ def _metrics(state: RunState) -> dict:
                  "fewshot_classes": list(data.fewshot_classes)},
         "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS},
         "continual": {"orders": records, "summary": _summary(records)},
+        "confusion": out["confusion"],
         "fewshot": out["fewshot"],
         "explain": out["explain"],
     }

@@ -1,5 +1,10 @@
 """The run report: ``metrics.json``, CSV tables, PNG figures and one ``report.html``.
 
+Figures are drawn at most :data:`cfer.app.figures.COLUMN_INCHES` wide at dpi 110, the
+page's column, so the browser never shrinks them; class names are shown in their display
+form (:func:`cfer.taxonomy.display_name`) on the page and in figures, canonical in CSV and
+JSON.
+
 :func:`write_report` turns the metrics of :func:`cfer.app.pipeline.run_pipeline` into files a
 person reads (the HTML page links the figures by relative path, so the folder can be
 moved or zipped as a whole) and a program reads (JSON and CSV). :func:`summary_table`
@@ -32,46 +37,62 @@ FIGURES = {
     "accuracy_vs_step": figs.accuracy_vs_step,
     "fewshot": figs.fewshot_bars,
     "regions_basic_vs_compound": figs.region_comparison,
+    "confusion_student": lambda m: figs.confusion_heatmap(m["confusion"]["student"], title="final student"),
+    "confusion_teacher": lambda m: figs.confusion_heatmap(m["confusion"]["teacher"], title="basic teacher"),
 }
+"""Each figure of ``figures/``: its name and how it is drawn from the metrics."""
 
 
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
-def _mean_std(summary: dict, key: str) -> str:
+def _mean_std(summary: dict, key: str) -> tuple[str, str]:
     s = summary.get(key)
     if s is None:
-        return "–"
-    return f"{100 * s['mean']:.1f}%" + (f" ± {100 * s['std']:.1f}" if s["n"] > 1 else "")
+        return "–", ""
+    if s["n"] == 1:
+        return f"{100 * s['mean']:.1f}%", "one class order"
+    return f"{100 * s['mean']:.1f}% ± {100 * s['std']:.1f}", f"± std over {s['n']} class orders"
 
 
-def _headline(metrics: dict) -> list[tuple[str, str]]:
+def _headline(metrics: dict) -> list[tuple[str, str, str]]:
+    """(measure, value, what its ± is) rows of the summary."""
     s = metrics["continual"]["summary"]
-    rows = [("teacher, basic test accuracy", _pct(metrics["teacher"].get("test_accuracy"))),
-            ("average accuracy over steps (published metric)", _mean_std(s, "average_accuracy")),
-            ("final accuracy, all seen classes", _mean_std(s, "final_accuracy")),
-            ("final accuracy, basic classes", _mean_std(s, "final_basic_accuracy")),
-            ("final accuracy, compound classes", _mean_std(s, "final_compound_accuracy")),
-            ("newest-class accuracy (mean over steps)", _mean_std(s, "mean_newest_accuracy")),
-            ("forgetting", _mean_std(s, "forgetting"))]
+    rows = [("teacher, basic test accuracy", _pct(metrics["teacher"].get("test_accuracy")), "one teacher"),
+            ("average accuracy over steps (published metric)", *_mean_std(s, "average_accuracy")),
+            ("final accuracy, all seen classes", *_mean_std(s, "final_accuracy")),
+            ("final accuracy, basic classes", *_mean_std(s, "final_basic_accuracy")),
+            ("final accuracy, compound classes", *_mean_std(s, "final_compound_accuracy")),
+            ("newest-class accuracy (mean over steps)", *_mean_std(s, "mean_newest_accuracy")),
+            ("forgetting", *_mean_std(s, "forgetting"))]
     for r in metrics["fewshot"]:
         c = r["config"]
         rows.append((f"few-shot {c['ways']}-way {c['shots']}-shot, {r['encoder']}",
-                     f"{100 * r['accuracy']:.1f}% ± {100 * r['ci95']:.1f} (95% CI)"))
+                     f"{100 * r['accuracy']:.1f}% ± {100 * r['ci95']:.1f}", f"± 95% CI over {r['episodes']} episodes"))
     for name, e in metrics["explain"].items():
         loc = e.get("localisation", {}).get("mean")
         if loc is not None:
-            rows.append((f"Grad-CAM localisation, {name} (1 = uniform)", f"{loc:.2f}"))
+            rows.append((f"Grad-CAM localisation, {name} (1 = uniform)", f"{loc:.2f}", "mean over faces"))
     return rows
 
 
 def summary_table(metrics: dict) -> str:
-    """The headline numbers as an aligned two-column text table."""
+    """The headline numbers as an aligned text table: measure, value and what its ± is."""
     rows = _headline(metrics)
-    w = max(len(k) for k, _ in rows)
-    line = "-" * (w + 22)
-    return "\n".join([line, *(f"{k:<{w}}  {v}" for k, v in rows), line])
+    w, v = max(len(k) for k, _, _ in rows), max(len(x) for _, x, _ in rows)
+    lines = [f"{k:<{w}}  {x:<{v}}  {n}".rstrip() for k, x, n in rows]
+    line = "-" * max(len(s) for s in lines)
+    return "\n".join([line, *lines, line])
+
+
+def _sizes(record: dict) -> str:
+    sizes = [len(c) for c in record["step_classes"]]
+    return f"{sizes[0]} basic, then {', '.join(map(str, sizes[1:]))}"
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(taxonomy.display_name(n) for n in names)
 
 
 def _csv(rows: list[list], header: list[str]) -> str:
@@ -107,7 +128,41 @@ def _tables(run: Path, metrics: dict) -> list[Path]:
             regions.append([model, c, kind, *[att[r] for r in taxonomy.REGIONS]])
     out.append(write_text(run / "tables" / "regions.csv", _csv(regions, ["model", "class", "kind",
                                                                            *taxonomy.REGIONS])))
+    shares = []
+    for model, c in metrics["confusion"].items():
+        rows = [[r, *m] for r, m in zip(c["classes"], c["matrix"])]
+        out.append(write_text(run / "tables" / f"confusion_{model}.csv", _csv(rows, ["true_class", *c["outputs"]])))
+        shares += [[model, k, *("" if v[f] is None else v[f] for f in _SHARE)]
+                   for k, v in c["constituent_share"].items()]
+    out.append(write_text(run / "tables" / "constituents.csv", _csv(shares, ["model", "compound", *_SHARE])))
     return out
+
+
+_SHARE = ("n", "accuracy", "errors", "to_constituents", "to_other", "chance")
+
+
+def _confusion_section(metrics: dict) -> list[str]:
+    c = metrics["confusion"]
+    student, teacher = c["student"]["constituent_share"], c["teacher"]["constituent_share"]
+    rows = "".join(
+        f"<tr><td>{html.escape(taxonomy.display_name(k))}</td><td>{html.escape(_names(taxonomy.CONSTITUENTS[k]))}</td>"
+        f"<td class=num>{_pct(v['accuracy'])}</td><td class=num>{_pct(v['to_constituents'])}</td>"
+        f"<td class=num>{_pct(v['chance'])}</td><td class=num>{_pct(teacher.get(k, {}).get('to_constituents'))}</td>"
+        f"<td class=num>{_pct(teacher.get(k, {}).get('chance'))}</td></tr>" for k, v in student.items())
+    return [
+        "<h2>Confusions: where compound faces go</h2>",
+        "<p>Rows are the true classes of the test faces, columns the predicted class; each row sums to 1. "
+        "The teacher has only the basic outputs, so every compound face it sees lands on a basic class.</p>",
+        _figure("figures/confusion_student.png", "Row-normalised confusion matrix of the final student (first class "
+                "order) over every class it learnt; outlined cells: a compound class's constituent basics."),
+        _figure("figures/confusion_teacher.png", "Where the basic teacher puts the test faces of every stream class "
+                "(basic and compound) among its basic outputs."),
+        "<p>For each compound class: the share of its misclassified test faces that the model puts on one of its "
+        "two constituent basic classes, next to the share uniform guessing among the wrong outputs would give.</p>",
+        "<table><tr><th>compound class</th><th>constituents</th><th>student accuracy</th>"
+        "<th>student errors on constituents</th><th>chance</th><th>teacher: faces on constituents</th>"
+        f"<th>chance</th></tr>{rows}</table>",
+    ]
 
 
 _CSS = """
@@ -117,7 +172,7 @@ h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
 table{border-collapse:collapse;margin:.6em 0 1.2em}
 td,th{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
-figure{margin:1em 0 2em} figure img{max-width:100%;border:1px solid #eee} figcaption{color:#555;font-size:.92em}
+figure{margin:1em 0 2em} figure img{max-width:100%;outline:1px solid #eee} figcaption{color:#555;font-size:.92em}
 pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em} .note{background:#fff8e1;padding:.6em 1em;
 border-left:4px solid #f0c040}
 """
@@ -131,10 +186,11 @@ def _figure(src: str, caption: str) -> str:
 def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list[Path]) -> str:
     d, t = metrics["data"], metrics["teacher"]
     orders = metrics["continual"]["orders"]
-    head = "".join(f"<tr><td>{html.escape(k)}</td><td class=num>{html.escape(v)}</td></tr>"
-                   for k, v in _headline(metrics))
+    head = "".join(f"<tr><td>{html.escape(k)}</td><td class=num>{html.escape(v)}</td><td>{html.escape(n)}</td></tr>"
+                   for k, v, n in _headline(metrics))
     order_rows = "".join(
-        f"<tr><td>{k}</td><td>{html.escape(', '.join(r['order']))}</td><td class=num>{r['memory_size']}</td>"
+        f"<tr><td>{k}</td><td>{html.escape(_names(r['order']))}</td><td>{html.escape(_sizes(r))}</td>"
+        f"<td class=num>{r['memory_size']}</td>"
         f"<td class=num>{_pct(r['average_accuracy'])}</td><td class=num>{_pct(r['final_accuracy'])}</td></tr>"
         for k, r in enumerate(orders))
     fewshot_note = ("classes held out of the stream: no encoder trained on them" if d["holdout"] else
@@ -144,10 +200,12 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"{html.escape(metrics['cfer_version'])} · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
         f"<p><b>Data</b>: {html.escape(d['source'])}; {d['n_train']} train / {d['n_val']} validation / "
         f"{d['n_test']} test faces from disjoint people.<br><b>Basic</b> (teacher): "
-        f"{html.escape(', '.join(d['basic']))}.<br><b>Compound stream</b>: {len(d['compound'])} classes, "
-        f"{config.continual.per_step} per step, {len(orders)} class order(s).<br><b>Few-shot</b>: "
-        f"{html.escape(', '.join(d['fewshot_classes']))} ({fewshot_note}).</p>",
-        f"<h2>Summary</h2><table><tr><th>measure</th><th>value</th></tr>{head}</table>",
+        f"{html.escape(_names(d['basic']))}.<br><b>Compound stream</b>: {len(d['compound'])} classes, at most "
+        f"{config.continual.per_step} per step, spread evenly (steps of "
+        f"{', '.join(str(len(c)) for c in orders[0]['step_classes'][1:])} classes after the basic step), "
+        f"{len(orders)} class order(s).<br><b>Few-shot</b>: "
+        f"{html.escape(_names(d['fewshot_classes']))} ({fewshot_note}).</p>",
+        f"<h2>Summary</h2><table><tr><th>measure</th><th>value</th><th>± is</th></tr>{head}</table>",
         "<h2>Continual learning</h2>",
         f"<p>The teacher trained on the basic classes for {t.get('epochs_run')} epochs (best validation accuracy "
         f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); the student starts as its copy and learns "
@@ -156,9 +214,12 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"replay ({config.continual.psmr_mode} mode).</p>",
         _figure("figures/accuracy_vs_step.png", "Test accuracy after each step."),
         _figure("figures/accuracy_matrix.png", "Accuracy on each test experience (columns) after each training step "
-                "(rows); the diagonal is the newest classes, the first column the basic classes."),
-        f"<table><tr><th>order</th><th>compound classes in order of arrival</th><th>memory M</th>"
-        f"<th>avg over steps</th><th>final</th></tr>{order_rows}</table>",
+                "(rows); the diagonal is the newest classes, the first column the basic classes."
+                + ("" if len(orders) == 1 else f" Cells are means over {len(orders)} class orders; experience k holds "
+                   "different compound classes in each order (see the table below).")),
+        f"<table><tr><th>order</th><th>compound classes in order of arrival</th><th>classes per step</th>"
+        f"<th>memory M</th><th>avg over steps</th><th>final</th></tr>{order_rows}</table>",
+        *_confusion_section(metrics),
         "<h2>Few-shot episodes</h2>",
         f"<p class=note>Each episode draws {config.fewshot.ways} classes, support and query faces of test subjects; "
         "queries come from every class in the episode, so always answering one class scores chance, not 100%.</p>",
@@ -170,6 +231,9 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
     for name in metrics["explain"]:
         parts.append(_figure(f"explain/{name}/overlays.png", f"Grad-CAM of the {name} (one test face per class)."))
         parts.append(_figure(f"explain/{name}/regions.png", f"Region attention of the {name} per class."))
+        if (run / "explain" / name / "similarity.png").is_file():
+            parts.append(_figure(f"explain/{name}/similarity.png", f"How alike the {name}'s mean Grad-CAM maps of "
+                                 "each compound and each basic class are (correlation); outlined: the constituents."))
     links = "".join(f'<li><a href="{html.escape(p.relative_to(run).as_posix())}">'
                     f"{html.escape(p.relative_to(run).as_posix())}</a></li>" for p in files)
     secs = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timing.items() if k.endswith("_s"))

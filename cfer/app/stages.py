@@ -1,4 +1,4 @@
-"""The stages of the main job: data → teacher → continual → few-shot → explain.
+"""The stages of the main job: data → teacher → continual → confusion → few-shot → explain.
 
 Each :class:`Stage` has a name, the artefact in the run folder that marks it done, a
 ``run`` that computes and writes it, and a ``load`` that reads it back; the pipeline
@@ -174,6 +174,23 @@ def _continual(state: RunState) -> dict:
     return {"records": records, "student": first_student, "student_classes": first_classes}
 
 
+# -- confusion -------------------------------------------------------------------------------
+def _confusion(state: RunState) -> dict:
+    """Confusion matrices on the test faces of the stream's classes: the first order's final
+    student (every class it learnt) and the teacher (basic outputs; basic and compound rows)."""
+    from cfer.continual.confusion import confusion
+
+    data, student = state.data, state.outputs["continual"]
+    rows = (*data.basic, *data.compound)
+    teacher = state.outputs["teacher"][0]
+    out = jsonable({
+        "student": confusion(student["student"], data.test, classes=student["student_classes"]).to_dict(),
+        "teacher": confusion(teacher, data.test, classes=data.basic, rows=rows).to_dict(),
+    })
+    write_json(state.folder / "confusion.json", out)
+    return out
+
+
 # -- few-shot --------------------------------------------------------------------------------
 def _fewshot(state: RunState) -> list[dict]:
     from cfer.fewshot.episodes import EpisodeConfig, evaluate_model
@@ -240,6 +257,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("data", None, _data, _data),
     Stage("teacher", "teacher.pt", _teacher, _load_teacher),
     Stage("continual", None, _continual, _continual),
+    Stage("confusion", "confusion.json", _confusion, lambda s: _read_json(s.folder / "confusion.json")),
     Stage("fewshot", "fewshot.json", _fewshot, lambda s: _read_json(s.folder / "fewshot.json")),
     Stage("explain", "explain/summary.json", _explain, lambda s: _read_json(s.folder / "explain" / "summary.json")),
 )

@@ -22,6 +22,7 @@ _NAMES = {
     "STRATEGIES": "factory", "CferConfig": "factory", "make_strategy": "factory",
     "ContinualResults": "metrics", "make_evaluator": "metrics", "experience_accuracies": "metrics",
     "run_stream": "runner",
+    "Confusion": "confusion", "confusion": "confusion", "constituent_share": "confusion",
     "run_order": "resume", "seed_everything": "resume",
 }
 

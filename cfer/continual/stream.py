@@ -1,9 +1,12 @@
 """The basic -> compound stream as an Avalanche benchmark.
 
 The first experience holds the basic classes (neutral optional); every later experience
-adds ``per_step`` compound classes (``per_step=1`` is the published protocol: one new
-class per step). Class ids are remapped in order of arrival, so output unit ``j`` of a
-growing head is ``stream.class_names[j]``. Train, validation and test sets are
+adds at most ``per_step`` compound classes (``per_step=1`` is the published protocol:
+one new class per step). The compound classes are spread evenly: ``ceil(n / per_step)``
+steps whose sizes differ by at most one, larger steps first (10 classes at 3 per step:
+3, 3, 2, 2, not 3, 3, 3, 1), so no step is a lone class that scores 1.0 because it has
+no rival. Class ids are remapped in order of arrival, so output unit ``j`` of a growing
+head is ``stream.class_names[j]``. Train, validation and test sets are
 subject-disjoint (they come from different people) and the validation stream follows
 the same class order; nothing is ever tuned on the test stream.
 
@@ -26,7 +29,7 @@ import numpy as np
 from cfer import taxonomy
 from cfer.data.base import FaceDataset
 
-__all__ = ["CompoundStream", "compound_orders", "make_stream", "synthetic_stream"]
+__all__ = ["CompoundStream", "compound_orders", "make_stream", "step_sizes", "synthetic_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,20 @@ def compound_orders(*, classes: Sequence[str] | None = None, n_orders: int = 3, 
     return [tuple(names[i] for i in rng.permutation(len(names))) for _ in range(n_orders)]
 
 
+def step_sizes(n: int, per_step: int) -> list[int]:
+    """The sizes of the compound steps: ``n`` classes spread evenly over ``ceil(n / per_step)`` steps.
+
+    Sizes differ by at most one, larger steps first, and none exceeds ``per_step``.
+
+    Example:
+        >>> step_sizes(10, 3), step_sizes(10, 4), step_sizes(5, 1)
+        ([3, 3, 2, 2], [4, 3, 3], [1, 1, 1, 1, 1])
+    """
+    steps = math.ceil(n / per_step)
+    base, extra = divmod(n, steps)
+    return [base + (i < extra) for i in range(steps)]
+
+
 def _global_ids(ds: FaceDataset) -> np.ndarray:
     lut = np.array([taxonomy.class_index(c) for c in ds.classes])
     return lut[ds.labels]
@@ -130,7 +147,10 @@ def make_stream(
         val: Optional validation items, from yet other subjects.
         basic: Classes of the first experience (default: the six basic classes).
         compound: Compound classes of the stream (default: all 15 present in ``train``).
-        per_step: Compound classes added per experience (the last step may hold fewer).
+        per_step: Compound classes added per experience, at most. The ``n`` compound
+            classes go into ``ceil(n / per_step)`` steps whose sizes differ by at most one,
+            larger steps first: 10 classes at ``per_step=3`` give steps of 3, 3, 2, 2 (not 3,
+            3, 3, 1), 10 at 4 give 4, 3, 3, and ``per_step=1`` is one class per step.
         order: Explicit compound order; default: a random order drawn from ``seed``.
         seed: Seed of the random order.
 
@@ -167,10 +187,10 @@ def make_stream(
 
     arrival = (*basic_names, *order_names)
     fixed = [taxonomy.class_index(c) for c in arrival]
-    n_comp_steps = math.ceil(len(order_names) / per_step)
     per_exp = {0: len(basic_names)}
-    for i in range(n_comp_steps):
-        per_exp[i + 1] = min(per_step, len(order_names) - i * per_step)
+    for i, size in enumerate(step_sizes(len(order_names), per_step)):
+        per_exp[i + 1] = size
+    n_comp_steps = len(per_exp) - 1
 
     def bench(tr: FaceDataset, te: FaceDataset):  # noqa: ANN202
         return nc_benchmark(
@@ -194,7 +214,8 @@ def make_stream(
     for i in range(1 + n_comp_steps):
         steps.append(tuple(range(start, start + per_exp[i])))
         start += per_exp[i]
-    logger.info("stream: %d basic classes, then %d compound steps of %d", len(basic_names), n_comp_steps, per_step)
+    logger.info("stream: %d basic classes, then %d compound steps of %s classes", len(basic_names), n_comp_steps,
+                [per_exp[i] for i in range(1, 1 + n_comp_steps)])
     return CompoundStream(benchmark=benchmark, class_names=arrival,
                           step_classes=steps, compound_order=order_names,
                           meta={"per_step": per_step, "seed": seed})

@@ -56,7 +56,8 @@ def overlay_grid(images: np.ndarray, cams: np.ndarray, titles: Sequence[str], *,
     plt = _plt()
     n = len(images)
     rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.35 * columns, 1.8 * rows + 0.5), squeeze=False)
+    side = min(1.35, 10.0 / columns)  # at most 10 in wide: the report's 1,100 px column at dpi 110
+    fig, axes = plt.subplots(rows, columns, figsize=(side * columns, (side + 0.45) * rows + 0.5), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for i in range(n):
@@ -72,24 +73,38 @@ def overlay_grid(images: np.ndarray, cams: np.ndarray, titles: Sequence[str], *,
     return fig
 
 
-def region_bars(attention: dict[str, np.ndarray], *, title: str = "Grad-CAM energy per facial region") -> "Figure":
-    """One group of bars per class: its mean share of CAM energy in each region."""
+def region_bars(attention: dict[str, np.ndarray], *, title: str = "Grad-CAM energy per facial region",
+                width: float = 10.0) -> "Figure":
+    """One horizontal stacked bar per class (classes on the y axis, so long names stay
+    readable): its mean share of CAM energy in each region, the legend above the bars.
+
+    Args:
+        attention: Mean region attention per class, in :data:`cfer.taxonomy.REGIONS` order.
+        title: The figure's title.
+        width: Figure width in inches (10 in at dpi 110 is the report's 1,100 px column).
+    """
     plt = _plt()
     classes = list(attention)
     regions = taxonomy.REGIONS
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(classes) + 2), 3.8))
-    width = 0.8 / len(regions)
+    fig, ax = plt.subplots(figsize=(width, 0.3 * len(classes) + 1.5))
     colours = plt.get_cmap("tab10")
-    x = np.arange(len(classes))
+    y = np.arange(len(classes))
+    left = np.zeros(len(classes))
     for k, r in enumerate(regions):
-        ax.bar(x + (k - len(regions) / 2 + 0.5) * width, [attention[c][k] for c in classes], width,
-               label=r, color=colours(k))
-    ax.set_xticks(x)
-    ax.set_xticklabels([taxonomy.display_name(c) for c in classes], rotation=55, ha="right", fontsize=7)
-    ax.set_ylabel("share of CAM energy")
-    ax.set_title(title, fontsize=10)
-    ax.legend(ncol=len(regions), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.45))
-    ax.grid(axis="y", alpha=0.3)
+        vals = np.array([attention[c][k] for c in classes], float)
+        ax.barh(y, vals, left=left, height=0.75, label=r, color=colours(k))
+        for i, v in enumerate(vals):
+            if v >= 0.07:
+                ax.text(left[i] + v / 2, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5, color="white")
+        left += vals
+    ax.set_yticks(y, [taxonomy.display_name(c) if c in taxonomy.ALL_CLASSES else c for c in classes], fontsize=8)
+    for tick, c in zip(ax.get_yticklabels(), classes):
+        tick.set_color("#9c1f3a" if c in taxonomy.COMPOUND else "#1f4e9c" if c in taxonomy.BASIC else "#555555")
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(1.0, float(left.max())))
+    ax.set_xlabel("share of CAM energy (blue names: basic, red: compound)", fontsize=8)
+    ax.set_title(title, fontsize=10, pad=24)
+    ax.legend(ncol=len(regions), fontsize=7.5, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -98,10 +113,10 @@ def similarity_heatmap(matrix: np.ndarray, compounds: Sequence[str], basics: Seq
                        title: str = "compound x basic CAM similarity") -> "Figure":
     """Heatmap of a compound x basic similarity matrix; constituent cells are outlined."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(1.0 * len(basics) + 2.8, 0.36 * len(compounds) + 1.6))
+    fig, ax = plt.subplots(figsize=(min(10.0, 1.0 * len(basics) + 2.8), 0.36 * len(compounds) + 1.6))
     im = ax.imshow(matrix, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(basics)))
-    ax.set_xticklabels(basics, rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels([taxonomy.display_name(b) for b in basics], rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(compounds)))
     ax.set_yticklabels([taxonomy.display_name(c) for c in compounds], fontsize=8)
     for i, c in enumerate(compounds):
@@ -140,7 +155,7 @@ def save_analysis(result: "Analysis", out_dir: str | Path, *, title: str = "", m
     order = [c for c in taxonomy.ALL_CLASSES if c in result.per_class][:max_grid]  # classes with faces here
     pick = [int(np.flatnonzero(names == c)[0]) for c in order]
     method = result.summary.get("method", "")
-    fig = overlay_grid(result.images[pick], result.cams[pick], order, columns=min(11, len(pick)),
+    fig = overlay_grid(result.images[pick], result.cams[pick], order, columns=min(8, len(pick)),
                        suptitle=f"{title} Grad-CAM ({method})".strip())
     save_figure(fig, out / "overlays.png", dpi=110)
     save_figure(region_bars({c: result.per_class[c] for c in order},

@@ -36,7 +36,9 @@ def test_the_run_folder_holds_every_artefact(tiny_run):
                 "results/order0.json", "fewshot.json", "metrics.json", "timing.json", "report.html",
                 "tables/steps.csv", "tables/fewshot.csv", "tables/regions.csv", "tables/accuracy_matrix_order1.csv",
                 "figures/accuracy_matrix.png", "figures/accuracy_vs_step.png", "figures/fewshot.png",
-                "figures/regions_basic_vs_compound.png", "explain/teacher/overlays.png", "explain/student/regions.png"):
+                "figures/regions_basic_vs_compound.png", "explain/teacher/overlays.png", "explain/student/regions.png",
+                "confusion.json", "figures/confusion_student.png", "figures/confusion_teacher.png",
+                "tables/confusion_student.csv", "tables/constituents.csv", "explain/student/similarity.png"):
         assert (out / rel).is_file(), rel
     assert load_run_config(out) == config
     assert not list(out.rglob("*.tmp")), "no temporary file may be left behind"
@@ -49,7 +51,8 @@ def test_metrics_describe_the_stream_episodes_and_maps(tiny_run):
     assert not set(saved["data"]["holdout"]) & set(saved["data"]["compound"])  # hold-out never streamed
     orders = saved["continual"]["orders"]
     assert len(orders) == 2 and orders[0]["order"] != orders[1]["order"]
-    assert [len(s) for s in orders[0]["step_classes"]] == [6, 4, 4, 2]  # 10 stream classes, 4 per step
+    # 10 stream classes at (at most) 4 per step: 3 steps of even size, larger first
+    assert [len(s) for s in orders[0]["step_classes"]] == [6, 4, 3, 3]
     assert len(orders[0]["matrix"]) == 4 and len(orders[0]["matrix"][-1]) == 4
     assert saved["continual"]["summary"]["average_accuracy"]["n"] == 2
     assert orders[0]["memory_size"] == int(0.3 * 4 * 6 * 16)  # M = floor(0.3 |train|), 16 stream classes
@@ -59,7 +62,29 @@ def test_metrics_describe_the_stream_episodes_and_maps(tiny_run):
     assert set(fs[("teacher", 1)]["per_class"]) == set(saved["data"]["holdout"])
     assert set(saved["explain"]) == {"teacher", "student"}
     assert "localisation" in saved["explain"]["teacher"]
-    assert "average accuracy over steps" in summary_table(metrics)
+    text = summary_table(metrics)
+    assert "average accuracy over steps" in text
+    assert "± std over 2 class orders" in text and "± 95% CI over 50 episodes" in text  # every ± says what it is
+
+
+def test_the_confusion_matrices_cover_every_class_and_split_compound_errors(tiny_run):
+    out, _, metrics = tiny_run
+    saved = json.loads((out / "metrics.json").read_text())["confusion"]
+    assert saved == json.loads((out / "confusion.json").read_text())
+    student, teacher = saved["student"], saved["teacher"]
+    learnt = metrics["continual"]["orders"][0]["class_names"]
+    assert student["classes"] == student["outputs"] == learnt  # basic and compound, rows and columns
+    assert teacher["outputs"] == metrics["data"]["basic"]
+    assert teacher["classes"] == metrics["data"]["basic"] + metrics["data"]["compound"]
+    for c in (student, teacher):
+        assert [sum(r) for r in c["matrix"]] == pytest.approx([1] * len(c["classes"]), abs=1e-3)
+        assert set(c["constituent_share"]) == set(metrics["data"]["compound"])
+    for share in teacher["constituent_share"].values():
+        assert share["accuracy"] == 0 and share["errors"] == share["n"] > 0  # no compound output
+        assert share["chance"] == pytest.approx(2 / 6)
+        assert share["to_constituents"] + share["to_other"] == pytest.approx(1)
+    rows = list(csv.DictReader((out / "tables" / "constituents.csv").open()))
+    assert len(rows) == 2 * len(metrics["data"]["compound"]) and "_" in rows[0]["compound"]  # canonical in CSV
 
 
 def test_tables_agree_with_the_metrics(tiny_run):
@@ -79,14 +104,30 @@ def test_every_figure_of_the_report_loads_in_headless_chromium(tiny_run):
     out, _, _ = tiny_run
     page = page_images(out / "report.html")
     srcs = [i["src"] for i in page["images"]]
-    assert len(srcs) == 8 and len(set(srcs)) == 8
+    # 4 run figures, 2 confusion matrices, 3 Grad-CAM figures (overlays, regions, similarity) per model
+    assert len(srcs) == 12 and len(set(srcs)) == 12
+    assert {"figures/confusion_student.png", "explain/student/overlays.png", "explain/teacher/similarity.png"} <= set(srcs)
     html = (out / "report.html").read_text()
     assert set(re.findall(r'<img src="([^"]+)"', html)) == set(srcs)
     broken = [i["src"] for i in page["images"] if not (i["complete"] and i["naturalWidth"] > 0)]
     assert broken == []
     assert all(i["naturalWidth"] > 300 for i in page["images"])
+    assert page["overflow"] == []  # nothing is wider than the page
+    column = 1100  # the report's max-width: a figure drawn wider would be shrunk, its labels with it
+    assert [i["src"] for i in page["images"] if i["naturalWidth"] > column] == []
     assert page["title"] == "cfer run report"
     assert page["console_errors"] == []
+
+
+def test_the_page_shows_display_names_and_step_sizes(tiny_run):
+    out, _, metrics = tiny_run
+    html = (out / "report.html").read_text()
+    tables = " ".join(re.findall(r"<table>.*?</table>", html, re.S))
+    compound = [c for c in metrics["data"]["compound"] if "_" in c]
+    assert compound and all(c not in tables for c in compound)  # no underscore names on the page
+    assert compound[0].replace("_", " ") in tables
+    assert "6 basic, then 4, 3, 3" in html  # the order table's classes per step
+    assert "± std over 2 class orders" in html
 
 
 def test_a_folder_with_a_run_is_not_overwritten_and_resume_checks_the_config(tiny_run):
@@ -96,8 +137,10 @@ def test_a_folder_with_a_run_is_not_overwritten_and_resume_checks_the_config(tin
     with pytest.raises(ValueError, match="differs from the one"):
         run_pipeline(with_overrides(config, {"seed": 9}), out_dir=out, resume=True, progress=False)
     # Resuming a finished run redoes nothing and reports the same numbers.
+    stamp = (out / "confusion.json").stat().st_mtime_ns
     again = run_pipeline(config, out_dir=out, resume=True, progress=False)
     assert again["continual"] == metrics["continual"] and again["fewshot"] == metrics["fewshot"]
+    assert again["confusion"] == metrics["confusion"] and (out / "confusion.json").stat().st_mtime_ns == stamp
 
 
 def test_data_problems_are_reported_before_training(tmp_path):
