@@ -1,11 +1,11 @@
 """The basic -> compound stream as an Avalanche benchmark.
 
 The first experience holds the basic classes (neutral optional); every later experience
-adds at most ``per_step`` compound classes (``per_step=1`` is the published protocol:
-one new class per step). The compound classes are spread evenly: ``ceil(n / per_step)``
-steps whose sizes differ by at most one, larger steps first (10 classes at 3 per step:
-3, 3, 2, 2, not 3, 3, 3, 1), so no step is a lone class that scores 1.0 because it has
-no rival. Class ids are remapped in order of arrival, so output unit ``j`` of a growing
+adds about ``per_step`` compound classes (``per_step=1`` is the published protocol:
+one new class per step). The compound classes are spread evenly: ``n / per_step``
+steps, rounded (at least one), whose sizes differ by at most one, larger steps first
+(10 classes at 3 per step: 4, 3, 3, not 3, 3, 3, 1), so no step is a lone class that
+scores 1.0 because it has no rival. Class ids are remapped in order of arrival, so output unit ``j`` of a growing
 head is ``stream.class_names[j]``. Train, validation and test sets are
 subject-disjoint (they come from different people) and the validation stream follows
 the same class order; nothing is ever tuned on the test stream.
@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -97,15 +96,16 @@ def compound_orders(*, classes: Sequence[str] | None = None, n_orders: int = 3, 
 
 
 def step_sizes(n: int, per_step: int) -> list[int]:
-    """The sizes of the compound steps: ``n`` classes spread evenly over ``ceil(n / per_step)`` steps.
+    """The sizes of the compound steps: ``n`` classes spread evenly over ``n / per_step``
+    steps, rounded half up (at least one step).
 
-    Sizes differ by at most one, larger steps first, and none exceeds ``per_step``.
+    Sizes differ by at most one, larger steps first; ``per_step=1`` is one class a step.
 
     Example:
         >>> step_sizes(10, 3), step_sizes(10, 4), step_sizes(5, 1)
-        ([3, 3, 2, 2], [4, 3, 3], [1, 1, 1, 1, 1])
+        ([4, 3, 3], [4, 3, 3], [1, 1, 1, 1, 1])
     """
-    steps = math.ceil(n / per_step)
+    steps = max(1, (2 * n + per_step) // (2 * per_step))
     base, extra = divmod(n, steps)
     return [base + (i < extra) for i in range(steps)]
 
@@ -147,10 +147,11 @@ def make_stream(
         val: Optional validation items, from yet other subjects.
         basic: Classes of the first experience (default: the six basic classes).
         compound: Compound classes of the stream (default: all 15 present in ``train``).
-        per_step: Compound classes added per experience, at most. The ``n`` compound
-            classes go into ``ceil(n / per_step)`` steps whose sizes differ by at most one,
-            larger steps first: 10 classes at ``per_step=3`` give steps of 3, 3, 2, 2 (not 3,
-            3, 3, 1), 10 at 4 give 4, 3, 3, and ``per_step=1`` is one class per step.
+        per_step: Compound classes added per experience (the target). The ``n`` compound
+            classes go into ``n / per_step`` steps (rounded half up, at least one) whose
+            sizes differ by at most one, larger steps first: 10 classes at ``per_step=3``
+            give steps of 4, 3, 3 (not 3, 3, 3, 1), 10 at 4 give 4, 3, 3, and
+            ``per_step=1`` is one class per step.
         order: Explicit compound order; default: a random order drawn from ``seed``.
         seed: Seed of the random order.
 
