@@ -200,7 +200,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"{html.escape(metrics['cfer_version'])} · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
         f"<p><b>Data</b>: {html.escape(d['source'])}; {d['n_train']} train / {d['n_val']} validation / "
         f"{d['n_test']} test faces from disjoint people.<br><b>Basic</b> (teacher): "
-        f"{html.escape(_names(d['basic']))}.<br><b>Compound stream</b>: {len(d['compound'])} classes, at most "
+        f"{html.escape(_names(d['basic']))}.<br><b>Compound stream</b>: {len(d['compound'])} classes, about "
         f"{config.continual.per_step} per step, spread evenly (steps of "
         f"{', '.join(str(len(c)) for c in orders[0]['step_classes'][1:])} classes after the basic step), "
         f"{len(orders)} class order(s).<br><b>Few-shot</b>: "
