@@ -2,7 +2,6 @@
 
 import csv
 import importlib.util
-import warnings
 
 import pytest
 
@@ -10,9 +9,6 @@ from cfer import taxonomy
 from cfer.continual import loggers as lg
 from cfer.continual import resume as resumable
 from cfer.continual.plugins.monitor import TERM_NAMES
-from cfer.continual.stream import make_stream
-from cfer.continual.teacher import TeacherConfig, train_teacher
-from cfer.data.synthetic import make_synthetic_splits
 
 COMPOUND = taxonomy.COMPOUND[:6]
 
@@ -34,13 +30,8 @@ def test_a_missing_package_is_named_with_the_install_command(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def setup():
-    warnings.filterwarnings("ignore")
-    sp = make_synthetic_splits(classes=[*taxonomy.BASIC, *COMPOUND], subjects=(4, 2, 2), per_class=3,
-                               image_size=32, seed=0)
-    teacher = train_teacher(train=sp["train"], val=sp["val"], config=TeacherConfig(arch="cfer_tiny", max_epochs=2))
-    stream = make_stream(train=sp["train"], test=sp["test"], val=sp["val"], basic=teacher.classes,
-                         compound=COMPOUND, per_step=2, seed=0)
+def setup(teacher_and_stream):
+    sp, teacher, stream = teacher_and_stream
     return teacher, stream
 
 

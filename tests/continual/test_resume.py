@@ -1,7 +1,5 @@
 """The cfer strategy stopped after an experience and resumed matches an uninterrupted run."""
 
-import warnings
-
 import pytest
 import torch
 
@@ -9,22 +7,14 @@ from cfer import taxonomy
 from cfer.continual import resume as resumable
 from cfer.continual.factory import CferConfig
 from cfer.continual.stream import make_stream
-from cfer.continual.teacher import TeacherConfig, train_teacher
-from cfer.data.synthetic import make_synthetic_splits
 from cfer.models.io import load_checkpoint
 
 COMPOUND = taxonomy.COMPOUND[:6]
 
 
 @pytest.fixture(scope="module")
-def setup():
-    warnings.filterwarnings("ignore")
-    sp = make_synthetic_splits(classes=[*taxonomy.BASIC, *COMPOUND], subjects=(4, 2, 2), per_class=3,
-                               image_size=32, seed=0)
-    teacher = train_teacher(train=sp["train"], val=sp["val"], config=TeacherConfig(arch="cfer_tiny", max_epochs=2))
-    stream = make_stream(train=sp["train"], test=sp["test"], val=sp["val"], basic=teacher.classes,
-                         compound=COMPOUND, per_step=2, seed=0)
-    return sp, teacher, stream
+def setup(teacher_and_stream):
+    return teacher_and_stream
 
 
 class _Killed(Exception):
