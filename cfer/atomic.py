@@ -2,7 +2,9 @@
 
 Each writer puts the bytes into a temporary file in the destination folder, flushes and
 ``fsync``s it, then renames it over the destination (``os.replace`` is atomic on POSIX
-and Windows when both names are on one file system) and syncs the folder.
+and Windows when both names are on one file system) and syncs the folder. The file gets
+the mode a plain ``open`` would give it (``0o666`` less the process's umask, so ``0644``
+by default): a colleague or a web server can read a report cfer wrote.
 
 Example:
     >>> import tempfile, pathlib
@@ -25,12 +27,21 @@ from typing import Any
 __all__ = ["write_bytes", "write_text", "write_json", "jsonable", "save_figure", "torch_save"]
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (parent folders are created)."""
+    """Write ``data`` to ``path`` atomically (parent folders are created), with the
+    umask's mode (``0644`` by default) rather than ``mkstemp``'s private ``0600``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

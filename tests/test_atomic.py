@@ -41,3 +41,20 @@ def test_jsonable_gives_what_reading_the_json_back_gives(tmp_path):
     path = atomic.write_json(tmp_path / "v.json", value)
     assert atomic.jsonable(value) == json.loads(path.read_text())
     assert atomic.jsonable(value) == {"a": [1.5, None, None], "3": 0.25, "n": 7, "ok": True, "s": None}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_take_the_umask_mode_not_mkstemps_private_one(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = atomic.write_text(tmp_path / "report.html", "<p>hi</p>")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+    plain = tmp_path / "plain.txt"  # what open() itself gives under the same umask
+    os.umask(umask)
+    try:
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    assert plain.stat().st_mode & 0o777 == mode

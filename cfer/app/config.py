@@ -20,7 +20,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,11 +36,25 @@ from cfer.fewshot.episodes import CLASSIFIERS
 
 __all__ = [
     "DataSection", "ClassesSection", "ModelSection", "TeacherSection", "ContinualSection", "FewShotSection",
-    "ExplainSection", "RunConfig", "DEFAULT_IMAGE_SIZE",
+    "ExplainSection", "RunConfig", "DEFAULT_IMAGE_SIZE", "MAX_SEED",
 ]
 
 DEFAULT_IMAGE_SIZE = 48
 """The image side of every command's default (``--image-size``)."""
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed (NumPy's and torch's generators take seeds in ``[0, 2**32 - 1]`` alike)."""
+
+
+def _finite(section: Any, prefix: str) -> None:
+    """Refuse NaN and infinity in every number of a section (a run would train to the end
+    and then fail writing its report, and every ``--resume`` the same way)."""
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ValueError(f"{prefix}.{f.name} must be a finite number, got {value!r}")
 
 
 def _positive(section: str, name: str, value: Any) -> None:
@@ -96,6 +112,7 @@ class DataSection:
     synthetic_difficulty: float = 1.0
 
     def __post_init__(self) -> None:
+        _finite(self, "data")
         if self.path is not None and self.format is None:
             raise ValueError(f"data.format is needed with data.path; choose one of {list(FORMATS)} "
                              "(--format imagefolder|csv|rafdb|fer2013)")
@@ -212,6 +229,7 @@ class TeacherSection:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
+        _finite(self, "teacher")
         for name in ("epochs", "patience", "batch_size"):
             _positive("teacher", name, getattr(self, name))
         if not self.lr > 0:
@@ -257,6 +275,7 @@ class ContinualSection:
     logger: str = "none"
 
     def __post_init__(self) -> None:
+        _finite(self, "continual")
         if self.logger not in LOGGERS:
             close = difflib.get_close_matches(str(self.logger), LOGGERS, n=1)
             hint = f" (did you mean --logger {close[0]}?)" if close else ""
@@ -301,6 +320,7 @@ class FewShotSection:
     classifier: str = "prototype"
 
     def __post_init__(self) -> None:
+        _finite(self, "fewshot")
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 0:
             raise ValueError(f"fewshot.holdout must be a whole number >= 0, got {self.holdout!r}")
         for name in ("ways", "queries", "episodes"):
@@ -331,6 +351,7 @@ class ExplainSection:
     per_class: int = 6
 
     def __post_init__(self) -> None:
+        _finite(self, "explain")
         if self.method not in CAM_METHODS:
             close = difflib.get_close_matches(self.method, CAM_METHODS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -361,6 +382,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be a whole number, got {self.seed!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must lie in [0, {MAX_SEED}] (what NumPy and torch accept), got {self.seed}")
         _positive("run", "threads", self.threads)
         order = self.continual.order
         if order is not None:

@@ -44,6 +44,9 @@ def test_print_config_merges_file_and_flags(tmp_path, capsys):
     (["--psmr-mode", "both"], "'grow' or 'limit'"),
     (["--logger", "tensorbord"], "unknown continual.logger 'tensorbord' (did you mean --logger tensorboard?)"),
     (["--config", "missing.yaml"], "does not exist"),
+    (["--seed", "-1"], "seed must lie in [0, 4294967295]"),
+    (["--seed", "1e23"], "seed must be a whole number, got '1e23'"),
+    (["--memory-fraction", "nan"], "continual.memory_fraction"),
 ])
 def test_wrong_options_fail_before_any_work(tmp_path, capsys, argv, message):
     out = tmp_path / "run"

@@ -85,3 +85,36 @@ def test_load_config_errors_name_the_file(tmp_path):
     broken.write_text("data: {path: [unclosed\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_config(broken)
+
+
+@pytest.mark.parametrize("values, key", [
+    ({"continual": {"temperature": float("nan")}}, "continual.temperature"),
+    ({"continual": {"gamma0": float("inf")}}, "continual.gamma0"),
+    ({"teacher": {"lr": float("inf")}}, "teacher.lr"),
+    ({"continual": {"lr": float("-inf")}}, "continual.lr"),
+    ({"data": {"crop_margin": float("nan")}}, "data.crop_margin"),
+    ({"data": {"synthetic_difficulty": float("inf")}}, "data.synthetic_difficulty"),
+    ({"data": {"split": [0.6, float("nan"), 0.2]}}, "data.split"),
+    ({"continual": {"epochs": float("inf")}}, "continual.epochs"),
+    ({"seed": -1}, "seed must lie in"),
+    ({"seed": 1e23}, "seed must lie in"),
+])
+def test_non_finite_and_out_of_range_numbers_are_refused_naming_the_key(values, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        config_from_dict(values)
+
+
+def test_yaml_nan_and_inf_are_refused_when_the_file_is_read(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("continual:\n  temperature: .nan\nteacher:\n  lr: .inf\n")
+    with pytest.raises(ValueError, match="must be a finite number"):
+        config_from_dict(load_config(path))
+
+
+def test_api_users_building_sections_directly_get_the_same_refusal():
+    from cfer.app.config import ContinualSection, FewShotSection
+
+    with pytest.raises(ValueError, match=r"continual\.feature_weight must be a finite number"):
+        ContinualSection(feature_weight=float("inf"))
+    with pytest.raises(ValueError, match=r"fewshot\.queries"):
+        FewShotSection(queries=float("nan"))
