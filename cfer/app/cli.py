@@ -208,10 +208,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return commands.HANDLERS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"\ncfer {args.command}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, FaceDetectorUnavailableError) as exc:
         hint = " (on the command line: --skip-invalid)" if "skip_invalid" in str(exc) else ""
         print(f"cfer {args.command}: error: {exc}{hint}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only, full or wrong output place: one line, no traceback
+        print(f"cfer {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(exc: OSError) -> str:
+    """What went wrong writing (or reading) a file, and what to do, in one line."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    fix = {errno.EACCES: "choose a folder you can write to (--out)", errno.EPERM: "choose a folder you can write to",
+           errno.EROFS: "the file system is read-only: choose another --out",
+           errno.ENOSPC: "the disk is full: free space or choose another --out (files already written are whole)",
+           errno.EDQUOT: "the disk quota is full: free space or choose another --out",
+           errno.ENOTDIR: "a path component is a file, not a folder: choose another --out",
+           errno.EISDIR: "the path is a folder, not a file: give a file path",
+           errno.EEXIST: "a file is where cfer needs a folder: choose another --out"}
+    return f"cannot use{where}: {what}; {fix.get(exc.errno, 'check the path and its permissions')}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -157,6 +157,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _splits(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202
+    """Person-disjoint train/val/test splits of a read dataset, as ``cfer run`` makes them."""
+    from cfer.app.config_io import config_from_dict
+    from cfer.app.prepare import split_run_data
+
+    return split_run_data(ds, config=config_from_dict({"seed": args.seed}))
+
+
 def _cmd_teacher(args: argparse.Namespace) -> int:
     from cfer import taxonomy
     from cfer.continual.teacher import TeacherConfig, evaluate_classes, train_teacher
@@ -169,9 +177,7 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
         parts = make_synthetic_splits(classes=list(classes), subjects=tuple(args.subjects), per_class=args.per_class,
                                       image_size=args.image_size, channels=1 if args.grey else 3, seed=args.seed)
     else:
-        from cfer.data.splits import apply_split
-
-        parts = apply_split(_read(args, args.data), seed=args.seed)
+        parts = _splits(args, _read(args, args.data))
     config = TeacherConfig(arch=args.arch, max_epochs=args.epochs, seed=args.seed, progress=True)
     result = train_teacher(train=parts["train"], val=parts["val"], config=config,
                            classes=tuple(c for c in classes if c in parts["train"].classes))
@@ -186,16 +192,22 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
 
 
 def _model_and_faces(args: argparse.Namespace, *, classes: str | list[str] | None = None):  # noqa: ANN202
-    """The saved model, and faces at its own image size (synthetic without --data)."""
+    """The saved model, and faces at its own image size and channels (synthetic without --data)."""
     from cfer.continual.growing import load_model
+    from cfer.models.io import input_channels
 
     model, model_classes = load_model(args.model)
     size = getattr(model, "cfer_meta", {}).get("image_size") or args.image_size
+    channels = input_channels(model)
+    if args.grey and channels != 1:
+        raise ValueError(f"{args.model} takes {channels}-channel images; drop --grey (the model's own channels are "
+                         "used)")
+    args.grey = channels == 1  # the saved model knows its channels: a grey model reads grey faces
     if args.data is None:
         from cfer.data.synthetic import render_faces
 
         faces = render_faces(classes=classes, n_subjects=args.subjects, per_class=args.per_class, image_size=size,
-                             channels=1 if args.grey else 3, seed=args.data_seed, first_subject=100_000)
+                             channels=channels, seed=args.data_seed, first_subject=100_000)
     else:
         faces = _read(args, args.data, image_size=size, subset="compound" if args.format == "rafdb" else None)
     return model, model_classes, faces

@@ -11,6 +11,9 @@
       confusion.json           confusion matrices of the student and the teacher on the test faces
       fewshot.json             N-way K-shot episodes, teacher vs student, 95% CI
       explain/                 Grad-CAM figures and region attention (teacher, student)
+      data.json                which faces went to which split (a resume on changed data is refused)
+      timing.json              seconds per stage, summed over invocations, written after each stage
+      .cfer.lock               locked while a process works in the folder (one run at a time)
       metrics.json  tables/*.csv  figures/*.png  report.html
 
 Each stage's output marks it as done, and every file is written atomically, so a run
@@ -33,7 +36,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -41,17 +46,15 @@ import torch
 import cfer
 from cfer.app.config import RunConfig
 from cfer.app.config_io import config_from_dict, dump_config, load_config
+from cfer.app.fingerprint import check_same_data, fingerprint
 from cfer.app.prepare import check_inputs
-from cfer.app.stages import STAGES, RunState
+from cfer.app.runfolder import RunExistsError, claim_run_folder
+from cfer.app.stages import STAGES, RunState, Stage
 from cfer.atomic import write_json, write_text
 
 __all__ = ["run_pipeline", "load_run_config", "RunExistsError"]
 
 logger = logging.getLogger(__name__)
-
-
-class RunExistsError(ValueError):
-    """The output folder already holds a run."""
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
@@ -77,38 +80,81 @@ def run_pipeline(config: RunConfig, *, out_dir: str | Path, resume: bool = False
 
     Raises:
         RunExistsError: If ``out_dir`` holds a run and ``resume`` is false.
+        RunFolderError: If ``out_dir`` is a file or a non-empty folder that is not a run
+            (:mod:`cfer.app.runfolder`); :class:`~cfer.app.runfolder.RunLockedError` if
+            another process is running in it.
+        DataChangedError: With ``resume``, if the data differs from the data the run
+            started with (:mod:`cfer.app.fingerprint`).
         ValueError: If the data does not suit the config (see :func:`cfer.app.prepare.prepare_data`).
     """
     from cfer.app.report import write_report
 
     run = Path(out_dir)
-    if resume:
-        saved = load_run_config(run)
-        if saved != config:
-            raise ValueError(f"the config differs from the one {run} was started with; resume with "
-                             f"load_run_config({str(run)!r})")
-    elif (run / "config.yaml").exists():
-        raise RunExistsError(f"{run} already holds a run; resume it with `cfer run --resume {run}` or choose "
-                             "another --out")
-    check_inputs(config)
-    write_text(run / "config.yaml", dump_config(config))
-    torch.set_num_threads(config.threads)
-    state = RunState(config=config, folder=run, progress=progress)
-    timing: dict[str, float] = {}
-    for stage in STAGES:
-        t0 = time.perf_counter()
-        state.outputs[stage.name] = stage(state)
-        timing[f"{stage.name}_s"] = time.perf_counter() - t0
-    metrics = _metrics(state)
-    # Seconds spent on each stage, summed over this call and the calls before a kill.
-    before = json.loads((run / "timing.json").read_text()) if resume and (run / "timing.json").is_file() else {}
-    timing = {k: before.get(k, 0.0) + v for k, v in timing.items()}
-    timing["invocations"] = int(before.get("invocations", 0)) + 1
-    t0 = time.perf_counter()
-    write_report(run, metrics=metrics, config=config, timing=timing)
-    timing["report_s"] = before.get("report_s", 0.0) + time.perf_counter() - t0
-    write_json(run / "timing.json", timing)
+    with claim_run_folder(run, resume=resume) as folder:
+        if resume:
+            saved = load_run_config(run)
+            if saved != config:
+                raise ValueError(f"the config differs from the one {run} was started with; resume with "
+                                 f"load_run_config({str(run)!r})")
+        timing = _Timing(run, resume=resume)
+        state = RunState(config=config, folder=run, progress=progress)
+        torch.set_num_threads(config.threads)
+        data_stage, *stages = STAGES
+        try:
+            check_inputs(config)
+            timing.time(data_stage.name, partial(_run_stage, data_stage, state), write=False)
+            _check_or_write_fingerprint(state, resume=resume)
+        except BaseException:
+            if not resume:  # nothing of this run is worth keeping: the same command can run again
+                (run / "data.json").unlink(missing_ok=True)
+                folder.abandon()
+            raise
+        timing.write()
+        if not resume:
+            write_text(run / "config.yaml", dump_config(config))
+        for stage in stages:
+            timing.time(stage.name, partial(_run_stage, stage, state))
+        metrics = _metrics(state)
+        timing.time("report", partial(write_report, run, metrics=metrics, config=config, timing=timing.values))
     return metrics
+
+
+def _run_stage(stage: Stage, state: RunState) -> None:
+    state.outputs[stage.name] = stage(state)
+
+
+def _check_or_write_fingerprint(state: RunState, *, resume: bool) -> None:
+    data, path = state.data, state.folder / "data.json"
+    now = fingerprint({"train": data.train, "val": data.val, "test": data.test})
+    if resume and path.is_file():
+        check_same_data(saved=json.loads(path.read_text()), now=now)
+    else:
+        if resume:
+            logger.warning("%s has no data.json (a run of an older cfer): the data cannot be checked against the "
+                           "one it started with; it is recorded now", state.folder)
+        write_json(path, now)
+
+
+class _Timing:
+    """Seconds per stage in ``timing.json``, summed over every invocation of the run and
+    written after each stage, so the stages finished by a killed invocation count too."""
+
+    def __init__(self, run: Path, *, resume: bool) -> None:
+        self.path = run / "timing.json"
+        before = json.loads(self.path.read_text()) if resume and self.path.is_file() else {}
+        self.values: dict[str, float] = {k: float(v) for k, v in before.items() if k != "invocations"}
+        self.values["invocations"] = int(before.get("invocations", 0)) + 1
+
+    def time(self, name: str, work: Callable[[], object], *, write: bool = True) -> None:
+        t0 = time.perf_counter()
+        work()
+        key = f"{name}_s"
+        self.values[key] = self.values.get(key, 0.0) + time.perf_counter() - t0
+        if write:
+            self.write()
+
+    def write(self) -> None:
+        write_json(self.path, self.values)
 
 
 _TEACHER_KEYS = ("val_accuracy", "test_accuracy", "best_epoch", "epochs_run")
@@ -124,7 +170,8 @@ def _metrics(state: RunState) -> dict:
         "cfer_version": cfer.__version__,
         "data": {"source": data.source, "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
                  "basic": list(data.basic), "compound": list(data.compound), "holdout": list(data.holdout),
-                 "fewshot_classes": list(data.fewshot_classes)},
+                 "fewshot_classes": list(data.fewshot_classes), "unused": dict(data.unused),
+                 "skipped": dict(data.skipped)},
         "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS},
         "continual": {"orders": records, "summary": _summary(records)},
         "confusion": out["confusion"],

@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from cfer import taxonomy
 from cfer.app.config import RunConfig
 from cfer.data.base import FaceDataset
 
-__all__ = ["RunData", "check_inputs", "prepare_data", "load_dataset"]
+__all__ = ["RunData", "check_inputs", "prepare_data", "load_dataset", "split_run_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class RunData:
         compound: The stream's compound classes (the default order is drawn later).
         holdout: Compound classes used only for few-shot episodes.
         source: A one-line description of where the faces come from.
+        unused: Faces per class of the classes the data has but no stage uses (e.g.
+            ``neutral`` with the default basic classes), reported rather than dropped silently.
+        skipped: Items the reader skipped (``skip_invalid``), per reason.
     """
 
     train: FaceDataset
@@ -54,6 +57,8 @@ class RunData:
     compound: tuple[str, ...]
     holdout: tuple[str, ...]
     source: str
+    unused: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def fewshot_classes(self) -> tuple[str, ...]:
@@ -101,9 +106,16 @@ def check_inputs(config: RunConfig) -> None:
     if not timm.is_model(m.arch):
         raise ValueError(f"unknown model.arch {m.arch!r}; close names: {suggestions(m.arch)}; "
                          f"cfer's models: {list(cfer.models.CFER_MODELS)}")
-    if m.weights is not None and not Path(m.weights).is_file():
-        raise ValueError(f"model.weights {m.weights!r} is not a file; give a local .pt/.pth/.safetensors "
-                         "file or drop --weights")
+    if m.weights is not None:
+        if not Path(m.weights).is_file():
+            raise ValueError(f"model.weights {m.weights!r} is not a file; give a local .pt/.pth/.safetensors "
+                             "file or drop --weights")
+        from cfer.models.backbones import create_backbone
+
+        try:  # a file of another architecture (or no weights at all) fails here, not after the data is read
+            create_backbone(m.arch, in_chans=1 if d.grey else 3, img_size=d.image_size, weights=m.weights)
+        except ValueError as exc:
+            raise ValueError(f"model.weights: {exc}") from None
 
 
 def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:
@@ -136,13 +148,22 @@ def _concat(a: FaceDataset, b: FaceDataset) -> FaceDataset:
         x, y = getattr(a, name), getattr(b, name)
         return None if x is None or y is None else [*x, *y]
 
-    return FaceDataset(images=np.concatenate([a.images, b.images]), classes=classes,
+    skipped = {k: a.skipped.get(k, 0) + b.skipped.get(k, 0) for k in {**a.skipped, **b.skipped}}
+    return FaceDataset(images=np.concatenate([a.images, b.images]), classes=classes, skipped=skipped,
                        labels=np.concatenate([[index[a.classes[i]] for i in a.labels],
                                               [index[b.classes[i]] for i in b.labels]]).astype(np.int64),
                        subjects=col("subjects"), splits=col("splits"), paths=col("paths"))
 
 
-def _three_splits(ds: FaceDataset, config: RunConfig) -> dict[str, FaceDataset]:
+def split_run_data(ds: FaceDataset, *, config: RunConfig) -> dict[str, FaceDataset]:
+    """Train, validation and test faces from disjoint subjects, as a run makes them: the
+    data's own split column when it has one (validation carved from train by subject when
+    it has none), else subject shares ``config.data.split``.
+
+    Raises:
+        ValueError: If the data has neither subjects nor splits, or its splits lack train
+            or test; the message names the command-line option that fixes it.
+    """
     from cfer.data.splits import apply_split, subject_split
 
     if ds.splits is None:
@@ -199,8 +220,11 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> RunData:
                                       seed=config.seed, progress=progress)
         source = (f"synthetic FACS faces, {d.image_size} px, subjects {list(d.synthetic_subjects)} "
                   f"(train/val/test), {d.synthetic_per_class} per class per subject")
+        skipped: dict[str, int] = {}
     else:
-        parts = _three_splits(load_dataset(config, progress=progress), config)
+        loaded = load_dataset(config, progress=progress)
+        skipped = dict(loaded.skipped)
+        parts = split_run_data(loaded, config=config)
         source = f"{config.data.format} data at {Path(config.data.path)}"
     train, val, test = parts["train"], parts["val"], parts["test"]
     have = _present(train)
@@ -237,6 +261,7 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> RunData:
     if config.continual.order is not None and sorted(config.continual.order) != sorted(compound):
         raise ValueError(f"continual.order {list(config.continual.order)} must list exactly the stream's compound "
                          f"classes {list(compound)}")
+    _check_stream_classes(parts, compound)
     episodes = holdout or compound
     if len(episodes) < fs.ways:
         raise ValueError(f"{fs.ways}-way episodes need {fs.ways} classes but only {len(episodes)} are available "
@@ -248,7 +273,39 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> RunData:
         raise ValueError(f"few-shot episodes need {need} test faces per class ({max(fs.shots)} shots + "
                          f"{fs.queries} queries); these have fewer: {short}. Lower --shots or --queries, or give "
                          "more test subjects")
+    unused = _unused(parts, used={*basic, *compound, *holdout})
+    if unused:
+        logger.warning("data: faces of classes no stage uses are left out: %s; add them with --basic or --compound "
+                       "to use them", ", ".join(f"{k} ({v})" for k, v in unused.items()))
+    if skipped:
+        logger.info("data: --skip-invalid skipped %d items (%s); they are counted in metrics.json",
+                       sum(skipped.values()), ", ".join(f"{v} {k}" for k, v in skipped.items()))
     logger.info("data: %s; %d/%d/%d faces; stream %d compound, hold-out %s", source, len(train), len(val),
                 len(test), len(compound), list(holdout))
     return RunData(train=train, val=val, test=test, basic=tuple(basic), compound=compound, holdout=holdout,
-                   source=source)
+                   source=source, unused=unused, skipped=skipped)
+
+
+def _unused(parts: dict[str, FaceDataset], *, used: set[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for ds in parts.values():
+        for name, n in ds.counts().items():
+            if n and name not in used:
+                counts[name] = counts.get(name, 0) + n
+    return {c: counts[c] for c in taxonomy.ALL_CLASSES if c in counts}
+
+
+def _check_stream_classes(parts: dict[str, FaceDataset], compound: tuple[str, ...]) -> None:
+    """Every class of the stream needs faces in train, validation and test (the stream has
+    one experience of each per step): say which do not, before the teacher trains."""
+    counts = {name: ds.counts() for name, ds in parts.items()}
+    short = {c: {name: counts[name].get(c, 0) for name in ("train", "val", "test")} for c in compound}
+    short = {c: n for c, n in short.items() if min(n.values()) == 0}
+    if short:
+        keep = [c for c in compound if c not in short]
+        detail = "; ".join(f"{c}: " + ", ".join(f"{k} {v}" for k, v in n.items()) for c, n in short.items())
+        drop = (f"drop them with --compound {','.join(keep)}" if keep else
+                "the stream would have no compound class left without them")
+        raise ValueError(f"compound classes lack faces in a split the stream needs (train, val and test, from "
+                         f"different people): {detail}. Give those classes faces of more people, {drop}, or change "
+                         "data.split (--config) or the data's split column")

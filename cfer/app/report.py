@@ -183,6 +183,25 @@ def _figure(src: str, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def _quota(record: dict) -> str:
+    per = record.get("memory_per_class")
+    return "" if per is None else f" ({per} per class)"
+
+
+def _left_out(d: dict) -> str:
+    """What the data had that the run did not use, and why: shown, never silent."""
+    notes = []
+    unused = d.get("unused") or {}
+    if unused:
+        notes.append("faces of classes no stage uses: " + ", ".join(f"{k} {v}" for k, v in unused.items())
+                     + " (not among the basic, stream or few-shot classes; add them with --basic or --compound)")
+    skipped = d.get("skipped") or {}
+    if skipped:
+        notes.append(f"{sum(skipped.values())} items skipped by --skip-invalid: "
+                     + ", ".join(f"{v} {k}" for k, v in skipped.items()))
+    return "".join(f"<br><b>Left out</b>: {html.escape(n)}." for n in notes)
+
+
 def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list[Path]) -> str:
     d, t = metrics["data"], metrics["teacher"]
     orders = metrics["continual"]["orders"]
@@ -190,7 +209,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
                    for k, v, n in _headline(metrics))
     order_rows = "".join(
         f"<tr><td>{k}</td><td>{html.escape(_names(r['order']))}</td><td>{html.escape(_sizes(r))}</td>"
-        f"<td class=num>{r['memory_size']}</td>"
+        f"<td class=num>{r['memory_size']}{_quota(r)}</td>"
         f"<td class=num>{_pct(r['average_accuracy'])}</td><td class=num>{_pct(r['final_accuracy'])}</td></tr>"
         for k, r in enumerate(orders))
     fewshot_note = ("classes held out of the stream: no encoder trained on them" if d["holdout"] else
@@ -199,7 +218,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"<h1>cfer run report</h1><p class=sub>{html.escape(str(run.resolve().name))} · cfer "
         f"{html.escape(metrics['cfer_version'])} · {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}</p>",
         f"<p><b>Data</b>: {html.escape(d['source'])}; {d['n_train']} train / {d['n_val']} validation / "
-        f"{d['n_test']} test faces from disjoint people.<br><b>Basic</b> (teacher): "
+        f"{d['n_test']} test faces from disjoint people.{_left_out(d)}<br><b>Basic</b> (teacher): "
         f"{html.escape(_names(d['basic']))}.<br><b>Compound stream</b>: {len(d['compound'])} classes, about "
         f"{config.continual.per_step} per step, spread evenly (steps of "
         f"{', '.join(str(len(c)) for c in orders[0]['step_classes'][1:])} classes after the basic step), "
@@ -218,7 +237,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
                 + ("" if len(orders) == 1 else f" Cells are means over {len(orders)} class orders; experience k holds "
                    "different compound classes in each order (see the table below).")),
         f"<table><tr><th>order</th><th>compound classes in order of arrival</th><th>classes per step</th>"
-        f"<th>memory M</th><th>avg over steps</th><th>final</th></tr>{order_rows}</table>",
+        f"<th>memory M (items per class)</th><th>avg over steps</th><th>final</th></tr>{order_rows}</table>",
         *_confusion_section(metrics),
         "<h2>Few-shot episodes</h2>",
         f"<p class=note>Each episode draws {config.fewshot.ways} classes, support and query faces of test subjects; "

@@ -165,6 +165,7 @@ def _continual(state: RunState) -> dict:
             save_model(student, student_path, arch=config.model.arch, classes=classes,
                        extra={"image_size": config.data.image_size, "order": list(order)})
             rec = jsonable({"order": list(order), "class_names": list(classes), "memory_size": memory,
+                            "memory_per_class": memory // len(classes),
                             "step_classes": [[classes[j] for j in s] for s in stream.step_classes],
                             **results.to_dict()})
             write_json(done, rec)

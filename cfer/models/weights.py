@@ -58,7 +58,8 @@ def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
     return tuple(p + "." for p in prefixes)
 
 
-def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False) -> dict[str, list[str]]:
+def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
+                 min_match: float = 0.5) -> dict[str, list[str]]:
     """Load a local weight file into ``model``, refusing anything but tensors.
 
     ``.pt``/``.pth``/``.bin`` files are read with ``torch.load(..., map_location="cpu",
@@ -75,6 +76,9 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False) ->
         path: The local file.
         strict: Refuse (before loading anything) a file with missing, unexpected or
             dropped keys.
+        min_match: The share of the model's tensors outside its classifier that the file
+            must fill (default half); below it the file is refused, listing what matched,
+            instead of training "as if" the weights had been used. ``0`` loads any overlap.
 
     Returns:
         ``{"missing": [...], "unexpected": [...], "dropped": [...], "adapted": [...]}``:
@@ -84,7 +88,8 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False) ->
     Raises:
         FileNotFoundError: If there is no such file.
         ValueError: If the file carries pickled objects, holds no tensors, has a
-            non-classifier tensor of another shape, or (``strict``) does not match.
+            non-classifier tensor of another shape, fills less than ``min_match`` of the
+            model, or (``strict``) does not match.
 
     Example:
         >>> net = timm.create_model("cfer_tiny", num_classes=7)                # doctest: +SKIP
@@ -125,6 +130,15 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False) ->
                          "was it saved from another architecture or width?")
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
+    body = [k for k in own if not k.startswith(heads)]
+    filled = [k for k in body if k in state]
+    if not 0 <= min_match <= 1:
+        raise ValueError(f"min_match must lie in [0, 1], got {min_match!r}")
+    if body and len(filled) < min_match * len(body):
+        raise ValueError(f"{path} fills {len(filled)} of the model's {len(body)} tensors (outside the classifier; "
+                         f"at least {min_match:.0%} needed), so it is refused: matched {filled[:5]}; the file has "
+                         f"{list(state)[:3]}..., the model {body[:3]}... Was it saved from another architecture? "
+                         "Give weights of this architecture (--arch), or pass min_match=0 to load the overlap")
     if strict and (missing or unexpected or dropped):
         raise ValueError(f"{path} does not match the model exactly (strict=True): missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}, dropped {dropped[:5]}; pass strict=False to load the rest")

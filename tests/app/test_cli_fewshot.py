@@ -43,3 +43,43 @@ def test_teacher_then_explain_commands(tmp_path, capsys):
     shares = summary["region_attention"]["happy"]
     assert set(shares) == {"forehead", "brows", "eyes", "nose", "cheeks", "mouth", "chin"}
     assert sum(shares.values()) <= 1.0 + 1e-6
+
+
+def test_a_grey_model_is_used_with_its_own_channels_by_fewshot_and_explain(tmp_path, capsys):
+    sp = make_synthetic_splits(classes="basic", subjects=(3, 1, 1), per_class=2, image_size=32, channels=1)
+    res = train_teacher(train=sp["train"], val=sp["val"], config=TeacherConfig(arch="cfer_tiny", max_epochs=1))
+    path = save_model(res.model, tmp_path / "grey.pt", arch="cfer_tiny", classes=res.classes, extra={"image_size": 32})
+    assert cli.main(["fewshot", "--model", str(path), "--ways", "3", "--shots", "1", "--queries", "1",
+                     "--episodes", "5", "--subjects", "2", "--per-class", "1"]) == 0  # no --grey needed
+    assert "3-way 1-shot" in capsys.readouterr().out
+    assert cli.main(["explain", "--model", str(path), "--out", str(tmp_path / "ex"), "--subjects", "1",
+                     "--per-class", "1"]) == 0
+    assert "explained" in capsys.readouterr().out
+
+
+def _photo_folder(root):
+    from cfer.data.export import export_image_folder
+
+    sp = make_synthetic_splits(classes="basic", subjects=(3, 2, 2), per_class=2, image_size=32)
+    for part in sp.values():
+        export_image_folder(root, images=part.images, labels=part.class_names, subjects=part.subjects,
+                            overwrite=True)
+    return root
+
+
+def test_the_teacher_command_takes_the_data_options_of_run(tmp_path, capsys):
+    data = _photo_folder(tmp_path / "faces")
+    out = tmp_path / "t.pt"
+    common = ["teacher", "--out", str(out), "--arch", "cfer_tiny", "--epochs", "1", "--data", str(data),
+              "--format", "imagefolder", "--image-size", "32"]
+    assert cli.main(common) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("cfer teacher: error:")
+    assert "give --subject-pattern" in err and "subject_pattern=" not in err  # advice a CLI user can follow
+    assert cli.main([*common, "--subject-pattern", r"^(s\d+)_", "--grey"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    from cfer.continual.growing import load_model
+    from cfer.models.io import input_channels
+
+    model, classes = load_model(out)
+    assert input_channels(model) == 1 and len(classes) == 6

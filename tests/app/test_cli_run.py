@@ -55,6 +55,21 @@ def test_wrong_options_fail_before_any_work(tmp_path, capsys, argv, message):
     assert not out.exists()
 
 
+def test_bad_weights_files_fail_before_any_work(tmp_path, capsys):
+    import timm
+    import torch
+
+    text = tmp_path / "weights.txt"
+    text.write_text("these are not weights\n")
+    torch.save(timm.create_model("resnet18", num_classes=6).state_dict(), tmp_path / "resnet.pt")
+    for weights, message in ((text, "not a readable torch file"), (tmp_path / "resnet.pt", "fills 0 of the model's")):
+        out = tmp_path / "run"
+        assert cli.main(["run", "--out", str(out), "--weights", str(weights), "--arch", "cfer_tiny"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("cfer run: error: model.weights:") and message in err and len(err.splitlines()) == 1
+        assert not out.exists()
+
+
 def test_resume_refuses_other_options_and_non_run_folders(tmp_path, capsys):
     assert cli.main(["run", "--resume", str(tmp_path), "--epochs", "2"]) == 2
     assert "--resume goes on with the run's saved config; drop --epochs" in capsys.readouterr().err
@@ -185,6 +200,19 @@ def test_cfer_run_on_an_image_folder_of_photos_that_need_face_cropping(tmp_path,
     assert saved["data"]["path"] == str((tmp_path / "photos").resolve())  # --resume works from anywhere
     assert len(metrics["continual"]["orders"][0]["matrix"]) == 3
     assert (out / "explain" / "student" / "overlays.png").is_file()
+
+
+def test_ctrl_c_stops_other_commands_without_a_traceback(tmp_path):
+    proc = _cfer("teacher", "--out", str(tmp_path / "t.pt"), "--arch", "cfer_tiny", "--epochs", "50")
+    seen = ""
+    deadline = time.time() + 120
+    while time.time() < deadline and "img/s" not in seen and "it/s" not in seen and "%" not in seen:
+        seen += proc.stderr.read(1)  # the progress bar shows once the work has started
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "cfer teacher: interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "t.pt").exists()
 
 
 @pytest.mark.slow

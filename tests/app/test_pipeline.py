@@ -56,6 +56,8 @@ def test_metrics_describe_the_stream_episodes_and_maps(tiny_run):
     assert len(orders[0]["matrix"]) == 4 and len(orders[0]["matrix"][-1]) == 4
     assert saved["continual"]["summary"]["average_accuracy"]["n"] == 2
     assert orders[0]["memory_size"] == int(0.3 * 4 * 6 * 16)  # M = floor(0.3 |train|), 16 stream classes
+    assert orders[0]["memory_per_class"] == int(0.3 * 4 * 6 * 16) // 16  # the quota the report shows
+    assert saved["data"]["unused"] == {} and saved["data"]["skipped"] == {}
     fs = {(r["encoder"], r["config"]["shots"]): r for r in saved["fewshot"]}
     assert set(fs) == {("teacher", 1), ("teacher", 3), ("student", 1), ("student", 3)}
     assert all(0 <= r["accuracy"] <= 1 and r["ci95"] > 0 and r["episodes"] == 50 for r in fs.values())
@@ -127,6 +129,8 @@ def test_the_page_shows_display_names_and_step_sizes(tiny_run):
     assert compound and all(c not in tables for c in compound)  # no underscore names on the page
     assert compound[0].replace("_", " ") in tables
     assert "6 basic, then 4, 3, 3" in html  # the order table's classes per step
+    memory = metrics["continual"]["orders"][0]["memory_size"]
+    assert f"{memory} ({memory // 16} per class)" in html
     assert "± std over 2 class orders" in html
 
 

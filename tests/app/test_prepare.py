@@ -93,3 +93,60 @@ def test_a_csv_manifest_with_subjects_feeds_a_run(tmp_path):
     people = [set(d.subjects) for d in (data.train, data.val, data.test)]
     assert not (people[0] & people[1] or people[0] & people[2] or people[1] & people[2])
     assert sum(len(p) for p in people) == 10
+
+
+def _folder(root: Path, classes, *, subjects: int = 9, per_class: int = 2, seed: int = 0) -> Path:
+    from cfer.data.export import export_image_folder
+
+    faces = render_faces(classes=list(classes), n_subjects=subjects, per_class=per_class, image_size=32, seed=seed,
+                         first_subject=seed)
+    export_image_folder(root, images=faces.images, labels=faces.class_names, subjects=faces.subjects,
+                        overwrite=True)
+    return root
+
+
+_STREAM = ["happily_surprised", "sadly_angry", "appalled", "awed", "fearfully_surprised", "happily_disgusted"]
+
+
+def _folder_config(root: Path, **fewshot):
+    return config_from_dict({"data": {"path": str(root), "format": "imagefolder", "image_size": 32,
+                                      "subject_pattern": r"^(s\d+)_"},
+                             "fewshot": {"holdout": 0, "ways": 2, "shots": [1], "queries": 1, **fewshot}})
+
+
+def test_a_compound_class_of_one_person_is_refused_before_training_naming_its_counts(tmp_path):
+    root = _folder(tmp_path / "faces", [*taxonomy.BASIC, *_STREAM])
+    _folder(root, ["hatred"], subjects=1, per_class=2, seed=50)  # 2 faces of one new person
+    with pytest.raises(ValueError) as exc:
+        prepare_data(_folder_config(root))
+    msg = str(exc.value)
+    assert "compound classes lack faces in a split the stream needs" in msg
+    assert "hatred: train 2, val 0, test 0" in msg or "hatred: train 0, val 2, test 0" in msg or \
+        "hatred: train 0, val 0, test 2" in msg
+    assert f"--compound {','.join(c for c in taxonomy.COMPOUND if c in _STREAM)}" in msg
+
+
+def test_classes_no_stage_uses_are_reported_not_dropped_silently(tmp_path, caplog):
+    root = _folder(tmp_path / "faces", ["neutral", *taxonomy.BASIC, *_STREAM])
+    with caplog.at_level("WARNING", logger="cfer.app.prepare"):
+        data = prepare_data(_folder_config(root))
+    assert data.unused == {"neutral": 9 * 2}
+    assert "faces of classes no stage uses are left out: neutral (18)" in caplog.text
+    assert "--basic" in caplog.text
+    with_neutral = config_from_dict({**{"data": {"path": str(root), "format": "imagefolder", "image_size": 32,
+                                                 "subject_pattern": r"^(s\d+)_"}},
+                                     "classes": {"basic": ["neutral", *taxonomy.BASIC]},
+                                     "fewshot": {"holdout": 0, "ways": 2, "shots": [1], "queries": 1}})
+    assert prepare_data(with_neutral).unused == {}
+
+
+def test_skipped_items_are_counted_in_the_run_data(tmp_path):
+    root = _folder(tmp_path / "faces", [*taxonomy.BASIC, *_STREAM])
+    (root / "happy" / "s0000_999.png").write_bytes(b"not a png")
+    (root / "sad" / "s0001_998.png").write_bytes(b"")
+    cfg = config_from_dict({"data": {"path": str(root), "format": "imagefolder", "image_size": 32,
+                                     "subject_pattern": r"^(s\d+)_", "skip_invalid": True},
+                            "fewshot": {"holdout": 0, "ways": 2, "shots": [1], "queries": 1}})
+    with pytest.warns(UserWarning, match="skipped 2 of"):
+        data = prepare_data(cfg)
+    assert data.skipped == {"corrupt image": 2}

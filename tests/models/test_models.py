@@ -219,3 +219,21 @@ def test_load_weights_refuses_pickled_objects_and_junk(tmp_path):
         load_weights(net, tmp_path / "meta.pt")
     with pytest.raises(FileNotFoundError, match="no weight file"):
         load_weights(net, tmp_path / "missing.pt")
+
+
+def test_weights_of_another_architecture_that_fill_nothing_are_refused_listing_the_match(tmp_path):
+    torch.save(timm.create_model("resnet18", num_classes=6).state_dict(), tmp_path / "resnet.pt")
+    net = timm.create_model("cfer_tiny", num_classes=6)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match=r"fills 0 of the model's \d+ tensors .*at least 50% needed.*another "
+                                         r"architecture.*min_match=0"):
+        load_weights(net, tmp_path / "resnet.pt")
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # nothing was loaded
+    info = load_weights(net, tmp_path / "resnet.pt", min_match=0)  # the caller's explicit choice
+    assert len(info["unexpected"]) > 100
+    # A sixth of a model is refused too: the file keeps only the first stem block.
+    state = timm.create_model("cfer_tiny").state_dict()
+    torch.save({k: v for k, v in state.items() if k.startswith("stem.0.")}, tmp_path / "stem.pt")
+    with pytest.raises(ValueError, match="matched \\['stem"):
+        load_weights(timm.create_model("cfer_tiny"), tmp_path / "stem.pt")
+    assert load_weights(timm.create_model("cfer_tiny"), tmp_path / "stem.pt", min_match=0.1)["missing"]

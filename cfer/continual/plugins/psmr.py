@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -35,9 +36,14 @@ from avalanche.training.storage_policy import BalancedExemplarsBuffer, Exemplars
 from torch import nn
 from torch.utils.data import DataLoader
 
-__all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin"]
+__all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin", "MemoryBudgetWarning"]
 
 logger = logging.getLogger(__name__)
+
+
+class MemoryBudgetWarning(UserWarning):
+    """The replay budget is smaller than the number of classes: some or all classes get
+    no replay items."""
 
 
 class PredictiveSortingSelection(ExemplarsSelectionStrategy):
@@ -156,6 +162,12 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         self.new_class_selection = new_class_selection
         self.selection = PredictiveSortingSelection(scorer=scorer, teacher=teacher, score=score)
         self._rng = np.random.default_rng(seed)
+        if 0 < max_size < total_classes:
+            end = ("every class gets 0 items and the buffer stays empty" if mode == "grow"
+                   else f"once more than {max_size} classes are seen, every class gets 0 items")
+            warnings.warn(MemoryBudgetWarning(
+                f"a replay budget of {max_size} items for {total_classes} classes is less than one item per class: "
+                f"{end}; raise the budget to at least {total_classes} items (--memory-size)"), stacklevel=2)
 
     @property
     def per_class_quota(self) -> int:

@@ -131,3 +131,18 @@ def test_bad_options_are_refused():
         PredictiveSortingSelection(scorer="teacher")
     with pytest.raises(ValueError, match="total_classes must be >= 1"):
         PredictiveSortingBuffer(max_size=10, total_classes=0)
+
+
+def test_a_budget_below_one_item_per_class_warns_with_the_quota():
+    import warnings as _w
+
+    from cfer.continual.plugins.psmr import MemoryBudgetWarning
+
+    with pytest.warns(MemoryBudgetWarning, match="a replay budget of 5 items for 21 classes is less than one item "
+                                                 "per class: every class gets 0 items.*at least 21 items"):
+        policy = PredictiveSortingBuffer(max_size=5, total_classes=21, mode="grow")
+    assert policy.per_class_quota == 0
+    with _w.catch_warnings():
+        _w.simplefilter("error")  # enough for every class, or no replay at all: no warning
+        PredictiveSortingBuffer(max_size=21, total_classes=21)
+        PredictiveSortingBuffer(max_size=0, total_classes=21)
