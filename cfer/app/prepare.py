@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,8 @@ def _concat(a: FaceDataset, b: FaceDataset) -> FaceDataset:
     return FaceDataset(images=np.concatenate([a.images, b.images]), classes=classes,
                        labels=np.concatenate([[index[a.classes[i]] for i in a.labels],
                                               [index[b.classes[i]] for i in b.labels]]).astype(np.int64),
-                       subjects=col("subjects"), splits=col("splits"), paths=col("paths"))
+                       subjects=col("subjects"), splits=col("splits"), paths=col("paths"),
+                       skipped=dict(Counter(a.skipped) + Counter(b.skipped)))
 
 
 def _three_splits(ds: FaceDataset, config: RunConfig) -> dict[str, FaceDataset]:
