@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cfer.data import FaceDataset, apply_split
+from cfer.data import FaceDataset, SkippedItemsWarning, apply_split, read_image_folder
 from cfer.data.synthetic import render_faces
 
 
@@ -44,3 +44,13 @@ def test_synthetic_faces_carry_skipped_through_their_subsets():
     faces = render_faces(classes=["happy"], n_subjects=2, per_class=1, image_size=16, seed=0)
     assert faces.skipped == {} and faces.subset([0]).skipped == {}
 
+
+def test_a_reader_records_its_skips(tmp_path, image_writer):
+    for name in ("s01_a.png", "s02_a.png"):
+        image_writer(tmp_path / "happy" / name)
+    (tmp_path / "happy" / "s03_a.png").write_text("not a PNG")
+    (tmp_path / "happy" / "nobody.png").write_bytes((tmp_path / "happy" / "s01_a.png").read_bytes())
+    with pytest.warns(SkippedItemsWarning, match="skipped 2 of 4 items"):
+        ds = read_image_folder(tmp_path, image_size=8, skip_invalid=True, subject_pattern=r"^(s\d+)_")
+    assert len(ds) == 2 and ds.skipped == {"corrupt image": 1, "no subject id": 1}
+    assert ds.subset([1]).skipped == ds.skipped
