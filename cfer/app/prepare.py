@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,8 @@ class RunData:
         source: A one-line description of where the faces come from.
         unused: Faces per class of the classes the data has but no stage uses (e.g.
             ``neutral`` with the default basic classes), reported rather than dropped silently.
-        skipped: Items the reader skipped (``skip_invalid``), per reason.
+        skipped: Items the reader left out, per reason (bad items with ``skip_invalid``,
+            files of unsupported formats, repeated entries): ``FaceDataset.skipped``.
     """
 
     train: FaceDataset
@@ -148,11 +150,11 @@ def _concat(a: FaceDataset, b: FaceDataset) -> FaceDataset:
         x, y = getattr(a, name), getattr(b, name)
         return None if x is None or y is None else [*x, *y]
 
-    skipped = {k: a.skipped.get(k, 0) + b.skipped.get(k, 0) for k in {**a.skipped, **b.skipped}}
-    return FaceDataset(images=np.concatenate([a.images, b.images]), classes=classes, skipped=skipped,
+    return FaceDataset(images=np.concatenate([a.images, b.images]), classes=classes,
                        labels=np.concatenate([[index[a.classes[i]] for i in a.labels],
                                               [index[b.classes[i]] for i in b.labels]]).astype(np.int64),
-                       subjects=col("subjects"), splits=col("splits"), paths=col("paths"))
+                       subjects=col("subjects"), splits=col("splits"), paths=col("paths"),
+                       skipped=dict(Counter(a.skipped) + Counter(b.skipped)))
 
 
 def split_run_data(ds: FaceDataset, *, config: RunConfig) -> dict[str, FaceDataset]:
@@ -278,8 +280,8 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> RunData:
         logger.warning("data: faces of classes no stage uses are left out: %s; add them with --basic or --compound "
                        "to use them", ", ".join(f"{k} ({v})" for k, v in unused.items()))
     if skipped:
-        logger.info("data: --skip-invalid skipped %d items (%s); they are counted in metrics.json",
-                       sum(skipped.values()), ", ".join(f"{v} {k}" for k, v in skipped.items()))
+        logger.info("data: the reader left out %d items (%s); they are counted in metrics.json",
+                    sum(skipped.values()), ", ".join(f"{v} {k}" for k, v in skipped.items()))
     logger.info("data: %s; %d/%d/%d faces; stream %d compound, hold-out %s", source, len(train), len(val),
                 len(test), len(compound), list(holdout))
     return RunData(train=train, val=val, test=test, basic=tuple(basic), compound=compound, holdout=holdout,

@@ -197,7 +197,7 @@ def _left_out(d: dict) -> str:
                      + " (not among the basic, stream or few-shot classes; add them with --basic or --compound)")
     skipped = d.get("skipped") or {}
     if skipped:
-        notes.append(f"{sum(skipped.values())} items skipped by --skip-invalid: "
+        notes.append(f"{sum(skipped.values())} items the reader left out: "
                      + ", ".join(f"{v} {k}" for k, v in skipped.items()))
     return "".join(f"<br><b>Left out</b>: {html.escape(n)}." for n in notes)
 

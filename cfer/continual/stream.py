@@ -125,7 +125,8 @@ def _with_global_targets(ds: FaceDataset, keep: Sequence[str]) -> FaceDataset:
         )
     sub = ds.subset(np.flatnonzero(np.isin(np.asarray(ds.classes)[ds.labels], list(keep))))
     return FaceDataset(images=sub.images, labels=_global_ids(sub), classes=taxonomy.ALL_CLASSES,
-                       subjects=sub.subjects, splits=sub.splits, transform=sub.transform)
+                       subjects=sub.subjects, splits=sub.splits, transform=sub.transform,
+                       skipped=sub.skipped)
 
 
 def make_stream(

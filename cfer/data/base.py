@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,9 +39,17 @@ class FaceDataset(Dataset):
         splits: Optional ``N`` split names (e.g. ``"train"``/``"test"``).
         paths: Optional ``N`` source paths, for error messages and provenance.
         transform: Optional callable applied to the float image tensor ``(C, H, W)``.
+        skipped: Optional record of the items the reader left out, reason -> count
+            (e.g. ``{"corrupt image": 2}``); see :attr:`skipped`.
 
     Attributes:
         targets: ``torch.LongTensor`` of labels (what Avalanche reads).
+
+    Example:
+        >>> ds = FaceDataset(images=np.zeros((1, 4, 4, 1), np.uint8), labels=[0], classes=["sad"],
+        ...                  skipped={"corrupt image": 2})
+        >>> ds.skipped, ds.subset([0]).skipped
+        ({'corrupt image': 2}, {'corrupt image': 2})
     """
 
     def __init__(
@@ -54,6 +62,7 @@ class FaceDataset(Dataset):
         splits: Sequence[str] | np.ndarray | None = None,
         paths: Sequence[str] | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        skipped: Mapping[str, int] | None = None,
     ) -> None:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
@@ -82,6 +91,20 @@ class FaceDataset(Dataset):
                 raise ValueError(f"{n} images but {len(arr)} {name}")
         self.transform = transform
         self.targets = torch.from_numpy(labels_arr.copy())
+        self._skipped = _check_skipped(skipped)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """What the reader left out of the data on disk: reason -> number of items.
+
+        Bad items skipped with ``skip_invalid=True`` (``"corrupt image"``,
+        ``"unknown label"``, ...), plus what is left out without being an error: files
+        whose extension is not read (``"unsupported extension"``) and repeated RAF-DB
+        entries with the same label (``"duplicate entry"``). Empty when nothing was left
+        out. The record describes the read the dataset came from, so subsets and splits
+        carry it unchanged. A copy: editing it does not change the dataset.
+        """
+        return dict(self._skipped)
 
     # -- torch Dataset -------------------------------------------------------------
     def __len__(self) -> int:
@@ -133,6 +156,7 @@ class FaceDataset(Dataset):
             splits=None if self.splits is None else self.splits[idx],
             paths=None if self.paths is None else [self.paths[i] for i in idx],
             transform=self.transform,
+            skipped=self._skipped,
         )
 
     def select_split(self, name: str) -> "FaceDataset":
@@ -170,3 +194,17 @@ class FaceDataset(Dataset):
     def __repr__(self) -> str:
         h, w = self.image_size
         return f"{type(self).__name__}(n={len(self)}, size={h}x{w}x{self.channels}, classes={len(self.classes)})"
+
+
+def _check_skipped(skipped: Mapping[str, int] | None) -> dict[str, int]:
+    if skipped is None:
+        return {}
+    if not isinstance(skipped, Mapping):
+        raise ValueError(f"skipped must be a mapping reason -> count, got {type(skipped).__name__}")
+    out: dict[str, int] = {}
+    for reason, n in skipped.items():
+        if not isinstance(reason, str) or isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"skipped must map reason strings to counts >= 0, got {reason!r}: {n!r}")
+        if n:
+            out[reason] = int(n)
+    return out

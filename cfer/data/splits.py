@@ -208,6 +208,7 @@ def apply_split(
         splits=assignment,
         paths=dataset.paths,
         transform=dataset.transform,
+        skipped=dataset.skipped,
     )
     order = list(_DEFAULT_NAMES if names is None else names)
     return {str(name): labelled.select_split(str(name)) for name in order}

@@ -41,6 +41,19 @@ def test_rafdb_runs_read_the_basic_and_the_compound_folders_as_one_dataset(tmp_p
     assert sorted(set(ds.splits.tolist())) == ["test", "train"]
 
 
+def test_merged_rafdb_keeps_both_reads_skip_counts(tmp_path):
+    basic = _write_rafdb(tmp_path / "basic", taxonomy.RAFDB_BASIC_LABELS, ["happy", "sad"], start=0)
+    comp = _write_rafdb(tmp_path / "compound", taxonomy.RAFDB_COMPOUND_LABELS, ["happily_surprised", "sadly_angry"],
+                        start=100)
+    for root in (basic, comp):  # each label list names its first image twice, with the same label
+        labels = root / "EmoLabel" / "list_patition_label.txt"
+        labels.write_text(labels.read_text() + labels.read_text().splitlines(keepends=True)[0])
+    cfg = config_from_dict({"data": {"path": str(comp), "format": "rafdb", "rafdb_basic": str(basic),
+                                     "image_size": 32}})
+    ds = load_dataset(cfg)
+    assert len(ds) == 8 and ds.skipped == {"duplicate entry": 2}
+
+
 @pytest.mark.parametrize("data, message", [
     ({"format": "rafdb"}, "give the compound folder as --data and the basic one as --rafdb-basic"),
     ({"format": "fer2013"}, "FER2013 holds only basic expressions"),

@@ -26,7 +26,14 @@ from typing import Callable
 
 from cfer.data.base import FaceDataset
 from cfer.data.faces import FaceCropper
-from cfer.data.readers.common import DatasetError, DatasetNotFoundError, SkippedItemsWarning
+from cfer.data.readers.common import (
+    MAX_DECODED_BYTES,
+    MAX_IMAGE_SIDE,
+    DatasetError,
+    DatasetNotFoundError,
+    IgnoredFilesWarning,
+    SkippedItemsWarning,
+)
 from cfer.data.readers.fer2013 import read_fer2013
 from cfer.data.readers.folder import IMAGE_EXTENSIONS, read_image_folder
 from cfer.data.readers.manifest import read_csv_manifest
@@ -34,6 +41,7 @@ from cfer.data.readers.rafdb import read_rafdb
 
 __all__ = [
     "READERS", "FORMATS", "Reader", "read_dataset", "DatasetError", "DatasetNotFoundError", "SkippedItemsWarning",
+    "IgnoredFilesWarning", "MAX_IMAGE_SIDE", "MAX_DECODED_BYTES",
     "IMAGE_EXTENSIONS", "read_image_folder", "read_csv_manifest", "read_rafdb", "read_fer2013",
 ]
 
@@ -90,12 +98,13 @@ def read_dataset(
     Args:
         path: The data set's folder or file.
         format: One of :data:`FORMATS`.
-        image_size: Output side (default: the reader's own).
+        image_size: Output side, at most :data:`MAX_IMAGE_SIDE` (default: the reader's own).
         channels: 1 (grey) or 3 (RGB) (default: the reader's own).
         crop_faces: Detect and crop the face first (``True`` or a ``FaceCropper``).
         subject_pattern: Image folders: regex whose one group is the subject id.
         subset: RAF-DB: ``"basic"`` (default) or ``"compound"``.
-        skip_invalid: Skip bad items (counted in one warning) instead of raising.
+        skip_invalid: Skip bad items (counted in one warning and in the dataset's
+            ``skipped``) instead of raising.
         progress: Show a progress bar.
 
     Raises:

@@ -14,6 +14,7 @@ from cfer.data.readers.common import (
     _build,
     _decoding,
     _Item,
+    _parse_int,
     _Problems,
     _read_csv_header,
     _require_file,
@@ -108,7 +109,8 @@ def read_fer2013(
                 continue
         total += 1
         raw_id = row["emotion"]
-        label = taxonomy.FER2013_LABELS.get(int(raw_id)) if raw_id.isdigit() else None
+        label_id = _parse_int(raw_id)
+        label = None if label_id is None else taxonomy.FER2013_LABELS.get(label_id)
         if label is None:
             problems.report(
                 reason="unknown emotion id",

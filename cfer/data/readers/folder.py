@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 from cfer.data.base import FaceDataset
 from cfer.data.faces import FaceCropper
 from cfer.data.readers.common import (
+    _SPLITS,
     DatasetError,
+    IgnoredFilesWarning,
     _build,
     _canonical,
     _decoding,
@@ -24,10 +28,38 @@ __all__ = ["IMAGE_EXTENSIONS", "read_image_folder"]
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-"""File extensions :func:`read_image_folder` reads (case-insensitive)."""
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".gif",
+)
+"""File extensions :func:`read_image_folder` reads (case-insensitive; a GIF's first frame)."""
 
-_SPLIT_WORDS = {"train", "training", "val", "valid", "validation", "test", "testing"}
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every file anywhere under ``folder``, sorted; hidden files and folders left out."""
+
+    def fail(exc: OSError) -> None:
+        raise DatasetError(f"cannot list folder {exc.filename}: {exc.strerror}; fix its permissions or move it "
+                           "out of the data set") from exc
+
+    files: list[Path] = []
+    seen: set[str] = set()
+    for here, dirs, names in os.walk(folder, onerror=fail, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:  # a symbolic link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [p for n in names if not n.startswith(".") and (p := Path(here) / n).is_file()]
+    return sorted(files)
+
+
+def _warn_ignored(root: Path, ignored: Counter[str]) -> None:
+    n = sum(ignored.values())
+    per = ", ".join(f"{ext}: {k}" for ext, k in sorted(ignored.items(), key=lambda kv: (-kv[1], kv[0])))
+    warnings.warn(IgnoredFilesWarning(
+        f"read_image_folder({root}): ignored {n} file{'s' if n != 1 else ''} with unsupported extensions ({per}); "
+        "if they are images, convert them to PNG/JPEG or pass extensions=..."), stacklevel=3)
 
 
 def read_image_folder(
@@ -44,8 +76,12 @@ def read_image_folder(
     """Read images stored as one sub-folder per class (``root/<class>/<file>``).
 
     Folder names may use any spelling :func:`cfer.taxonomy.normalize` accepts
-    (``Happily_Surprised``, ``happiness``). Files with other extensions and hidden
-    entries (names starting with ``.``) are ignored; the count is logged.
+    (``Happily_Surprised``, ``happiness``). Files anywhere under a class folder are
+    read, in sub-folders too (``root/happy/session1/img.png``); hidden entries (names
+    starting with ``.``) are left out. Files whose extension is not in
+    ``extensions`` are ignored with one :class:`IgnoredFilesWarning` that counts them
+    per extension, and are counted under ``"unsupported extension"`` in the
+    dataset's :attr:`~cfer.data.FaceDataset.skipped`.
 
     Args:
         root: The folder holding one sub-folder per class.
@@ -58,7 +94,8 @@ def read_image_folder(
         subject_pattern: Regular expression with one group, searched in each file
             name, that captures the subject id (e.g. ``r"^(s\\d+)_"``). Without it
             the dataset has no subjects.
-        extensions: File extensions to read (case-insensitive).
+        extensions: File extensions to read (case-insensitive; default
+            :data:`IMAGE_EXTENSIONS`).
         progress: Show a tqdm progress bar.
 
     Returns:
@@ -101,17 +138,18 @@ def read_image_folder(
         )
     problems = _Problems(reader=f"read_image_folder({root})", skip_invalid=skip_invalid)
     items: list[_Item] = []
-    total = ignored = 0
+    total = 0
+    ignored: Counter[str] = Counter()
     seen: dict[str, Path] = {}
     for folder in folders:
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        files = _files_under(folder)
         images = [p for p in files if p.suffix.lower() in exts]
-        ignored += len(files) - len(images)
+        ignored.update(p.suffix.lower() or "(no extension)" for p in files if p.suffix.lower() not in exts)
         label, why = _canonical(folder.name)
         if label is None:
             split_hint = (
                 f" ({folder.name!r} looks like a split folder: read each split folder on its own)"
-                if folder.name.lower() in _SPLIT_WORDS
+                if folder.name.lower() in _SPLITS
                 else ""
             )
             total += max(len(images), 1)
@@ -154,6 +192,7 @@ def read_image_folder(
                 subject = m.group(1)
             items.append(_Item(where=str(path), label=label, path=path, subject=subject))
     if ignored:
-        logger.info("read_image_folder(%s): ignored %d files whose extension is not in %s", root, ignored, exts)
+        _warn_ignored(root, ignored)
+        problems.note(reason="unsupported extension", n=sum(ignored.values()))
     return _build(items, problems=problems, total=total, decoding=decoding, with_subjects=pattern is not None,
                   with_splits=False)

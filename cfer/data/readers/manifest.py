@@ -8,6 +8,7 @@ from pathlib import Path
 from cfer.data.base import FaceDataset
 from cfer.data.faces import FaceCropper
 from cfer.data.readers.common import (
+    _SPLITS,
     _build,
     _canonical,
     _decoding,
@@ -19,6 +20,9 @@ from cfer.data.readers.common import (
 )
 
 __all__ = ["read_csv_manifest"]
+
+_SPELLINGS = "; ".join(f"{name}: {'/'.join(k for k, v in _SPLITS.items() if v == name)}"
+                       for name in dict.fromkeys(_SPLITS.values()))
 
 
 def read_csv_manifest(
@@ -35,8 +39,12 @@ def read_csv_manifest(
 
     The CSV has a header line. Required columns: ``path`` and ``label`` (a class name
     in any spelling). Optional: ``subject`` (identity, for subject-disjoint splits)
-    and ``split`` (e.g. ``train``/``val``/``test``). Column names are case-insensitive;
-    other columns are ignored.
+    and ``split``. Column names are case-insensitive; other columns are ignored.
+
+    A ``split`` value becomes one of cfer's split names, in any case: ``train``
+    (``train``, ``training``), ``val`` (``val``, ``valid``, ``validation``, ``dev``) or
+    ``test`` (``test``, ``testing``). Any other value is an error (``"unknown split"``),
+    never silently dropped.
 
     Args:
         path: The CSV file.
@@ -53,7 +61,8 @@ def read_csv_manifest(
     Raises:
         DatasetNotFoundError: If the CSV, or an image it lists, does not exist.
         DatasetError: For a missing column, an empty cell, an unknown label, a path
-            listed twice, an undecodable image, or no face (with ``crop_faces``).
+            listed twice, an unknown split, a file that is not UTF-8, an undecodable
+            image, or no face (with ``crop_faces``).
 
     Example:
         >>> # manifest.csv:  path,label,subject
@@ -90,6 +99,17 @@ def read_csv_manifest(
                 fix="use a class name from cfer.taxonomy.ALL_CLASSES in the 'label' column",
             )
             continue
+        split = None
+        if has_split:
+            split = _SPLITS.get(row["split"].lower())
+            if split is None:
+                problems.report(
+                    reason="unknown split",
+                    where=where,
+                    problem=f"unknown split {row['split']!r}; accepted spellings (any case): {_SPELLINGS}",
+                    fix="use one of them in the 'split' column",
+                )
+                continue
         image = Path(row["path"])
         image = image if image.is_absolute() else base / image
         key = os.path.normcase(os.path.normpath(os.path.abspath(image)))
@@ -118,7 +138,7 @@ def read_csv_manifest(
                 label=label,
                 path=image,
                 subject=row["subject"] if has_subject else None,
-                split=row["split"] if has_split else None,
+                split=split,
             )
         )
     return _build(items, problems=problems, total=len(rows), decoding=decoding, with_subjects=has_subject,

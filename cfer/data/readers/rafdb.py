@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from cfer import taxonomy
@@ -12,12 +14,23 @@ from cfer.data.readers.common import (
     _build,
     _decoding,
     _Item,
+    _not_utf8,
+    _parse_int,
     _Problems,
     _require_dir,
     _require_file,
 )
 
 __all__ = ["read_rafdb"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    line: int
+    label_id: int
+    split: str
 
 
 def read_rafdb(
@@ -44,6 +57,12 @@ def read_rafdb(
     ids 1-7) or :data:`cfer.taxonomy.RAFDB_COMPOUND_LABELS` (``subset="compound"``,
     ids 1-11); the split (``train``/``test``) comes from the file name's prefix.
 
+    An image listed twice with the same label is read once; the repeat is dropped with
+    a logged warning and counted under ``"duplicate entry"`` in
+    :attr:`~cfer.data.FaceDataset.skipped`. Listed with two labels it is an error
+    naming both lines (``skip_invalid=True`` skips every listing, ``"conflicting
+    labels"``).
+
     Note:
         RAF-DB publishes no identities, so ``subjects`` are the image ids
         (``train_00001``). Splits made from them are image-disjoint only: the same
@@ -67,7 +86,8 @@ def read_rafdb(
     Raises:
         DatasetNotFoundError: If the label list or a listed image does not exist.
         DatasetError: For a malformed line, an unknown label id, a file name without
-            a ``train_``/``test_`` prefix, or an undecodable image.
+            a ``train_``/``test_`` prefix, an image listed with two labels, a label
+            list that is not UTF-8, or an undecodable image.
 
     Example:
         >>> train = read_rafdb("RAF-DB/basic", partition="train")  # doctest: +SKIP
@@ -99,57 +119,85 @@ def read_rafdb(
     known = ", ".join(f"{k}={v}" for k, v in table.items())
     other = "compound" if subset == "basic" else "basic"
     problems = _Problems(reader=f"read_rafdb({root})", skip_invalid=skip_invalid)
-    items: list[_Item] = []
+    entries: dict[str, list[_Entry]] = {}
     total = 0
-    with open(labels_file, encoding="utf-8") as f:
-        for line_no, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            where = f"{labels_file} line {line_no}"
-            parts = text.split()
-            name = parts[0]
-            split = "train" if name.startswith("train_") else "test" if name.startswith("test_") else None
-            if split is not None and partition is not None and split != partition:
-                continue
-            total += 1
-            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                problems.report(
-                    reason="malformed line",
-                    where=where,
-                    problem=f"expected '<file name> <label id>', got {text.strip()!r}",
-                    fix="fix or remove the line",
-                )
-                continue
-            if split is None:
-                problems.report(
-                    reason="malformed line",
-                    where=where,
-                    problem=f"file name {name!r} starts with neither 'train_' nor 'test_'",
-                    fix="use RAF-DB's file names, which give the partition",
-                )
-                continue
-            label_id = int(parts[1])
-            if label_id not in table:
-                problems.report(
-                    reason="unknown label id",
-                    where=where,
-                    problem=f"unknown RAF-DB {subset} label id {label_id}; known ids: {known}",
-                    fix=f"check the id, or pass subset={other!r} if this is the {other} set",
-                )
-                continue
-            stem = Path(name).stem
-            image = image_dir / (f"{stem}_aligned.jpg" if aligned else name)
-            if not image.is_file():
-                problems.report(
-                    reason="missing image",
-                    where=where,
-                    problem=f"image {image} does not exist",
-                    fix="unpack the full RAF-DB Image archive"
-                    + (" or pass aligned=False to read Image/original" if aligned else " or pass aligned=True"),
-                    not_found=True,
-                )
-                continue
-            items.append(
-                _Item(where=f"{image} ({where})", label=table[label_id], path=image, subject=stem, split=split)
+    try:
+        with open(labels_file, encoding="utf-8") as f:
+            lines = list(enumerate(f, start=1))
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(labels_file, exc) from exc
+    for line_no, text in lines:
+        if not text.strip():
+            continue
+        where = f"{labels_file} line {line_no}"
+        parts = text.split()
+        name = parts[0]
+        split = "train" if name.startswith("train_") else "test" if name.startswith("test_") else None
+        if split is not None and partition is not None and split != partition:
+            continue
+        total += 1
+        label_id = _parse_int(parts[1]) if len(parts) == 2 else None
+        if label_id is None:
+            problems.report(
+                reason="malformed line",
+                where=where,
+                problem=f"expected '<file name> <label id>' with a whole-number id, got {text.strip()!r}",
+                fix="fix or remove the line",
             )
+            continue
+        if split is None:
+            problems.report(
+                reason="malformed line",
+                where=where,
+                problem=f"file name {name!r} starts with neither 'train_' nor 'test_'",
+                fix="use RAF-DB's file names, which give the partition",
+            )
+            continue
+        if label_id not in table:
+            problems.report(
+                reason="unknown label id",
+                where=where,
+                problem=f"unknown RAF-DB {subset} label id {label_id}; known ids: {known}",
+                fix=f"check the id, or pass subset={other!r} if this is the {other} set",
+            )
+            continue
+        entries.setdefault(name, []).append(_Entry(line_no, label_id, split))
+    items: list[_Item] = []
+    repeats: list[str] = []
+    for name, listed in entries.items():
+        first = listed[0]
+        if len({e.label_id for e in listed}) > 1:
+            both = ", ".join(f"line {e.line} (label {e.label_id})" for e in listed)
+            for e in listed:
+                problems.report(
+                    reason="conflicting labels",
+                    where=f"{labels_file} line {e.line}",
+                    problem=f"{name!r} is listed with different labels: {both}",
+                    fix="keep the line with the right label and delete the others",
+                )
+            continue
+        repeats += [f"line {e.line} repeats line {first.line} ({name!r})" for e in listed[1:]]
+        stem = Path(name).stem
+        image = image_dir / (f"{stem}_aligned.jpg" if aligned else name)
+        where = f"{labels_file} line {first.line}"
+        if not image.is_file():
+            problems.report(
+                reason="missing image",
+                where=where,
+                problem=f"image {image} does not exist",
+                fix="unpack the full RAF-DB Image archive"
+                + (" or pass aligned=False to read Image/original" if aligned else " or pass aligned=True"),
+                not_found=True,
+            )
+            continue
+        items.append(
+            _Item(where=f"{image} ({where})", label=table[first.label_id], path=image, subject=stem,
+                  split=first.split)
+        )
+    if repeats:
+        total -= len(repeats)
+        problems.note(reason="duplicate entry", n=len(repeats))
+        logger.warning("read_rafdb(%s): %s lists %d image(s) again with the same label; each is read once "
+                       "(first: %s); delete the repeated lines to silence this", root, labels_file, len(repeats),
+                       repeats[0])
     return _build(items, problems=problems, total=total, decoding=decoding, with_subjects=True, with_splits=True)

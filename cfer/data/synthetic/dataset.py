@@ -72,7 +72,7 @@ class SyntheticFaces(FaceDataset):
         return SyntheticFaces(
             aus=self.aus[idx], region_map=self.region_map[idx], config=self.config,
             images=base.images, labels=base.labels, classes=base.classes, subjects=base.subjects,
-            splits=base.splits, paths=base.paths, transform=base.transform,
+            splits=base.splits, paths=base.paths, transform=base.transform, skipped=base.skipped,
         )
 
 
