@@ -138,6 +138,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     ds = _read(args, args.path, subset=args.subset)
     print(ds.summary())
+    if ds.skipped:
+        print("left out: " + ", ".join(f"{n} {reason}" for reason, n in ds.skipped.items()))
     if args.grid is not None:
         from cfer.data.preview import draw_grid
 
@@ -151,6 +153,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
             "path": str(args.path), "format": args.format, "n": len(ds), "image_size": list(ds.image_size),
             "channels": ds.channels, "counts": ds.counts(),
             "subjects": None if ds.subjects is None else len(set(ds.subjects.tolist())),
+            "skipped": ds.skipped,
         }
         write_json(args.json, info)
         print(f"summary written to {args.json}")

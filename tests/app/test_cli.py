@@ -29,6 +29,13 @@ def test_synth_writes_a_grid_and_an_export_that_the_reader_loads_back(tmp_path, 
     assert cli.main(["data", str(export / "manifest.csv"), "--format", "csv"]) == 0
     assert "12 images" in capsys.readouterr().out
 
+    # Skipped items are counted in the printed summary and in the JSON, not only in a warning.
+    (export / "sad" / "s0000_broken.png").write_bytes(b"not a png")
+    assert cli.main(["data", str(export), "--format", "imagefolder", "--subject-pattern", r"^(s\d+)_",
+                     "--skip-invalid", "--json", str(summary)]) == 0
+    assert "left out: 1 corrupt image" in capsys.readouterr().out
+    assert json.loads(summary.read_text())["skipped"] == {"corrupt image": 1}
+
 
 def test_exported_pixels_match_the_renderer(tmp_path):
     from cfer.data.readers import read_image_folder
