@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 import cfer
-from cfer.app.config import DEFAULT_IMAGE_SIZE, FewShotSection
+from cfer.app.config import DEFAULT_IMAGE_SIZE, DataSection, FewShotSection
 from cfer.data.readers import FORMATS, READERS
 from cfer.explain.methods import METHODS
 
@@ -55,6 +55,12 @@ def add_data_options(p: argparse.ArgumentParser, *, path: bool = True) -> None:
                    help=f"image side in pixels (default {DEFAULT_IMAGE_SIZE})")
     g.add_argument("--grey", action="store_true", help="single-channel images")
     g.add_argument("--crop-faces", action="store_true", help="detect and crop the face in each image")
+    g.add_argument("--crop-cascade", default=DataSection.crop_cascade,
+                   help=f"Haar cascade of the face crop (default {DataSection.crop_cascade})")
+    g.add_argument("--crop-margin", type=float, default=DataSection.crop_margin,
+                   help=f"border around the face, as a share of its side (default {DataSection.crop_margin})")
+    g.add_argument("--crop-min-neighbors", type=_positive_int, default=DataSection.crop_min_neighbors,
+                   help=f"overlapping detections a face needs (default {DataSection.crop_min_neighbors})")
     g.add_argument("--subject-pattern", default=None,
                    help=r"imagefolder: regex with one group giving the subject from the file name, e.g. '^(s\d+)_'")
     g.add_argument("--skip-invalid", action="store_true", help="skip bad items (counted in one warning)")

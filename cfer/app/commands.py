@@ -42,12 +42,20 @@ def _hide_library_notices() -> None:
 
 def _read(args: argparse.Namespace, path: Path, *, image_size: int | None = None, subset: str | None = None):  # noqa: ANN202
     """Read ``path`` with the shared data options (see ``cli.add_data_options``)."""
+    from cfer.data.faces import FaceCropper
     from cfer.data.readers import read_dataset
 
     if args.format is None:
         raise ValueError("--format is required with --data (imagefolder, csv, rafdb or fer2013)")
+    crop = False
+    if args.crop_faces:
+        try:
+            crop = FaceCropper(margin=args.crop_margin, min_neighbors=args.crop_min_neighbors,
+                               cascade=args.crop_cascade)
+        except ValueError as exc:
+            raise ValueError(f"--crop-margin/--crop-min-neighbors/--crop-cascade: {exc}") from None
     return read_dataset(path, format=args.format, image_size=image_size or args.image_size,
-                        channels=1 if args.grey else None, crop_faces=args.crop_faces,
+                        channels=1 if args.grey else None, crop_faces=crop,
                         subject_pattern=args.subject_pattern, subset=subset, skip_invalid=args.skip_invalid,
                         progress=True)
 

@@ -58,6 +58,23 @@ def test_errors_are_reported_without_a_traceback(tmp_path, capsys):
         cli.main(["synth", "--out", str(tmp_path / "g.png"), "--subjects", "0"])
 
 
+@pytest.mark.parametrize("command", ["data", "teacher", "fewshot", "explain"])
+def test_every_command_that_reads_data_takes_the_same_data_options(command):
+    from cfer.app.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    flags = {f for a in sub._actions for f in a.option_strings}
+    assert {"--format", "--image-size", "--grey", "--crop-faces", "--crop-cascade", "--crop-margin",
+            "--crop-min-neighbors", "--subject-pattern", "--skip-invalid"} <= flags
+
+
+def test_face_crop_options_are_checked_with_the_flag_named(tmp_path, capsys):
+    (tmp_path / "happy").mkdir()
+    assert cli.main(["data", str(tmp_path), "--format", "imagefolder", "--crop-faces", "--crop-margin", "-1"]) == 2
+    assert "cfer data: error: --crop-margin/--crop-min-neighbors/--crop-cascade:" in capsys.readouterr().err
+
+
 def test_synth_photos_exports_frames_that_need_cropping(tmp_path, capsys):
     out = tmp_path / "photos"
     assert cli.main(["synth", "--out", str(tmp_path / "g.png"), "--subjects", "2", "--classes", "happy,awed",
