@@ -13,7 +13,9 @@ install: $(STAMP)
 
 # Re-run only when the packaging files change. learn2learn 0.2.0's shipped C files do
 # not build on Python 3.11: rebuild them with Cython, and keep pip from resolving its
-# own (numpy<2) dependencies; it imports gym at top level.
+# own (numpy<2) dependencies; it imports gym at top level. It is not in setup.cfg: a plain
+# `pip install cfer` cannot build it on 3.11, and cfer's built-in episode sampler stands in
+# for it (cfer/fewshot/sampling.py).
 $(STAMP): setup.cfg setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

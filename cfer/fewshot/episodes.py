@@ -1,12 +1,24 @@
 """N-way K-shot few-shot evaluation over cached embeddings, done so it cannot be gamed.
 
-Each image is embedded **once**; episodes are then sampled in feature space with
-learn2learn's task transforms (``NWays``, ``KShots``, ``LoadData``, ``RemapLabels``).
-Every episode holds ``ways`` classes with ``shots`` support and ``queries`` query items
-each, support and query disjoint, and queries from **every** class of the episode, so a
-classifier that always answers the same class scores ``1/ways``, not 100%.
+Each item is embedded **once**; episodes are then sampled in feature space
+(:mod:`cfer.fewshot.sampling`: learn2learn's ``NWays``/``KShots`` task transforms, or cfer's
+built-in sampler where learn2learn is not installed). Every episode holds ``ways`` classes
+with ``shots`` support and ``queries`` query items each, support and query disjoint, and
+queries from **every** class of the episode, so a classifier that always answers the same
+class scores ``1/ways``, not 100%.
 
 The published one-new-class protocol, scored honestly, is in :mod:`cfer.fewshot.protocols`.
+
+Entry points, from arrays to models:
+
+* :func:`evaluate_embeddings` ``(features, labels)``: embeddings you computed; labels may
+  be any integers or strings.
+* :func:`evaluate_dataset` ``(data)``: a dataset (:func:`~cfer.fewshot.pools.read_pool`: a
+  cfer FaceDataset, any torch dataset with ``targets``, a learn2learn ``MetaDataset``) or a
+  learn2learn ``TaskDataset`` whose task transforms draw the episodes; its items are the
+  features unless ``model=`` embeds them.
+* :func:`evaluate_model` ``(model, data)``: the same with an encoder, a cfer/timm model or
+  any model with ``embed_fn=``.
 
 Classifiers fitted on the support set: nearest prototype (``"prototype"``: Euclidean,
 ``"cosine"``), a logistic-regression probe (``"logistic"``), and fine-tuning a fresh head
@@ -16,211 +28,48 @@ The result is a :class:`FewShotResult`: mean accuracy, a 95% confidence interval
 (``1.96 * sd / sqrt(episodes)``, sample standard deviation over episodes), per-class
 accuracy and the number of episodes; it serialises to JSON.
 
-Sampling is seeded and private: Python's global ``random`` (which learn2learn's
-``NWays`` draws from) is saved, seeded and restored around sampling, so the same seed
-gives the same episodes whatever the caller did before, and the caller's random state
-is left as it was.
-
 Example:
     >>> import torch
     >>> from cfer.fewshot.episodes import EpisodeConfig, evaluate_embeddings
-    >>> feats = torch.randn(200, 8) + torch.arange(10).repeat_interleave(20)[:, None]
-    >>> labels = torch.arange(10).repeat_interleave(20)
-    >>> res = evaluate_embeddings(features=feats, labels=labels, class_names=[str(i) for i in range(10)],
-    ...                           config=EpisodeConfig(ways=5, shots=1, queries=5, episodes=50))
-    >>> res.accuracy > 0.5, res.episodes
-    (True, 50)
+    >>> labels = torch.arange(100, 110).repeat_interleave(20)
+    >>> feats = torch.randn(200, 8) + labels[:, None] - 100
+    >>> res = evaluate_embeddings(feats, labels, config=EpisodeConfig(ways=5, shots=1, queries=5, episodes=50))
+    >>> res.accuracy > 0.5, res.episodes, sorted(res.per_class)[:2]
+    (True, 50, ['100', '101'])
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import math
-import random
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator, Sequence
+import copy
+from dataclasses import asdict
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from cfer.fewshot.config import CLASSIFIERS, SAMPLERS, EpisodeConfig, FewShotResult, confidence_interval
+from cfer.fewshot.pools import Pool, is_taskset, read_pool, task_episodes
+from cfer.fewshot.sampling import Episode, draw_episodes, encode_labels, sample_episodes
 from cfer.models.features import pre_logits
 
 __all__ = [
     "EpisodeConfig",
     "FewShotResult",
     "CLASSIFIERS",
+    "SAMPLERS",
     "confidence_interval",
     "embed",
     "sample_episodes",
     "evaluate_embeddings",
+    "evaluate_dataset",
     "evaluate_model",
     "finetune_episodes",
 ]
 
-logger = logging.getLogger(__name__)
-
-CLASSIFIERS = ("prototype", "cosine", "logistic", "finetune")
-
-
-@dataclass(frozen=True)
-class EpisodeConfig:
-    """An episodic evaluation.
-
-    Attributes:
-        ways: Classes per episode (N).
-        shots: Support items per class (K).
-        queries: Query items per class (Q).
-        episodes: Number of episodes.
-        classifier: One of :data:`CLASSIFIERS`.
-        seed: Seed of the episode sampler.
-        finetune_steps: Optimiser steps for ``"finetune"``.
-        finetune_lr: Learning rate for ``"finetune"``.
-    """
-
-    ways: int = 5
-    shots: int = 1
-    queries: int = 10
-    episodes: int = 600
-    classifier: str = "prototype"
-    seed: int = 0
-    finetune_steps: int = 20
-    finetune_lr: float = 1e-2
-
-    def __post_init__(self) -> None:
-        for name in ("ways", "shots", "queries", "episodes", "finetune_steps"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.ways < 2:
-            raise ValueError("ways must be >= 2: a 1-way episode cannot measure recognition")
-        if self.classifier not in CLASSIFIERS:
-            raise ValueError(f"unknown classifier {self.classifier!r}; choose one of {list(CLASSIFIERS)}")
-
-
-@dataclass
-class FewShotResult:
-    """Outcome of an episodic evaluation (JSON-serialisable with :meth:`to_json`)."""
-
-    accuracy: float
-    ci95: float
-    episodes: int
-    per_class: dict[str, float]
-    config: dict
-    episode_accuracies: list[float] = field(default_factory=list, repr=False)
-
-    def to_dict(self, *, with_episodes: bool = False) -> dict:
-        d = asdict(self)
-        if not with_episodes:
-            d.pop("episode_accuracies")
-        return d
-
-    def to_json(self, **kwargs) -> str:  # noqa: ANN003
-        return json.dumps(self.to_dict(), **kwargs)
-
-    def __str__(self) -> str:
-        c = self.config
-        return (f"{c['ways']}-way {c['shots']}-shot ({c['classifier']}): {100 * self.accuracy:.2f}% "
-                f"± {100 * self.ci95:.2f} (95% CI, {self.episodes} episodes)")
-
-
-def confidence_interval(accuracies: Sequence[float]) -> float:
-    """Half-width of the 95% normal confidence interval of the mean: ``1.96 * sd / sqrt(n)``.
-
-    ``sd`` is the sample standard deviation (``ddof=1``); one value gives 0.
-
-    Example:
-        >>> round(confidence_interval([0.5, 0.7, 0.6, 0.8]), 4)
-        0.1265
-    """
-    a = np.asarray(accuracies, float)
-    if len(a) < 2:
-        return 0.0
-    return float(1.96 * a.std(ddof=1) / math.sqrt(len(a)))
-
-
-@contextlib.contextmanager
-def _private_random(seed: int) -> Iterator[None]:
-    state = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(state)
-
-
-def _check_pool(labels: np.ndarray, class_names: Sequence[str], config: EpisodeConfig) -> None:
-    need = config.shots + config.queries
-    counts = np.bincount(labels, minlength=len(class_names))
-    short = [(class_names[c], int(counts[c])) for c in np.unique(labels) if counts[c] < need]
-    if short:
-        listing = ", ".join(f"{n!r} has {k}" for n, k in short)
-        raise ValueError(
-            f"every class needs at least shots + queries = {config.shots} + {config.queries} = {need} items; "
-            f"{listing}. Lower --shots/--queries or add data"
-        )
-    n_classes = len(np.unique(labels))
-    if n_classes < config.ways:
-        raise ValueError(f"{config.ways}-way episodes need {config.ways} classes, the pool has {n_classes}")
-
-
-def sample_episodes(
-    *, labels: Sequence[int] | np.ndarray | torch.Tensor, config: EpisodeConfig,
-    class_names: Sequence[str] | None = None,
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Draw episodes as index arrays with learn2learn's task transforms.
-
-    Args:
-        labels: Label of every item of the pool.
-        config: Ways, shots, queries, episodes and seed.
-        class_names: Names for error messages (default: the label ids).
-
-    Returns:
-        ``episodes`` tuples ``(support_idx, query_idx, classes)``: pool indices
-        (``ways * shots`` and ``ways * queries``, class-major) and the ``ways`` pool labels
-        in episode order (episode label ``j`` is ``classes[j]``).
-
-    Raises:
-        ValueError: If a class has fewer than ``shots + queries`` items (naming it and
-            the counts) or the pool has fewer than ``ways`` classes.
-    """
-    import learn2learn as l2l
-    from learn2learn.data.transforms import KShots, NWays
-
-    lab = np.asarray(torch.as_tensor(labels).cpu().numpy(), dtype=np.int64)
-    names = list(class_names) if class_names is not None else [str(i) for i in range(int(lab.max()) + 1)]
-    _check_pool(lab, names, config)
-    index_ds = _LabelOnly(lab)
-    meta = l2l.data.MetaDataset(index_ds)
-    per = config.shots + config.queries
-    taskset = l2l.data.TaskDataset(meta, task_transforms=[NWays(meta, config.ways), KShots(meta, per)],
-                                   num_tasks=-1)
-    out = []
-    with _private_random(config.seed):
-        for _ in range(config.episodes):
-            desc = taskset.sample_task_description()
-            idx = np.fromiter((d.index for d in desc), dtype=np.int64, count=len(desc))
-            classes = list(dict.fromkeys(lab[idx].tolist()))
-            by_class = [idx[lab[idx] == c] for c in classes]
-            support = np.concatenate([b[: config.shots] for b in by_class])
-            query = np.concatenate([b[config.shots:] for b in by_class])
-            out.append((support, query, np.asarray(classes)))
-    return out
-
-
-class _LabelOnly(torch.utils.data.Dataset):
-    """A dataset of item indices with labels: learn2learn indexes it, we keep the features."""
-
-    def __init__(self, labels: np.ndarray) -> None:
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[int, int]:
-        return i, int(self.labels[i])
+EmbedFn = Callable[[Any, torch.Tensor], torch.Tensor]
+Labels = Sequence[object] | np.ndarray | torch.Tensor
+Names = Sequence[str] | Mapping[object, str] | None
 
 
 def _prototype_predict(s: torch.Tensor, sy: torch.Tensor, q: torch.Tensor, ways: int, cosine: bool) -> torch.Tensor:
@@ -242,37 +91,24 @@ def _logistic_predict(s: torch.Tensor, sy: torch.Tensor, q: torch.Tensor, ways: 
     return torch.as_tensor(clf.predict(((q - mu) / sd).numpy()))
 
 
-def evaluate_embeddings(
-    *,
-    features: torch.Tensor,
-    labels: Sequence[int] | np.ndarray | torch.Tensor,
-    class_names: Sequence[str],
-    config: EpisodeConfig = EpisodeConfig(),
-) -> FewShotResult:
-    """Episodic accuracy of a classifier fitted on each episode's support embeddings.
+def _episode_labels(config: EpisodeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.arange(config.ways).repeat_interleave(config.shots),
+            torch.arange(config.ways).repeat_interleave(config.queries))
 
-    Args:
-        features: ``(N, D)`` embeddings of the pool (computed once, e.g. with :func:`embed`).
-        labels: ``N`` labels indexing ``class_names``.
-        class_names: Name of each label.
-        config: The episodes; ``classifier`` must not be ``"finetune"`` (that one needs
-            images: :func:`finetune_episodes`).
 
-    Returns:
-        A :class:`FewShotResult`.
-    """
-    if config.classifier == "finetune":
-        raise ValueError("classifier 'finetune' needs the images: use cfer.fewshot.episodes.finetune_episodes")
-    feats = torch.as_tensor(features).detach().float().cpu()
-    lab = torch.as_tensor(labels).long().cpu()
-    if feats.ndim != 2 or len(feats) != len(lab):
-        raise ValueError(f"features must be (N, D) with one row per label; got {tuple(feats.shape)} and "
-                         f"{len(lab)} labels")
-    episodes = sample_episodes(labels=lab, config=config, class_names=class_names)
+def _result(accs: list[float], hit: np.ndarray, seen: np.ndarray, names: Sequence[str], config: EpisodeConfig,
+            sampler: str) -> FewShotResult:
+    per_class = {names[c]: float(hit[c] / seen[c]) for c in range(len(names)) if seen[c] > 0}
+    return FewShotResult(accuracy=float(np.mean(accs)), ci95=confidence_interval(accs), episodes=len(accs),
+                         per_class=per_class, config={**asdict(config), "sampler": sampler}, episode_accuracies=accs)
+
+
+def _score(feats: torch.Tensor, episodes: list[Episode], names: Sequence[str], config: EpisodeConfig,
+           sampler: str) -> FewShotResult:
+    """Fit ``config.classifier`` on each episode's support features and score its queries."""
     accs: list[float] = []
-    hit, seen = np.zeros(len(class_names)), np.zeros(len(class_names))
-    sy = torch.arange(config.ways).repeat_interleave(config.shots)
-    qy = torch.arange(config.ways).repeat_interleave(config.queries)
+    hit, seen = np.zeros(len(names)), np.zeros(len(names))
+    sy, qy = _episode_labels(config)
     for support, query, classes in episodes:
         s, q = feats[support], feats[query]
         if config.classifier == "logistic":
@@ -283,65 +119,152 @@ def evaluate_embeddings(
         accs.append(float(ok.mean()))
         np.add.at(hit, classes[qy.numpy()], ok)
         np.add.at(seen, classes[qy.numpy()], 1)
-    return _result(accs, hit, seen, class_names, config)
+    return _result(accs, hit, seen, names, config, sampler)
 
 
-def _result(accs: list[float], hit: np.ndarray, seen: np.ndarray, class_names: Sequence[str],
-            config: EpisodeConfig) -> FewShotResult:
-    per_class = {class_names[c]: float(hit[c] / seen[c]) for c in range(len(class_names)) if seen[c] > 0}
-    return FewShotResult(accuracy=float(np.mean(accs)), ci95=confidence_interval(accs), episodes=len(accs),
-                         per_class=per_class, config=asdict(config), episode_accuracies=accs)
+def evaluate_embeddings(
+    features: torch.Tensor | np.ndarray,
+    labels: Labels,
+    *,
+    class_names: Names = None,
+    config: EpisodeConfig = EpisodeConfig(),
+) -> FewShotResult:
+    """Episodic accuracy of a classifier fitted on each episode's support embeddings.
+
+    Args:
+        features: ``(N, D)`` embeddings of the pool (computed once, e.g. with :func:`embed`).
+        labels: ``N`` labels: any integers (``100..119`` too) or strings.
+        class_names: Names to report: a sequence indexed by label (labels ``0..len-1``), a
+            mapping ``{label: name}``, or None (classes are named by their labels, as text).
+        config: The episodes; ``classifier`` must not be ``"finetune"`` (that one needs
+            images: :func:`finetune_episodes`).
+
+    Returns:
+        A :class:`FewShotResult`, ``per_class`` keyed by class name.
+
+    Raises:
+        ValueError: If the shapes disagree, a class has too few items or the pool too few
+            classes (naming them and their counts).
+    """
+    if config.classifier == "finetune":
+        raise ValueError("classifier 'finetune' needs the images: use cfer.fewshot.episodes.finetune_episodes")
+    feats = torch.as_tensor(features).detach().float().cpu()
+    ids, names, _ = encode_labels(labels, class_names)
+    if feats.ndim != 2 or len(feats) != len(ids):
+        raise ValueError(f"features must be (N, D) with one row per label; got {tuple(feats.shape)} and "
+                         f"{len(ids)} labels")
+    episodes, sampler = draw_episodes(ids, names, config)
+    return _score(feats, episodes, names, config, sampler)
 
 
 @torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256,
-          embed_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Pre-logit features of every image, in eval mode (the model's mode is restored).
+def embed(model: Any, images: torch.Tensor, *, batch_size: int = 256, embed_fn: EmbedFn | None = None) -> torch.Tensor:
+    """Pre-logit features of every image, in eval mode (an ``nn.Module``'s mode is restored).
 
     Args:
         model: Any model with ``forward_features``/``forward_head(pre_logits=True)`` (timm,
-            cfer), or pass ``embed_fn``.
-        images: ``(N, C, H, W)`` float tensor.
+            cfer), or any model (or callable) with ``embed_fn``.
+        images: ``(N, ...)`` tensor of inputs.
         batch_size: Images per forward pass.
-        embed_fn: Custom ``(model, x) -> features``.
+        embed_fn: Custom ``(model, x) -> features``, e.g. ``lambda m, x: m(x)`` for a model
+            whose output is the features.
     """
-    was = model.training
-    model.eval()
+    was = model.training if isinstance(model, nn.Module) else None
+    if was is not None:
+        model.eval()
     fn = embed_fn or pre_logits
     try:
         return torch.cat([fn(model, images[i:i + batch_size]).flatten(1) for i in range(0, len(images), batch_size)])
     finally:
-        model.train(was)
+        if was is not None:
+            model.train(was)
 
 
-def evaluate_model(model: nn.Module, data, *, config: EpisodeConfig = EpisodeConfig(),  # noqa: ANN001
-                   classes: Sequence[str] | None = None, batch_size: int = 256) -> FewShotResult:
-    """Embed a :class:`~cfer.data.FaceDataset` once with ``model`` and run the episodes.
+def _embed_pool(pool: Pool, model: Any, embed_fn: EmbedFn | None, batch_size: int) -> torch.Tensor:
+    chunks = []
+    for i in range(0, len(pool), batch_size):
+        x = pool.load(np.arange(i, min(i + batch_size, len(pool))))
+        f = x.detach().float() if model is None else embed(model, x, batch_size=batch_size, embed_fn=embed_fn)
+        chunks.append(f.flatten(1).cpu())
+    return torch.cat(chunks)
+
+
+def evaluate_dataset(
+    data: Any,
+    *,
+    config: EpisodeConfig = EpisodeConfig(),
+    model: Any = None,
+    embed_fn: EmbedFn | None = None,
+    classes: Sequence[object] | None = None,
+    batch_size: int = 256,
+) -> FewShotResult:
+    """Episodes over a dataset: its items are the features, or ``model`` embeds them once.
 
     Args:
-        model: The encoder.
-        data: The pool of faces.
-        config: The episodes.
-        classes: Classes to draw episodes from (default: the compound classes of ``data``,
-            novel to a basic encoder).
-        batch_size: Images per forward pass.
-    """
-    from cfer import taxonomy
+        data: One of
 
-    names = list(data.classes)
-    if classes is None:
-        wanted = [c for c in names if c in taxonomy.COMPOUND]
+            * a cfer :class:`~cfer.data.FaceDataset` (default classes: its compound ones);
+            * any torch ``Dataset`` with a ``targets`` attribute whose items are ``(x, y)``
+              (torchvision's, Avalanche's; class names from its ``classes`` when they index
+              integer targets);
+            * a learn2learn ``MetaDataset`` over a dataset of ``(x, y)`` (labels from its
+              bookkeeping); ``config`` draws the episodes;
+            * a learn2learn ``TaskDataset``: **its** task transforms draw the episodes, which
+              must match ``config`` (``NWays(meta, ways)``, ``KShots(meta, shots +
+              queries)``); see :func:`~cfer.fewshot.pools.task_episodes`.
+        config: The episodes.
+        model: The encoder; None: the items are the features (flattened).
+        embed_fn: ``(model, x) -> features`` (default: the timm pre-logit features).
+        classes: Classes to draw from, by name or label (not with a TaskDataset: filter its
+            classes with learn2learn's ``FilterLabels``).
+        batch_size: Items per forward pass.
+
+    Raises:
+        ValueError: If a requested class has no items, a class too few, or the pool too
+            few classes (naming them with their counts).
+        TypeError: If ``data`` is none of the kinds above.
+    """
+    if embed_fn is not None and model is None:
+        raise ValueError("embed_fn is called as embed_fn(model, x): pass model= too, or no embed_fn when the items "
+                         "are the features")
+    if config.classifier == "finetune" and not isinstance(model, nn.Module):
+        raise ValueError("classifier 'finetune' trains a copy of the encoder: pass model= (an nn.Module)")
+    if is_taskset(data):
+        if classes is not None:
+            raise ValueError("a TaskDataset's task transforms choose the classes: filter them with learn2learn's "
+                             "FilterLabels(meta, labels), or pass its MetaDataset (tasks.dataset) with classes=")
+        _, episodes, _, names, pool = task_episodes(data, config)
+        sampler = "learn2learn"
     else:
-        wanted = list(taxonomy.normalize_many(list(classes)))
-    if not wanted:
-        raise ValueError("no classes to draw episodes from: the data has no compound class; pass classes=[...]")
-    keep = np.flatnonzero(np.isin(np.asarray(names)[data.labels], wanted))
-    pool = data.subset(keep)
-    x, y = pool.tensors()
+        pool = read_pool(data, classes)
+        ids, names, _ = encode_labels(pool.labels, pool.class_names)
+        episodes, sampler = draw_episodes(ids, names, config)
     if config.classifier == "finetune":
-        return finetune_episodes(model, images=x, labels=y, class_names=list(pool.classes), config=config)
-    feats = embed(model, x, batch_size=batch_size)
-    return evaluate_embeddings(features=feats, labels=y, class_names=list(pool.classes), config=config)
+        return _finetune(model, pool.load(np.arange(len(pool))), episodes, names, config, sampler, embed_fn)
+    return _score(_embed_pool(pool, model, embed_fn, batch_size), episodes, names, config, sampler)
+
+
+def evaluate_model(model: Any, data: Any, *, config: EpisodeConfig = EpisodeConfig(),
+                   classes: Sequence[object] | None = None, batch_size: int = 256,
+                   embed_fn: EmbedFn | None = None) -> FewShotResult:
+    """Embed a dataset once with ``model`` and run the episodes (:func:`evaluate_dataset`).
+
+    Args:
+        model: The encoder: a cfer/timm model (pre-logit features), or any model (or
+            callable) with ``embed_fn``.
+        data: The pool: a cfer :class:`~cfer.data.FaceDataset`, any torch dataset with
+            ``targets``, a learn2learn ``MetaDataset`` or ``TaskDataset``.
+        config: The episodes.
+        classes: Classes to draw episodes from (default: the compound classes of a
+            FaceDataset, novel to a basic encoder; every class of other datasets).
+        batch_size: Images per forward pass.
+        embed_fn: ``(model, x) -> features``, e.g. ``lambda m, x: m(x)``.
+    """
+    if model is None:
+        raise ValueError("evaluate_model needs a model; for items that are already features use "
+                         "evaluate_dataset(data) or evaluate_embeddings(features, labels)")
+    return evaluate_dataset(data, config=config, model=model, embed_fn=embed_fn, classes=classes,
+                            batch_size=batch_size)
 
 
 def _train_frozen_bn(model: nn.Module) -> None:
@@ -353,25 +276,30 @@ def _train_frozen_bn(model: nn.Module) -> None:
             m.eval()
 
 
-def finetune_episodes(model: nn.Module, *, images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
-                      config: EpisodeConfig) -> FewShotResult:
+def finetune_episodes(model: nn.Module, images: torch.Tensor, labels: Labels, *, class_names: Names = None,
+                      config: EpisodeConfig, embed_fn: EmbedFn | None = None) -> FewShotResult:
     """Per episode: a copy of the encoder plus a fresh linear head, fine-tuned on the support
     images for ``finetune_steps`` Adam steps, then scored on the queries.
 
     The caller's model is never modified (each episode trains a copy); batch-norm running
-    statistics are kept fixed while fine-tuning.
+    statistics are kept fixed while fine-tuning. ``labels`` and ``class_names`` are as in
+    :func:`evaluate_embeddings`; ``embed_fn`` as in :func:`embed` (it must keep gradients).
     """
-    import copy
+    ids, names, _ = encode_labels(labels, class_names)
+    episodes, sampler = draw_episodes(ids, names, config)
+    return _finetune(model, images, episodes, names, config, sampler, embed_fn)
 
-    episodes = sample_episodes(labels=labels, config=config, class_names=class_names)
-    sy = torch.arange(config.ways).repeat_interleave(config.shots)
-    qy = torch.arange(config.ways).repeat_interleave(config.queries)
-    hit, seen, accs = np.zeros(len(class_names)), np.zeros(len(class_names)), []
+
+def _finetune(model: nn.Module, images: torch.Tensor, episodes: list[Episode], names: Sequence[str],
+              config: EpisodeConfig, sampler: str, embed_fn: EmbedFn | None) -> FewShotResult:
+    features = embed_fn or pre_logits
+    sy, qy = _episode_labels(config)
+    hit, seen, accs = np.zeros(len(names)), np.zeros(len(names)), []
     gen = torch.Generator().manual_seed(config.seed)
     for support, query, classes in episodes:
         enc = copy.deepcopy(model)
         with torch.no_grad():
-            dim = embed(enc, images[support[:1]]).shape[1]
+            dim = embed(enc, images[support[:1]], embed_fn=embed_fn).shape[1]
         _train_frozen_bn(enc)
         head = nn.Linear(dim, config.ways)
         with torch.no_grad():
@@ -381,14 +309,12 @@ def finetune_episodes(model: nn.Module, *, images: torch.Tensor, labels: torch.T
         xs = images[support]
         for _ in range(config.finetune_steps):
             opt.zero_grad()
-            f = pre_logits(enc, xs)
-            nn.functional.cross_entropy(head(f), sy).backward()
+            nn.functional.cross_entropy(head(features(enc, xs).flatten(1)), sy).backward()
             opt.step()
         with torch.no_grad():
-            pred = head(embed(enc, images[query])).argmax(1)
+            pred = head(embed(enc, images[query], embed_fn=embed_fn)).argmax(1)
         ok = (pred == qy).numpy()
         accs.append(float(ok.mean()))
         np.add.at(hit, classes[qy.numpy()], ok)
         np.add.at(seen, classes[qy.numpy()], 1)
-    return _result(accs, hit, seen, class_names, config)
-
+    return _result(accs, hit, seen, names, config, sampler)
