@@ -43,6 +43,10 @@ def test_teacher_then_explain_commands(tmp_path, capsys):
     shares = summary["region_attention"]["happy"]
     assert set(shares) == {"forehead", "brows", "eyes", "nose", "cheeks", "mouth", "chin"}
     assert sum(shares.values()) <= 1.0 + 1e-6
+    # An --out that is a file: one line, exit 2, no traceback.
+    assert cli.main(["explain", "--model", str(model), "--out", str(model), "--subjects", "1", "--per-class", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cfer explain: error: cannot use") and not any("Traceback" in line for line in err)
 
 
 def test_a_grey_model_is_used_with_its_own_channels_by_fewshot_and_explain(tmp_path, capsys):
