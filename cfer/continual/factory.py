@@ -195,7 +195,7 @@ def make_strategy(
         # and classifies by nearest mean of exemplars at evaluation.
         classifier = nn.Linear(model.num_features, total_classes)
         return ICaRL(feature_extractor=_FeatureExtractor(model), classifier=classifier, memory_size=memory_size,
-                     buffer_transform=None, fixed_memory=True, plugins=extra, **common)
+                     buffer_transform=None, fixed_memory=True, plugins=[_class_order_check(), *extra], **common)
     # cfer
     from cfer.continual.plugins.distillation import BasicDistillationPlugin
     from cfer.continual.plugins.logit_adjustment import LogitAdjustmentPlugin
@@ -226,6 +226,21 @@ class _FeatureExtractor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pre_logits(pre_logits(self.model, x))
+
+
+def _class_order_check():  # noqa: ANN202
+    """A plugin that stops Avalanche's iCaRL, before it trains, on a stream it cannot read."""
+    from avalanche.core import SupervisedPlugin
+
+    class ClassOrderCheck(SupervisedPlugin):
+        def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+            bench = getattr(strategy.experience, "benchmark", None)
+            if not (hasattr(bench, "n_classes_per_exp") and hasattr(bench, "classes_order")):
+                raise ValueError("Avalanche's iCaRL reads experience.benchmark.n_classes_per_exp and classes_order, "
+                                 "which experiences of class_incremental_benchmark / benchmark_from_datasets "
+                                 "lack; build the stream with nc_benchmark or cfer.continual.stream.make_stream")
+
+    return ClassOrderCheck()
 
 
 def _require_growing(model: nn.Module, key: str) -> None:
