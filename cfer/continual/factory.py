@@ -60,6 +60,10 @@ class CferConfig:
         t_squared: Multiply the logit term by ``T**2`` (published: no).
         feature_weight: Weight of feature distillation (0: logits only, as published).
         feature_loss: ``"mse"`` or ``"cosine"``.
+        feature_layer: The student's module whose input holds the pre-logit features
+            (default: found: a ``pre_logits`` module, timm's classifier, else the last
+            ``nn.Linear``; see :func:`cfer.models.features.find_feature_layer`).
+        feature_from: ``"input"`` or ``"output"`` of ``feature_layer``.
         psmr_mode: ``"grow"`` (m per class, published) or ``"limit"`` (M re-balanced).
         psmr_scorer: ``"current"`` model or the frozen ``"teacher"`` ranks the samples.
         psmr_rescore_old: Re-sort old classes before truncating them.
@@ -74,6 +78,8 @@ class CferConfig:
     t_squared: bool = False
     feature_weight: float = 1.0
     feature_loss: str = "mse"
+    feature_layer: str | None = None
+    feature_from: str = "input"
     psmr_mode: str = "grow"
     psmr_scorer: str = "current"
     psmr_rescore_old: bool = False
@@ -102,7 +108,8 @@ def make_strategy(
     Args:
         name: One of :data:`STRATEGIES`.
         model: The model to train (a :class:`~cfer.continual.growing.GrowingClassifier`
-            for ``icarl``, ``herding`` and ``cfer``'s feature distillation).
+            for ``icarl``, ``herding`` and ``der``; any classifier for the others,
+            ``cfer``'s feature distillation included).
         optimizer: An optimiser over ``model``'s parameters.
         train_epochs: Epochs per experience.
         train_mb_size: Training mini-batch size.
@@ -188,7 +195,7 @@ def make_strategy(
         # and classifies by nearest mean of exemplars at evaluation.
         classifier = nn.Linear(model.num_features, total_classes)
         return ICaRL(feature_extractor=_FeatureExtractor(model), classifier=classifier, memory_size=memory_size,
-                     buffer_transform=None, fixed_memory=True, plugins=extra, **common)
+                     buffer_transform=None, fixed_memory=True, plugins=[_class_order_check(), *extra], **common)
     # cfer
     from cfer.continual.plugins.distillation import BasicDistillationPlugin
     from cfer.continual.plugins.logit_adjustment import LogitAdjustmentPlugin
@@ -198,7 +205,8 @@ def make_strategy(
         raise ValueError("the cfer strategy needs total_classes (the number of classes the stream will have)")
     distill = BasicDistillationPlugin(teacher=teacher, temperature=cfer.temperature, gamma0=cfer.gamma0,
                                       first_step=cfer.first_step, t_squared=cfer.t_squared,
-                                      feature_weight=cfer.feature_weight, feature_loss=cfer.feature_loss)
+                                      feature_weight=cfer.feature_weight, feature_loss=cfer.feature_loss,
+                                      feature_layer=cfer.feature_layer, feature_from=cfer.feature_from)
     replay = psmr_plugin(max_size=memory_size, total_classes=total_classes, mode=cfer.psmr_mode,
                          scorer=cfer.psmr_scorer, teacher=teacher if cfer.psmr_scorer == "teacher" else None,
                          rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection)
@@ -218,6 +226,21 @@ class _FeatureExtractor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pre_logits(pre_logits(self.model, x))
+
+
+def _class_order_check():  # noqa: ANN202
+    """A plugin that stops Avalanche's iCaRL, before it trains, on a stream it cannot read."""
+    from avalanche.core import SupervisedPlugin
+
+    class ClassOrderCheck(SupervisedPlugin):
+        def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+            bench = getattr(strategy.experience, "benchmark", None)
+            if not (hasattr(bench, "n_classes_per_exp") and hasattr(bench, "classes_order")):
+                raise ValueError("Avalanche's iCaRL reads experience.benchmark.n_classes_per_exp and classes_order, "
+                                 "which experiences of class_incremental_benchmark / benchmark_from_datasets "
+                                 "lack; build the stream with nc_benchmark or cfer.continual.stream.make_stream")
+
+    return ClassOrderCheck()
 
 
 def _require_growing(model: nn.Module, key: str) -> None:

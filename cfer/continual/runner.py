@@ -2,6 +2,9 @@
 
 After each training step the strategy is evaluated on the test experiences seen so
 far, and the accuracies land in a :class:`~cfer.continual.metrics.ContinualResults`.
+An Avalanche benchmark works too (``nc_benchmark``, ``class_incremental_benchmark``,
+``benchmark_from_datasets``: anything with ``train_stream`` and ``test_stream``, and
+``valid_stream`` to tune on).
 
 Example:
     >>> results = run_stream(strategy, stream)      # doctest: +SKIP
@@ -29,7 +32,8 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
     Args:
         strategy: An Avalanche strategy whose evaluator reports ``Top1_Acc_Exp``
             (e.g. built by :func:`cfer.continual.factory.make_strategy`).
-        stream: The :class:`~cfer.continual.stream.CompoundStream`.
+        stream: The :class:`~cfer.continual.stream.CompoundStream`, or an Avalanche
+            benchmark.
         progress: Show a tqdm bar over steps.
         desc: Label of the bar.
         evaluate_on: ``"test"`` (report) or ``"val"`` (choose hyper-parameters; the
@@ -43,10 +47,15 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
     """
     if evaluate_on not in ("test", "val"):
         raise ValueError(f"evaluate_on must be 'test' or 'val', got {evaluate_on!r}")
-    if evaluate_on == "val" and stream.val_stream is None:
-        raise ValueError("this stream has no validation split; build it with val=... to tune on it")
-    test = stream.test_stream if evaluate_on == "test" else stream.val_stream
-    name = "test_stream" if evaluate_on == "test" else "valid_stream"
+    val = getattr(stream, "val_stream", None)
+    if val is None:  # an Avalanche benchmark names it valid_stream
+        val = getattr(stream, "valid_stream", None)
+    if evaluate_on == "val" and val is None:
+        raise ValueError("this stream has no validation split; build it with val=... (an Avalanche benchmark: "
+                         "with a 'valid' stream) to tune on it")
+    test = stream.test_stream if evaluate_on == "test" else val
+    # Avalanche names metrics after the experiences' stream ("test" -> .../test_stream/...).
+    name = f"{getattr(test, 'name', 'test' if evaluate_on == 'test' else 'valid')}_stream"
     if results is None:
         results = ContinualResults(n_test=[len(e.dataset) for e in test])
     start = len(results.matrix)

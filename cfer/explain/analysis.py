@@ -24,7 +24,7 @@ from torch import nn
 
 from cfer import taxonomy
 from cfer.explain.compare import SimilarityTable, constituent_gap, mean_maps, similarity_table
-from cfer.explain.gradcam import explain
+from cfer.explain.gradcam import empty_maps, explain
 from cfer.explain.regions import canonical_region_map, localisation_score, region_attention
 
 __all__ = ["Analysis", "analyse", "cam_targets"]
@@ -95,7 +95,7 @@ def analyse(
         region_map = canonical_region_map(x.shape[-1])
     att = region_attention(cams, region_map)
     per_class = {c: att[np.asarray(names) == c].mean(0) for c in faces.classes if (np.asarray(names) == c).any()}
-    empty = cams.reshape(len(cams), -1).sum(1) == 0
+    empty = empty_maps(cams)
     summary: dict = {
         "method": method,
         "n_images": len(x),

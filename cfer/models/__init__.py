@@ -13,7 +13,7 @@ Example:
 
 from cfer.models import resemotenet as _resemotenet  # noqa: F401 - registers the models with timm
 from cfer.models.backbones import CFER_MODELS, create_backbone
-from cfer.models.features import pre_logits
+from cfer.models.features import FeatureTap, find_feature_layer, pre_logits
 from cfer.models.io import (
     UnsafeFileError,
     load_checkpoint,
@@ -25,5 +25,6 @@ from cfer.models.io import (
 from cfer.models.resemotenet import ResEmoteNet
 from cfer.models.weights import load_weights
 
-__all__ = ["CFER_MODELS", "ResEmoteNet", "create_backbone", "load_weights", "pre_logits", "UnsafeFileError",
+__all__ = ["CFER_MODELS", "ResEmoteNet", "create_backbone", "load_weights", "pre_logits", "find_feature_layer",
+           "FeatureTap", "UnsafeFileError",
            "safe_load", "save_model", "read_model_file", "save_checkpoint", "load_checkpoint"]

@@ -6,7 +6,7 @@ from torch import nn
 from cfer import taxonomy
 from cfer.data.synthetic import render_faces
 from cfer.explain.compare import constituent_gap, mean_maps, similarity_table, top_overlap
-from cfer.explain.gradcam import METHODS, explain
+from cfer.explain.gradcam import METHODS, empty_maps, explain, token_reshape
 from cfer.explain.regions import canonical_region_map, localisation_score, region_attention
 
 
@@ -129,3 +129,86 @@ def test_compound_similarity_to_constituents():
     assert top_overlap(means["happy"], means["happy"]) == 1.0
     maps = mean_maps(np.stack([means["happy"], means["sad"]]), np.array([0, 1]), ["happy", "sad"])
     assert set(maps) == {"happy", "sad"}
+
+
+def _tiny_torchvision_vit(n_classes=3):
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32,
+                            num_classes=n_classes)
+    nn.init.normal_(vit.heads.head.weight)  # torchvision starts the head at zero: every map would be empty
+    return vit
+
+
+def test_reshape_transform_for_a_transformer_cfer_does_not_recognise():
+    """Issue 15 #17a: a torchvision ViT block gives tokens (B, 1 + 4*4, 16); the caller's
+    reshape_transform reaches pytorch-grad-cam's CAM."""
+    vit = _tiny_torchvision_vit()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    layer = "encoder.layers.encoder_layer_0.ln_1"
+    with pytest.raises(ValueError, match=r"not a \(B, C, h, w\) map.*reshape_transform=token_reshape"):
+        explain(vit, x, target_layers=[layer], targets=[0, 2])
+    seen = []
+    reshape = token_reshape(prefix_tokens=1)
+
+    def spy(tokens):
+        seen.append(tuple(tokens.shape))
+        return reshape(tokens)
+
+    cams = explain(vit, x, target_layers=[layer], targets=[0, 2], reshape_transform=spy)
+    assert cams.shape == (2, 32, 32) and cams.min() >= 0 and cams.max() <= 1
+    assert seen and seen[0] == (2, 17, 16)
+    assert not empty_maps(cams).any() and len(np.unique(cams[0])) > 1
+    assert all(not m._forward_hooks for m in vit.modules())  # hooks released
+    assert token_reshape(prefix_tokens=1)(torch.rand(2, 17, 16)).shape == (2, 16, 4, 4)
+    with pytest.raises(ValueError, match="cannot reshape 17 patch tokens into a square grid"):
+        token_reshape(prefix_tokens=0)(torch.rand(2, 17, 16))
+
+
+def test_targets_outside_the_outputs_are_refused_before_computing(faces):
+    """Issue 15 #17b: pytorch-grad-cam swallowed the IndexError and explain returned
+    uninitialised memory (values like 4.6e-41)."""
+    model = RegionModel(np.ones((64, 64), np.float32), n_classes=3)
+    x = faces.tensors()[0][:2]
+    with pytest.raises(ValueError, match=r"targets \[3, 7\] are outside the model's 3 outputs; .*0\.\.2"):
+        explain(model, x, target_layers=[model.conv], targets=[3, 7])
+    with pytest.raises(ValueError, match=r"targets \[-1\] are outside the model's 3 outputs"):
+        explain(model, x, target_layers=[model.conv], targets=-1)
+    # A callable target that fails is no longer swallowed either.
+    with pytest.raises(IndexError):
+        explain(model, x, target_layers=[model.conv], targets=[lambda out: out[5], lambda out: out[5]])
+    assert all(not m._forward_hooks and not m._backward_hooks for m in model.modules())
+
+
+class _TwoBranches(nn.Module):
+    """Logit 0 reads the convolution; logit 1 reads only a separate linear path on the raw
+    pixels, so a CAM of the convolution for class 1 has nothing to show."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.other = nn.Linear(3, 1)
+
+    def forward(self, x):
+        a = torch.relu(self.conv(x)).mean((1, 2, 3))
+        b = self.other(x.mean((2, 3)))[:, 0]
+        return torch.stack([a, b], 1)
+
+
+def test_all_zero_maps_are_reported(faces, caplog):
+    """Issue 15 #17c: a map with no evidence is all zero, logged and flagged, not garbage."""
+    import logging
+
+    model = _TwoBranches()
+    x = faces.tensors()[0][:3]
+    with caplog.at_level(logging.WARNING, logger="cfer.explain.gradcam"):
+        cams = explain(model, x, target_layers=[model.conv], targets=[0, 1, 1])
+    assert empty_maps(cams).tolist() == [False, True, True]
+    assert np.all(cams[1:] == 0) and cams[0].max() == pytest.approx(1.0, abs=1e-3)
+    assert "2 of 3 gradcam maps are all zero (items [1, 2])" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cfer.explain.gradcam"):
+        explain(model, x, target_layers=[model.conv], targets=0)
+    assert "all zero" not in caplog.text

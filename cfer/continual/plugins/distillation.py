@@ -21,6 +21,16 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
   pre-logit features, by mean squared error (``"mse"``) or ``1 - cosine`` (``"cosine"``),
   weighted by ``feature_weight`` (0 switches it off).
 
+The features are read by a forward hook (:class:`cfer.models.features.FeatureTap`) on the
+module :func:`cfer.models.features.find_feature_layer` names, during the forward passes
+that make the logits: the student's training forward (no second pass, batch-norm
+statistics updated once) and one teacher forward. Any ``nn.Module`` works: timm and
+cfer models, a torchvision ResNet, a user's own network whose classifier is its last
+``nn.Linear``; otherwise name the layer with ``feature_layer=`` (and
+``feature_from="output"`` when the features are that module's output). The layer is
+checked on a probe image at the start of the first experience, so a model it cannot
+read fails there, with the fix in the message, not at the second experience.
+
 Without a given teacher, the plugin takes a frozen copy of the model at the end of the
 first (basic) experience. The projection belongs to the plugin (``plugin.projection``),
 not to the user's model: the plugin adds its parameters to the strategy's optimiser as a
@@ -43,7 +53,7 @@ from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from cfer.continual.plugins.criterion import CriterionAdjustment, adjust_criterion
-from cfer.models.features import pre_logits
+from cfer.models.features import FeatureTap, find_feature_layer, probe_features
 
 __all__ = ["BasicDistillationPlugin", "gamma_schedule", "logit_distillation", "feature_distillation"]
 
@@ -87,6 +97,16 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
         use_logits: Use the logit term at all.
         feature_weight: Weight of the feature term (0: off).
         feature_loss: ``"mse"`` or ``"cosine"``.
+        feature_layer: Dotted name of the student's module whose input holds the
+            pre-logit features (default: found, see
+            :func:`~cfer.models.features.find_feature_layer`).
+        feature_from: ``"input"`` or ``"output"``: the side of ``feature_layer`` read.
+        teacher_feature_layer: The teacher's module (default: ``feature_layer``).
+        teacher_feature_from: The side of it read (default: ``feature_from``).
+
+    Raises:
+        ValueError: For a bad option, or a given teacher whose feature layer cannot be
+            found (the message names ``teacher_feature_layer=``).
     """
 
     def __init__(
@@ -101,6 +121,10 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
         use_logits: bool = True,
         feature_weight: float = 1.0,
         feature_loss: Literal["mse", "cosine"] = "mse",
+        feature_layer: str | None = None,
+        feature_from: Literal["input", "output"] = "input",
+        teacher_feature_layer: str | None = None,
+        teacher_feature_from: Literal["input", "output"] | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -111,9 +135,17 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
             raise ValueError(f"feature_weight must be >= 0, got {feature_weight}")
         if feature_loss not in ("mse", "cosine"):
             raise ValueError(f"feature_loss must be 'mse' or 'cosine', got {feature_loss!r}")
+        for name, side in (("feature_from", feature_from), ("teacher_feature_from", teacher_feature_from or "input")):
+            if side not in ("input", "output"):
+                raise ValueError(f"{name} must be 'input' or 'output', got {side!r}")
+        self.feature_layer, self.feature_from = feature_layer, feature_from
+        self.teacher_feature_layer, self.teacher_feature_from = teacher_feature_layer, teacher_feature_from
         self.teacher = None
+        self._t_layer: tuple[str, str] | None = None  # the teacher's (module name, side)
         if teacher is not None:
             self.teacher = self._freeze(teacher)
+            if feature_weight > 0:
+                self._t_layer = self._teacher_layer(self.teacher)
         if first_step < 0:
             raise ValueError(f"first_step must be >= 0, got {first_step}")
         self.temperature, self.gamma0, self.gamma, self.t_squared = temperature, gamma0, gamma, t_squared
@@ -124,8 +156,9 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
         self.projection: nn.Linear | None = None
         self._scale: float | None = None  # 1 - g_i while a compound experience trains
         self._step = 0
-        self._hook = None
-        self._captured: torch.Tensor | None = None
+        self._s_layer: tuple[str, str] | None = None  # the student's (module name, side)
+        self._tap: FeatureTap | None = None  # on the student, while an experience trains
+        self._t_tap: FeatureTap | None = None  # on the teacher, likewise
 
     @staticmethod
     def _freeze(model: nn.Module) -> nn.Module:
@@ -134,6 +167,14 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
         for p in frozen.parameters():
             p.requires_grad_(False)
         return frozen
+
+    def _teacher_layer(self, teacher: nn.Module) -> tuple[str, str]:
+        name = self.teacher_feature_layer or self.feature_layer
+        side = self.teacher_feature_from or self.feature_from
+        try:
+            return find_feature_layer(teacher, feature_layer=name, feature_from=side)
+        except ValueError as err:
+            raise ValueError(f"teacher: {err}; pass teacher_feature_layer='<name>' for the teacher") from None
 
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -169,16 +210,22 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
     # -- callbacks ---------------------------------------------------------------------------
     def before_train_dataset_adaptation(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         self._count("before_train_dataset_adaptation")
-        if self.teacher is None or self.feature_weight == 0 or self.projection is not None:
+        if self.feature_weight == 0:
             return
         model = strategy.model
-        with torch.no_grad():
-            probe = strategy.experience.dataset[0][0][None].to(strategy.device)
-            was = model.training
-            model.eval()
-            s_dim = pre_logits(model, probe).shape[1]
-            model.train(was)
-            t_dim = pre_logits(self.teacher, probe.to(next(self.teacher.parameters()).device)).shape[1]
+        first = self._s_layer is None  # the first experience: check the student (and a given teacher) now
+        if first:
+            self._s_layer = find_feature_layer(model, feature_layer=self.feature_layer, feature_from=self.feature_from)
+        if not first and (self.teacher is None or self.projection is not None):
+            return
+        probe = strategy.experience.dataset[0][0][None].to(strategy.device)
+        s_dim = probe_features(model, probe, layer=self._s_layer[0], side=self._s_layer[1],
+                               check_classifier=first and self.feature_layer is None).shape[1]
+        if self.teacher is None:
+            return
+        t_dim = self._probe_teacher(probe).shape[1]
+        if self.projection is not None:
+            return
         proj = nn.Linear(s_dim, t_dim).to(strategy.device)
         with torch.no_grad():
             if s_dim == t_dim:
@@ -186,10 +233,22 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
                 proj.bias.zero_()
         self.projection = proj
 
+    def _probe_teacher(self, probe: torch.Tensor) -> torch.Tensor:
+        if self._t_layer is None:
+            self._t_layer = self._teacher_layer(self.teacher)
+        x = probe.to(next(self.teacher.parameters()).device)
+        auto = (self.teacher_feature_layer or self.feature_layer) is None
+        try:
+            return probe_features(self.teacher, x, layer=self._t_layer[0], side=self._t_layer[1], check_classifier=auto)
+        except ValueError as err:
+            raise ValueError(f"teacher: {err}; pass teacher_feature_layer='<name>' for the teacher") from None
+
     def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         self._count("before_training_exp")
         if self.teacher is None:
             return
+        if getattr(strategy, "device", None) is not None:  # a given teacher follows the strategy's device
+            self.teacher.to(strategy.device)
         self._step = strategy.clock.train_exp_counter - 1 + self.first_step
         if self.use_logits:
             self._scale = 1.0 - self.weight(self._step)
@@ -200,14 +259,21 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
             params = [p for p in self.projection.parameters() if id(p) not in in_optimizer]
             if params:
                 strategy.optimizer.add_param_group({"params": params})
-        # Capture the student's pre-logit features during its own forward pass (no second
-        # forward) when the model exposes a `pre_logits` module (GrowingClassifier does).
-        layer = getattr(strategy.model, "pre_logits", None) if self.feature_weight > 0 else None
-        if isinstance(layer, nn.Module):
-            def keep(_module, _inputs, output):  # noqa: ANN001, ANN202
-                self._captured = output
+        if self.feature_weight > 0:
+            # Read the student's features in its own training forward (no second pass) and
+            # the teacher's in its one forward, by hooks resolved by name now (after the
+            # head grew).
+            if self._s_layer is None:
+                self._s_layer = find_feature_layer(strategy.model, feature_layer=self.feature_layer,
+                                                   feature_from=self.feature_from)
+            if self._t_layer is None:
+                self._t_layer = self._teacher_layer(self.teacher)
+            self._tap = FeatureTap(strategy.model, layer=self._s_layer[0], side=self._s_layer[1])
+            self._t_tap = FeatureTap(self.teacher, layer=self._t_layer[0], side=self._t_layer[1])
 
-            self._hook = layer.register_forward_hook(keep)
+    def before_forward(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        if self._tap is not None:
+            self._tap.clear()
 
     def before_backward(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         self._count("before_backward")
@@ -216,23 +282,18 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
         x = strategy.mb_x
         student_logits = strategy.mb_output
         self.last = {"step": self._step}
-        with torch.no_grad():
-            # One pass through the teacher's trunk serves both the logit and feature terms.
-            if hasattr(self.teacher, "forward_features"):
-                t_map = self.teacher.forward_features(x)
-                t_logits = self.teacher.forward_head(t_map)
-                t_feat = self.teacher.forward_head(t_map, pre_logits=True)
-            else:  # a plain classifier: logit distillation only
-                t_logits, t_feat = self.teacher(x), None
+        with torch.no_grad():  # one teacher forward serves both terms (its tap keeps the features)
+            t_logits = self.teacher(x)
         if self.use_logits:
             g = self.weight(self._step)
             kd = logit_distillation(student_logits, t_logits, temperature=self.temperature, t_squared=self.t_squared)
             strategy.loss = strategy.loss + g * kd
             self.last.update(kd=float(kd.detach()), gamma=g)
-        if self.feature_weight > 0 and t_feat is not None:
-            s_feat = self._captured
+        if self.feature_weight > 0 and self._tap is not None:
+            s_feat, t_feat = self._tap.features, self._t_tap.features
             if s_feat is None or s_feat.shape[0] != x.shape[0]:
-                s_feat = pre_logits(strategy.model, x)
+                raise RuntimeError(f"the student's feature layer {self._tap.layer!r} did not run in the strategy's "
+                                   "forward pass of this mini-batch; pass feature_layer= naming a module it uses")
             if self.projection is not None:
                 s_feat = self.projection(s_feat)
             f = feature_distillation(s_feat, t_feat, kind=self.feature_loss)
@@ -242,8 +303,11 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
     def after_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         self._count("after_training_exp")
         self._scale = None
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook, self._captured = None, None
+        for tap in (self._tap, self._t_tap):
+            if tap is not None:
+                tap.remove()
+        self._tap = self._t_tap = None
         if self.teacher is None:
             self.teacher = self._freeze(strategy.model)
+            if self.teacher_feature_layer is None and self.teacher_feature_from is None:  # the student's layer
+                self._t_layer = self._s_layer

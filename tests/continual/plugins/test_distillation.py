@@ -130,3 +130,128 @@ def test_first_step_zero_reproduces_the_reference_indexing(tiny_stream):
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="first_step must be >= 0"):
         BasicDistillationPlugin(first_step=-1)
+
+
+# -- any nn.Module: features by a hook on the classifier's input ------------------------------
+
+class MyNet(nn.Module):
+    """A user's own network: a body and a linear classifier, no timm feature API."""
+
+    def __init__(self, num_classes):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.body(x))
+
+
+def _two_experiences(model, plugin, stream):
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    strategy = make_strategy("naive", model=model, optimizer=opt, train_epochs=1, train_mb_size=16, plugins=[plugin])
+    strategy.train(stream.train_stream[0])
+    strategy.train(stream.train_stream[1])
+    return strategy
+
+
+@pytest.mark.parametrize("arch", ["mynet", "torchvision_resnet18"])
+def test_feature_distillation_works_on_any_module(tiny_stream, arch):
+    """Issue 15 #14: a plain nn.Module or a torchvision ResNet used to fail at the start of the
+    second experience ('MyNet' object has no attribute 'forward_head')."""
+    n = len(tiny_stream.class_names)
+    torch.manual_seed(0)
+    if arch == "mynet":
+        model, width, layer = MyNet(n), 8, "fc"
+    else:
+        from torchvision.models import resnet18
+
+        model, width, layer = resnet18(num_classes=n), 512, "fc"
+    plugin = BasicDistillationPlugin(feature_weight=1.0)
+    _two_experiences(model, plugin, tiny_stream)
+    assert plugin._s_layer == (layer, "input") and plugin._t_layer == (layer, "input")
+    assert tuple(plugin.projection.weight.shape) == (width, width)
+    assert plugin.last["feat"] > 0 and plugin.last["kd"] > 0
+    # The hooks are gone after training: the user's model is left as it was.
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_a_model_the_plugin_cannot_read_fails_at_the_first_experience_and_names_the_fix(tiny_stream):
+    class LastLinearInside(nn.Module):  # registers its classifier first, a Linear inside the body last
+        def __init__(self, n):
+            super().__init__()
+            self.fc = nn.Linear(6, n)
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * 24 * 24, 6), nn.ReLU())
+
+        def forward(self, x):
+            return self.fc(self.body(x))
+
+    n = len(tiny_stream.class_names)
+    opt_model = LastLinearInside(n)
+    plugin = BasicDistillationPlugin(feature_weight=1.0)
+    opt = torch.optim.SGD(opt_model.parameters(), lr=0.05)
+    strategy = make_strategy("naive", model=opt_model, optimizer=opt, train_mb_size=16, plugins=[plugin])
+    with pytest.raises(ValueError, match=r"'body.1', gives 6 outputs but the model gives 10.*feature_layer="):
+        strategy.train(tiny_stream.train_stream[0])
+    assert plugin.calls.get("before_backward", 0) == 0  # before any training
+    fixed = BasicDistillationPlugin(feature_weight=1.0, feature_layer="fc")
+    _two_experiences(LastLinearInside(n), fixed, tiny_stream)
+    assert fixed.last["feat"] > 0
+    with pytest.raises(ValueError, match="feature_layer 'fcc' is not a module of LastLinearInside.*'fc'"):
+        _two_experiences(LastLinearInside(n), BasicDistillationPlugin(feature_layer="fcc"), tiny_stream)
+    with pytest.raises(ValueError, match="teacher: .*pass teacher_feature_layer="):
+        BasicDistillationPlugin(teacher=nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()))
+    with pytest.raises(ValueError, match="feature_from must be 'input' or 'output'"):
+        BasicDistillationPlugin(feature_from="inside")
+
+
+def test_a_layer_output_can_be_the_features_and_the_teacher_can_differ(tiny_stream):
+    """feature_layer + feature_from='output' on the student; a timm teacher found by itself."""
+    import timm
+
+    n = len(tiny_stream.class_names)
+    teacher = timm.create_model("test_resnet", num_classes=n)
+    plugin = BasicDistillationPlugin(teacher=teacher, feature_layer="body", feature_from="output",
+                                     teacher_feature_layer="fc", teacher_feature_from="input")
+    torch.manual_seed(0)
+    _two_experiences(MyNet(n), plugin, tiny_stream)
+    assert plugin._s_layer == ("body", "output") and plugin._t_layer == ("fc", "input")
+    assert tuple(plugin.projection.weight.shape) == (teacher.num_features, 8)
+    assert plugin.last["feat"] > 0
+
+
+def test_one_training_forward_per_mini_batch_for_a_timm_model_without_pre_logits(tiny_stream):
+    """timm's test_resnet has no `pre_logits` module: the plugin used to run a second
+    train-mode forward per mini-batch for the features (twice the cost, batch-norm
+    statistics updated twice); the hook reads them in the strategy's own forward."""
+    import timm
+
+    n = len(tiny_stream.class_names)
+    torch.manual_seed(0)
+    student = timm.create_model("test_resnet", num_classes=n)
+    teacher = timm.create_model("test_resnet", num_classes=n)
+    assert not hasattr(student, "pre_logits")
+    plugin = BasicDistillationPlugin(teacher=teacher, feature_weight=1.0)
+    opt = torch.optim.SGD(student.parameters(), lr=0.05)
+    strategy = make_strategy("naive", model=student, optimizer=opt, train_epochs=2, train_mb_size=16,
+                             plugins=[plugin])
+    # Count passes through the stem (a hook on the model itself misses forward_features calls).
+    train_forwards, teacher_forwards = [], []
+    student.conv1.register_forward_hook(lambda m, i, o: train_forwards.append(1) if m.training else None)
+    plugin.teacher.conv1.register_forward_hook(lambda m, i, o: teacher_forwards.append(m.training))
+    strategy.train(tiny_stream.train_stream[0])
+    batches = plugin.calls["before_backward"]
+    assert batches == 2 * math.ceil(len(tiny_stream.train_stream[0].dataset) / 16)
+    assert len(train_forwards) == batches
+    assert int(student.bn1.num_batches_tracked) == batches  # batch-norm statistics: once per mini-batch
+    assert len(teacher_forwards) == batches + 1 and not any(teacher_forwards)  # + the first experience's probe
+    # The feature term is the MSE between the projected student features and the teacher's
+    # pre-logit features (timm's forward_head(pre_logits=True), the classifier's input).
+    from cfer.models.features import pre_logits, probe_features
+
+    x = tiny_stream.train_stream[0].dataset[0][0][None]
+    with torch.no_grad():
+        t = plugin.teacher.forward_head(plugin.teacher.forward_features(x), pre_logits=True)
+        assert torch.allclose(probe_features(plugin.teacher, x, layer="fc"), t)
+        assert torch.allclose(pre_logits(plugin.teacher, x, feature_layer="fc"), t)
+    assert plugin.last["feat"] > 0
