@@ -162,8 +162,10 @@ def embed(model: Any, images: torch.Tensor, *, batch_size: int = 256, embed_fn: 
     """Pre-logit features of every image, in eval mode (an ``nn.Module``'s mode is restored).
 
     Args:
-        model: Any model with ``forward_features``/``forward_head(pre_logits=True)`` (timm,
-            cfer), or any model (or callable) with ``embed_fn``.
+        model: Any ``nn.Module``: its features before the classifier are read with
+            :func:`cfer.models.features.pre_logits` (timm's feature API where the model
+            has it, else a forward hook on the classifier's input); or any model (or
+            callable) with ``embed_fn``.
         images: ``(N, ...)`` tensor of inputs.
         batch_size: Images per forward pass.
         embed_fn: Custom ``(model, x) -> features``, e.g. ``lambda m, x: m(x)`` for a model
