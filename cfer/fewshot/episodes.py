@@ -158,6 +158,13 @@ def evaluate_embeddings(
 
 
 @torch.no_grad()
+def _pre_logits(model: Any, x: torch.Tensor) -> torch.Tensor:
+    try:
+        return pre_logits(model, x)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or give the few-shot evaluation embed_fn=<(model, x) -> features>") from None
+
+
 def embed(model: Any, images: torch.Tensor, *, batch_size: int = 256, embed_fn: EmbedFn | None = None) -> torch.Tensor:
     """Pre-logit features of every image, in eval mode (an ``nn.Module``'s mode is restored).
 
@@ -174,7 +181,7 @@ def embed(model: Any, images: torch.Tensor, *, batch_size: int = 256, embed_fn: 
     was = model.training if isinstance(model, nn.Module) else None
     if was is not None:
         model.eval()
-    fn = embed_fn or pre_logits
+    fn = embed_fn or _pre_logits
     try:
         return torch.cat([fn(model, images[i:i + batch_size]).flatten(1) for i in range(0, len(images), batch_size)])
     finally:

@@ -74,8 +74,12 @@ def test_any_dataset_with_targets_and_any_model_through_embed_fn():
     assert evaluate_dataset(data, config=CFG).episode_accuracies == evaluate_embeddings(
         FEATS, LABELS - 100, class_names=data.classes, config=CFG).episode_accuracies
     assert evaluate_model(torch.tanh, data, config=CFG, embed_fn=lambda f, x: f(x)).accuracy > 0.9
-    with pytest.raises(TypeError, match="no forward_features/forward_head"):
-        evaluate_model(net, data, config=CFG)
+    # Without embed_fn, any nn.Module gives the input of its classifier (its last nn.Linear):
+    # here the points themselves.
+    assert evaluate_model(net, data, config=CFG).episode_accuracies == evaluate_embeddings(
+        FEATS, LABELS - 100, class_names=data.classes, config=CFG).episode_accuracies
+    with pytest.raises(ValueError, match="cannot find the classifier of Tanh.*pass feature_layer=.*embed_fn="):
+        evaluate_model(nn.Tanh(), data, config=CFG)
     with pytest.raises(TypeError, match="cannot draw episodes from a list: give a cfer FaceDataset, a torch Dataset "
                                         "with a `targets` attribute"):
         evaluate_dataset([1, 2, 3], config=CFG)
