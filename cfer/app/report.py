@@ -202,6 +202,16 @@ def _left_out(d: dict) -> str:
     return "".join(f"<br><b>Left out</b>: {html.escape(n)}." for n in notes)
 
 
+def _empty_maps_note(metrics: dict) -> str:
+    """Say how many maps are all zero (the class got no positive evidence at the target layer)."""
+    shares = {k: v.get("empty_maps") for k, v in metrics["explain"].items() if v.get("empty_maps")}
+    if not shares:
+        return ""
+    return ("<p class=note>All-zero maps (the explained class gets no positive evidence at the target layer; they "
+            "count as no attention): " + ", ".join(f"{html.escape(k)} {_pct(v)}" for k, v in shares.items())
+            + " of the faces.</p>")
+
+
 def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list[Path]) -> str:
     d, t = metrics["data"], metrics["teacher"]
     orders = metrics["continual"]["orders"]
@@ -244,6 +254,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         "queries come from every class in the episode, so always answering one class scores chance, not 100%.</p>",
         _figure("figures/fewshot.png", "Mean query accuracy over episodes with its 95% confidence interval."),
         "<h2>Grad-CAM: where the models look</h2>",
+        _empty_maps_note(metrics),
         _figure("figures/regions_basic_vs_compound.png", "Share of Grad-CAM energy per facial region, averaged over "
                 "basic and over compound classes."),
     ]

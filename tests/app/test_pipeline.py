@@ -156,3 +156,11 @@ def test_data_problems_are_reported_before_training(tmp_path):
                             "fewshot": {"holdout": 5}})
     with pytest.raises(ValueError, match="leaves no compound class for the stream"):
         run_pipeline(cfg, out_dir=tmp_path / "r2", progress=False)
+
+
+def test_the_report_says_how_many_grad_cam_maps_are_empty():
+    from cfer.app.report import _empty_maps_note
+
+    note = _empty_maps_note({"explain": {"teacher": {"empty_maps": 0.25}, "student": {"empty_maps": 0.0}}})
+    assert "All-zero maps" in note and "teacher 25.0%" in note and "student" not in note
+    assert _empty_maps_note({"explain": {"teacher": {"empty_maps": 0.0}}}) == ""
