@@ -103,15 +103,19 @@ def run_pipeline(config: RunConfig, *, out_dir: str | Path, resume: bool = False
         try:
             check_inputs(config)
             timing.time(data_stage.name, partial(_run_stage, data_stage, state), write=False)
-            _check_or_write_fingerprint(state, resume=resume)
+            splits = state.data
+            now = fingerprint({"train": splits.train, "val": splits.val, "test": splits.test})
+            if resume:
+                _check_data(run, now)
         except BaseException:
             if not resume:  # nothing of this run is worth keeping: the same command can run again
-                (run / "data.json").unlink(missing_ok=True)
                 folder.abandon()
             raise
-        timing.write()
-        if not resume:
+        if not resume:  # config.yaml first: a folder that has it is a run, which --resume can go on with
             write_text(run / "config.yaml", dump_config(config))
+        if not (run / "data.json").is_file():
+            write_json(run / "data.json", now)
+        timing.write()
         for stage in stages:
             timing.time(stage.name, partial(_run_stage, stage, state))
         metrics = _metrics(state)
@@ -123,16 +127,14 @@ def _run_stage(stage: Stage, state: RunState) -> None:
     state.outputs[stage.name] = stage(state)
 
 
-def _check_or_write_fingerprint(state: RunState, *, resume: bool) -> None:
-    data, path = state.data, state.folder / "data.json"
-    now = fingerprint({"train": data.train, "val": data.val, "test": data.test})
-    if resume and path.is_file():
+def _check_data(run: Path, now: dict) -> None:
+    """Refuse a resume whose data differs from the data the run started with."""
+    path = run / "data.json"
+    if path.is_file():
         check_same_data(saved=json.loads(path.read_text()), now=now)
     else:
-        if resume:
-            logger.warning("%s has no data.json (a run of an older cfer): the data cannot be checked against the "
-                           "one it started with; it is recorded now", state.folder)
-        write_json(path, now)
+        logger.warning("%s has no data.json (a run of an older cfer): the data cannot be checked against the one it "
+                       "started with; it is recorded now", run)
 
 
 class _Timing:
