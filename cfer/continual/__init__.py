@@ -23,6 +23,7 @@ _NAMES = {
     "ContinualResults": "metrics", "make_evaluator": "metrics", "experience_accuracies": "metrics",
     "run_stream": "runner",
     "Confusion": "confusion", "confusion": "confusion", "constituent_share": "confusion",
+    "ClassScores": "scores", "class_scores": "scores",
     "run_order": "resume", "seed_everything": "resume",
 }
 

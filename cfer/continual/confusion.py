@@ -8,7 +8,8 @@ its constituents ("happily surprised" read as happy or as surprised,
 constituent and those that fall on any other class, next to the share uniform guessing
 among the wrong outputs would give. A model without an output for a compound class (the
 basic teacher) gets every face of it "wrong": its share says where those faces go among
-the basic classes.
+the basic classes. :meth:`Confusion.scores` gives per-class precision, recall and F1 and
+macro-F1 from the counts (:mod:`cfer.continual.scores`).
 
 Example:
     >>> import numpy as np, torch
@@ -19,6 +20,8 @@ Example:
     >>> c = confusion(model, faces, classes=("happy", "surprised"))
     >>> c.counts.tolist(), c.matrix.tolist()
     ([[1, 0], [2, 0]], [[1.0, 0.0], [1.0, 0.0]])
+    >>> c.scores().to_dict()["per_class"]["surprised"]   # never predicted: precision 0 by rule
+    {'precision': 0.0, 'recall': 0.0, 'f1': 0.0, 'support': 2}
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 import torch
 
 from cfer import taxonomy
+from cfer.continual.scores import ClassScores, class_scores
 from cfer.data.base import FaceDataset
 
 __all__ = ["Confusion", "confusion", "constituent_share", "predict"]
@@ -67,6 +71,12 @@ class Confusion:
         """Row-normalised counts (each row sums to 1; a row without items is 0)."""
         n = self.counts.sum(1, keepdims=True)
         return np.divide(self.counts, n, out=np.zeros(self.counts.shape), where=n > 0)
+
+    def scores(self) -> ClassScores:
+        """Per-class precision, recall, F1 and support of every output, macro-F1 and accuracy
+        (:func:`cfer.continual.scores.class_scores`: rows without an output are not scored,
+        but their faces lower the precision of the outputs they land on)."""
+        return class_scores(self.counts, rows=self.rows, outputs=self.outputs)
 
     def to_dict(self) -> dict:
         """JSON form: classes, outputs, the row-normalised matrix, counts and constituent shares."""

@@ -1,0 +1,131 @@
+"""Per-class precision, recall and F1, macro-F1 and accuracy from confusion counts.
+
+The counts are those of :class:`~cfer.continual.confusion.Confusion`: a row per true
+class, a column per output of the model. Rows and outputs need not be the same classes:
+the basic teacher is shown compound faces it has no output for. :func:`class_scores`
+therefore scores **every output** ``c`` (rows that are no output are not scored) as
+
+* ``support``: test faces of class ``c`` (its row's sum; 0 when ``c`` is no row);
+* ``recall = TP / support`` with ``TP`` the faces of ``c`` predicted as ``c``;
+* ``precision = TP / predicted``, ``predicted`` being the faces of **every** row predicted
+  as ``c``: a compound face the teacher puts on a basic output is a false positive of that
+  output and lowers its precision (the faces a deployed model would see);
+* ``f1 = 2 · precision · recall / (precision + recall)``.
+
+A quotient without faces is 0 (scikit-learn's ``zero_division=0``): an output that predicts
+nothing has precision 0, a class without test faces recall 0 and F1 0. Macro-F1 is the
+unweighted mean of F1 over the scored classes **with support > 0** (a class without test
+faces is left out, not counted as 0); ``None`` if there is none. ``accuracy`` is the share
+of the scored classes' faces predicted right (rows without an output are left out, so the
+teacher's accuracy is its basic test accuracy); the faces of the rows without an output are
+counted in ``unscored``.
+
+Example:
+    >>> import numpy as np
+    >>> s = class_scores(np.array([[2, 0], [1, 1], [1, 0]]), rows=("happy", "sad", "awed"), outputs=("happy", "sad"))
+    >>> [round(float(v), 3) for v in s.precision], s.recall.tolist(), s.support.tolist()
+    ([0.5, 1.0], [1.0, 0.5], [2, 2])
+    >>> round(s.macro_f1(), 4), s.accuracy, s.unscored
+    (0.6667, 0.75, {'awed': 1})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from cfer import taxonomy
+
+__all__ = ["ClassScores", "class_scores", "KINDS"]
+
+KINDS = ("all", "basic", "compound")
+"""What :meth:`ClassScores.macro_f1` can average over: every scored class, the basic-step
+classes (every class that is not compound: neutral counts as basic), the compound classes."""
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(num.shape), where=den > 0)
+
+
+@dataclass(eq=False)
+class ClassScores:
+    """Per-class precision, recall, F1 and support of one model (see the module notes).
+
+    Attributes:
+        classes: The scored classes (the model's outputs, unit order).
+        precision: Per class, TP / faces of any row predicted as it (0 if none).
+        recall: Per class, TP / its faces (0 if none).
+        f1: Per class, the harmonic mean of precision and recall (0 if both are 0).
+        support: Per class, its test faces.
+        accuracy: Correct share of the scored classes' faces (None without faces).
+        unscored: Faces of each row that has no output (a wrong answer each).
+    """
+
+    classes: tuple[str, ...]
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+    accuracy: float | None
+    unscored: dict[str, int]
+
+    def macro_f1(self, *, kind: str = "all") -> float | None:
+        """Unweighted mean F1 over the classes of ``kind`` (one of :data:`KINDS`) that have
+        test faces; None if none has."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        keep = [i for i, c in enumerate(self.classes) if self.support[i] > 0 and
+                (kind == "all" or (c in taxonomy.COMPOUND) == (kind == "compound"))]
+        return float(self.f1[keep].mean()) if keep else None
+
+    def to_dict(self) -> dict:
+        """JSON form: ``{"per_class": {class: {"precision", "recall", "f1", "support"}},
+        "macro_f1", "macro_f1_basic", "macro_f1_compound", "accuracy", "unscored"}``."""
+        per_class = {c: {"precision": float(self.precision[i]), "recall": float(self.recall[i]),
+                         "f1": float(self.f1[i]), "support": int(self.support[i])}
+                     for i, c in enumerate(self.classes)}
+        return {"per_class": per_class, "macro_f1": self.macro_f1(), "macro_f1_basic": self.macro_f1(kind="basic"),
+                "macro_f1_compound": self.macro_f1(kind="compound"), "accuracy": self.accuracy,
+                "unscored": dict(self.unscored)}
+
+
+def class_scores(counts: np.ndarray | Sequence[Sequence[int]], *, rows: Sequence[str],
+                 outputs: Sequence[str]) -> ClassScores:
+    """Score every output of a model from its confusion counts.
+
+    Args:
+        counts: ``(len(rows), len(outputs))`` counts: true class per row, predicted output
+            per column (:attr:`Confusion.counts <cfer.continual.confusion.Confusion.counts>`,
+            or the ``"counts"`` of its JSON form).
+        rows: The true class of each row (any spelling of a cfer class name).
+        outputs: The class of each output unit.
+
+    Returns:
+        A :class:`ClassScores` over ``outputs``.
+
+    Raises:
+        ValueError: If ``counts`` does not have one row per class of ``rows`` and one
+            column per output, or holds anything but non-negative whole numbers.
+    """
+    rows, outputs = taxonomy.normalize_many(list(rows)), taxonomy.normalize_many(list(outputs))
+    given = np.asarray(counts)
+    if given.size == 0 and len(rows) * len(outputs) == 0:
+        given = given.reshape(len(rows), len(outputs))
+    if given.shape != (len(rows), len(outputs)):
+        raise ValueError(f"counts has shape {given.shape}; it needs one row per true class ({len(rows)}) and one "
+                         f"column per output ({len(outputs)})")
+    if (given < 0).any() or (given != np.round(given)).any():
+        raise ValueError("counts must be non-negative whole numbers: give the confusion counts (Confusion.counts), "
+                         "not the row-normalised matrix")
+    counts = given.astype(np.int64)
+    row_of = {c: i for i, c in enumerate(rows)}
+    tp = np.array([counts[row_of[c], j] if c in row_of else 0 for j, c in enumerate(outputs)], np.int64)
+    support = np.array([counts[row_of[c]].sum() if c in row_of else 0 for c in outputs], np.int64)
+    precision, recall = _ratio(tp, counts.sum(0)), _ratio(tp, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    faces = int(support.sum())
+    unscored = {c: int(counts[i].sum()) for i, c in enumerate(rows) if c not in outputs}
+    return ClassScores(classes=outputs, precision=precision, recall=recall, f1=f1, support=support,
+                       accuracy=float(tp.sum() / faces) if faces else None, unscored=unscored)
