@@ -15,6 +15,8 @@
       timing.json              seconds per stage, summed over invocations, written after each stage
       .cfer.lock               locked while a process works in the folder (one run at a time)
       metrics.json  tables/*.csv  figures/*.png  report.html
+                               (metrics.json's "scores": per-class precision, recall, F1 and
+                               macro-F1 of the student and the teacher, from confusion.json)
 
 Each stage's output marks it as done, and every file is written atomically, so a run
 killed at any point goes on with ``run_pipeline(..., resume=True)`` (``cfer run --resume
@@ -51,6 +53,7 @@ from cfer.app.prepare import check_inputs
 from cfer.app.runfolder import RunExistsError, claim_run_folder
 from cfer.app.stages import STAGES, RunState, Stage
 from cfer.atomic import write_json, write_text
+from cfer.continual.scores import class_scores
 
 __all__ = ["run_pipeline", "load_run_config", "RunExistsError"]
 
@@ -177,9 +180,17 @@ def _metrics(state: RunState) -> dict:
         "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS},
         "continual": {"orders": records, "summary": _summary(records)},
         "confusion": out["confusion"],
+        "scores": _scores(out["confusion"]),
         "fewshot": out["fewshot"],
         "explain": out["explain"],
     }
+
+
+def _scores(confusions: dict) -> dict:
+    """Per-class precision, recall, F1 and macro-F1 of each model, from the confusion stage's
+    counts (no forward pass: a resumed run reads them from confusion.json and gets the same)."""
+    return {model: class_scores(c["counts"], rows=c["classes"], outputs=c["outputs"]).to_dict()
+            for model, c in confusions.items()}
 
 
 def _summary(records: list[dict]) -> dict:

@@ -65,7 +65,8 @@ def _headline(metrics: dict) -> list[tuple[str, str, str]]:
             ("final accuracy, basic classes", *_mean_std(s, "final_basic_accuracy")),
             ("final accuracy, compound classes", *_mean_std(s, "final_compound_accuracy")),
             ("newest-class accuracy (mean over steps)", *_mean_std(s, "mean_newest_accuracy")),
-            ("forgetting", *_mean_std(s, "forgetting"))]
+            ("forgetting", *_mean_std(s, "forgetting")),
+            *_f1_rows(metrics.get("scores") or {})]
     for r in metrics["fewshot"]:
         c = r["config"]
         rows.append((f"few-shot {c['ways']}-way {c['shots']}-shot, {r['encoder']}",
@@ -74,6 +75,23 @@ def _headline(metrics: dict) -> list[tuple[str, str, str]]:
         loc = e.get("localisation", {}).get("mean")
         if loc is not None:
             rows.append((f"Grad-CAM localisation, {name} (1 = uniform)", f"{loc:.2f}", "mean over faces"))
+    return rows
+
+
+def _f1(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _f1_rows(scores: dict) -> list[tuple[str, str, str]]:
+    """Macro-F1 rows of the summary: the teacher's over the basic classes, the final student's."""
+    rows = []
+    if "teacher" in scores:
+        rows.append(("teacher macro-F1, basic classes", _f1(scores["teacher"]["macro_f1"]), "one teacher"))
+    if "student" in scores:
+        st = scores["student"]
+        rows += [(f"final macro-F1, {label}", _f1(st[key]), "first class order")
+                 for key, label in (("macro_f1", "all learnt classes"), ("macro_f1_basic", "basic classes"),
+                                    ("macro_f1_compound", "compound classes"))]
     return rows
 
 
@@ -135,7 +153,13 @@ def _tables(run: Path, metrics: dict) -> list[Path]:
         shares += [[model, k, *("" if v[f] is None else v[f] for f in _SHARE)]
                    for k, v in c["constituent_share"].items()]
     out.append(write_text(run / "tables" / "constituents.csv", _csv(shares, ["model", "compound", *_SHARE])))
+    scores = [[model, c, "compound" if c in taxonomy.COMPOUND else "basic", *(v[f] for f in _SCORE)]
+              for model, sc in (metrics.get("scores") or {}).items() for c, v in sc["per_class"].items()]
+    out.append(write_text(run / "tables" / "class_scores.csv", _csv(scores, ["model", "class", "kind", *_SCORE])))
     return out
+
+
+_SCORE = ("precision", "recall", "f1", "support")
 
 
 _SHARE = ("n", "accuracy", "errors", "to_constituents", "to_other", "chance")
@@ -162,6 +186,33 @@ def _confusion_section(metrics: dict) -> list[str]:
         "<table><tr><th>compound class</th><th>constituents</th><th>student accuracy</th>"
         "<th>student errors on constituents</th><th>chance</th><th>teacher: faces on constituents</th>"
         f"<th>chance</th></tr>{rows}</table>",
+    ]
+
+
+def _f1_cell(v: float | None) -> str:
+    return f"<td class=num>{_f1(v)}</td>"
+
+
+def _scores_section(metrics: dict) -> list[str]:
+    scores = metrics.get("scores") or {}
+    if not scores:
+        return []
+    student, teacher = scores["student"]["per_class"], scores.get("teacher", {}).get("per_class", {})
+    rows = "".join(
+        f"<tr><td>{html.escape(taxonomy.display_name(c))}</td><td class=num>{v['support']}</td>"
+        + "".join(_f1_cell(x) for x in (v["precision"], v["recall"], v["f1"], teacher.get(c, {}).get("f1")))
+        + "</tr>" for c, v in student.items())
+    macros = (scores["student"]["macro_f1"], scores.get("teacher", {}).get("macro_f1"))
+    rows += ("<tr><td><b>macro-F1</b></td>" + "<td></td>" * 3
+             + "".join(f"<td class=num><b>{_f1(m)}</b></td>" for m in macros) + "</tr>")
+    return [
+        "<h2>Per-class precision, recall and F1</h2>",
+        "<p>From the confusion counts on the test faces: the final student (first class order) over every class it "
+        "learnt, the teacher over its basic outputs. Precision counts every face predicted as the class, so a "
+        "compound face the teacher puts on a basic output is a false positive of that output. A class never "
+        "predicted has precision 0; macro-F1 is the unweighted mean over the classes with test faces.</p>",
+        "<table><tr><th>class</th><th>test faces</th><th>student precision</th><th>student recall</th>"
+        f"<th>student F1</th><th>teacher F1</th></tr>{rows}</table>",
     ]
 
 
@@ -249,6 +300,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"<table><tr><th>order</th><th>compound classes in order of arrival</th><th>classes per step</th>"
         f"<th>memory M (items per class)</th><th>avg over steps</th><th>final</th></tr>{order_rows}</table>",
         *_confusion_section(metrics),
+        *_scores_section(metrics),
         "<h2>Few-shot episodes</h2>",
         f"<p class=note>Each episode draws {config.fewshot.ways} classes, support and query faces of test subjects; "
         "queries come from every class in the episode, so always answering one class scores chance, not 100%.</p>",

@@ -38,7 +38,8 @@ def test_the_run_folder_holds_every_artefact(tiny_run):
                 "figures/accuracy_matrix.png", "figures/accuracy_vs_step.png", "figures/fewshot.png",
                 "figures/regions_basic_vs_compound.png", "explain/teacher/overlays.png", "explain/student/regions.png",
                 "confusion.json", "figures/confusion_student.png", "figures/confusion_teacher.png",
-                "tables/confusion_student.csv", "tables/constituents.csv", "explain/student/similarity.png"):
+                "tables/confusion_student.csv", "tables/constituents.csv", "explain/student/similarity.png",
+                "tables/class_scores.csv"):
         assert (out / rel).is_file(), rel
     assert load_run_config(out) == config
     assert not list(out.rglob("*.tmp")), "no temporary file may be left behind"
@@ -87,6 +88,53 @@ def test_the_confusion_matrices_cover_every_class_and_split_compound_errors(tiny
         assert share["to_constituents"] + share["to_other"] == pytest.approx(1)
     rows = list(csv.DictReader((out / "tables" / "constituents.csv").open()))
     assert len(rows) == 2 * len(metrics["data"]["compound"]) and "_" in rows[0]["compound"]  # canonical in CSV
+
+
+def test_per_class_scores_and_macro_f1_of_both_models_come_from_the_confusion_counts(tiny_run):
+    out, _, metrics = tiny_run
+    saved = json.loads((out / "metrics.json").read_text())
+    scores, confusions = saved["scores"], saved["confusion"]
+    assert set(scores) == {"student", "teacher"}
+    learnt, basic = metrics["continual"]["orders"][0]["class_names"], metrics["data"]["basic"]
+    student, teacher = scores["student"], scores["teacher"]
+    assert list(student["per_class"]) == learnt and list(teacher["per_class"]) == basic
+    assert set(teacher["unscored"]) == set(metrics["data"]["compound"]) and student["unscored"] == {}
+    for model, sc in scores.items():
+        counts = confusions[model]["counts"]
+        for j, (c, v) in enumerate(sc["per_class"].items()):
+            i = confusions[model]["classes"].index(c)
+            predicted = sum(row[j] for row in counts)  # every row, compound faces of the teacher included
+            assert v["support"] == sum(counts[i]) > 0
+            assert v["recall"] == pytest.approx(counts[i][j] / v["support"])
+            assert v["precision"] == pytest.approx(counts[i][j] / predicted if predicted else 0)
+            p, r = v["precision"], v["recall"]
+            assert v["f1"] == pytest.approx(2 * p * r / (p + r) if p + r else 0)
+        f1 = {c: v["f1"] for c, v in sc["per_class"].items()}
+        assert sc["macro_f1"] == pytest.approx(sum(f1.values()) / len(f1))
+        assert sc["macro_f1_basic"] == pytest.approx(sum(f1[c] for c in basic) / len(basic))
+    compound = [c for c in learnt if c not in basic]
+    assert student["macro_f1_compound"] == pytest.approx(sum(student["per_class"][c]["f1"] for c in compound)
+                                                         / len(compound))
+    assert teacher["macro_f1_compound"] is None
+    # accuracy agrees with the stages that measured it by their own forward passes
+    assert teacher["accuracy"] == pytest.approx(metrics["teacher"]["test_accuracy"])
+    assert student["accuracy"] == pytest.approx(metrics["continual"]["orders"][0]["final_accuracy"])
+    rows = list(csv.DictReader((out / "tables" / "class_scores.csv").open()))
+    assert [(r["model"], r["class"]) for r in rows] == [("student", c) for c in learnt] + [("teacher", c) for c in basic]
+    assert {r["kind"] for r in rows if r["class"] in compound} == {"compound"}
+    assert {r["kind"] for r in rows if r["class"] in basic} == {"basic"}
+    assert float(rows[0]["f1"]) == pytest.approx(student["per_class"][learnt[0]]["f1"])
+    text = summary_table(metrics)
+    for label in ("teacher macro-F1, basic classes", "final macro-F1, all learnt classes",
+                  "final macro-F1, basic classes", "final macro-F1, compound classes"):
+        assert label in text
+    assert f"{student['macro_f1']:.3f}" in text and f"{teacher['macro_f1']:.3f}" in text
+    html = (out / "report.html").read_text()
+    section = html[html.index("<h2>Per-class precision, recall and F1</h2>"):]
+    table = section[: section.index("</table>")]
+    assert "<th>student F1</th><th>teacher F1</th>" in table
+    assert compound[0].replace("_", " ") in table and compound[0] not in table  # display names
+    assert table.count("<tr>") == 1 + len(learnt) + 1  # header, a row per learnt class, macro-F1
 
 
 def test_tables_agree_with_the_metrics(tiny_run):
@@ -145,6 +193,7 @@ def test_a_folder_with_a_run_is_not_overwritten_and_resume_checks_the_config(tin
     again = run_pipeline(config, out_dir=out, resume=True, progress=False)
     assert again["continual"] == metrics["continual"] and again["fewshot"] == metrics["fewshot"]
     assert again["confusion"] == metrics["confusion"] and (out / "confusion.json").stat().st_mtime_ns == stamp
+    assert again["scores"] == metrics["scores"]  # from confusion.json: no forward pass, the same numbers
 
 
 def test_data_problems_are_reported_before_training(tmp_path):
