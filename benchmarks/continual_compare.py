@@ -2,7 +2,8 @@
 
 Every strategy gets the same data, class orders, initial weights, epochs, optimiser and
 replay budget. For each class order the stream is: the basic classes, then the compound
-classes ``--per-step`` at a time. Prints a markdown table (mean +- std over orders),
+classes ``--per-step`` at a time. Prints a markdown table (mean +- std over orders; the
+final model's macro-F1 over all seen classes next to the accuracies),
 optionally writes one JSON record per strategy (``--json``) and a plot of seen-class
 accuracy against step (``--plot``).
 
@@ -28,11 +29,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
+from cfer.continual.confusion import confusion
 from cfer.continual.factory import STRATEGIES, CferConfig, make_strategy
 from cfer.continual.growing import build_model
 from cfer.continual.plugins.epochs import BasicEpochsPlugin
 from cfer.continual.runner import run_stream
 from cfer.continual.stream import compound_orders, make_stream
+from cfer.data.base import FaceDataset
 from cfer.data.synthetic import make_synthetic_splits
 
 COLUMNS = [
@@ -42,8 +45,11 @@ COLUMNS = [
     ("final_compound_accuracy", "final compound acc"),
     ("mean_newest_accuracy", "newest-class acc"),
     ("forgetting", "forgetting"),
+    ("final_macro_f1", "final macro-F1 (all 21)"),
     ("mean_step_time_s", "s / step"),
 ]
+JSON_ONLY = ("final_macro_f1_basic", "final_macro_f1_compound")
+"""Summarised in the JSON (mean and std over orders) but not printed."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,7 +87,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memory_size: int) -> dict:
+def final_scores(model: torch.nn.Module, data: FaceDataset, *, classes: tuple[str, ...]) -> dict:
+    """Per-class precision, recall, F1 and macro-F1 of the final model over every class it
+    learnt (:meth:`cfer.continual.confusion.Confusion.scores`), on ``data`` (the split the
+    accuracies are measured on): ``{"final_macro_f1", "final_macro_f1_basic",
+    "final_macro_f1_compound", "final_scores"}``."""
+    scores = confusion(model, data, classes=classes).scores()
+    return {"final_macro_f1": scores.macro_f1(), "final_macro_f1_basic": scores.macro_f1(kind="basic"),
+            "final_macro_f1_compound": scores.macro_f1(kind="compound"), "final_scores": scores.to_dict()}
+
+
+def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memory_size: int,
+            eval_data: FaceDataset) -> dict:
     model = build_model(arch=args.arch, num_classes=stream.n_basic, in_chans=3, img_size=args.image_size,
                         seed=args.seed)
     model.load_state_dict(copy.deepcopy(init_state))
@@ -94,7 +111,7 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
                              plugins=[epochs], cfer=cfer_opts)
     torch.manual_seed(args.seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
-    return res.to_dict()
+    return {**res.to_dict(), **final_scores(strategy.model, eval_data, classes=tuple(stream.class_names))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                              order=order)
         for name in args.strategies:
             t0 = time.perf_counter()
-            rec = run_one(name, stream, args, init_state, memory_size)
+            rec = run_one(name, stream, args, init_state, memory_size, splits[args.evaluate_on])
             rec["order"] = list(order)
             records[name].append(rec)
             print(f"  order {k} {name:8s} avg {rec['average_accuracy']:.3f} final {rec['final_accuracy']:.3f} "
+                  f"macro-F1 {rec['final_macro_f1']:.3f} "
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     total = time.perf_counter() - t_start
 
@@ -141,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             fmt = "{:.1f} ± {:.1f}" if key == "mean_step_time_s" else "{:.3f} ± {:.3f}"
             cells.append(fmt.format(vals.mean(), vals.std()))
         print(f"| {name} | " + " | ".join(cells) + " |")
+        for key in JSON_ONLY:
+            vals = np.array([r[key] for r in records[name] if r[key] is not None], float)
+            summary[name][key] = {"mean": float(vals.mean()), "std": float(vals.std())} if len(vals) else None
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         out = [{"strategy": n, "summary": summary[n], "runs": records[n]} for n in args.strategies]
