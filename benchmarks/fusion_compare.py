@@ -1,0 +1,92 @@
+"""Each member alone vs the late-fusion ensemble vs the dual-view model, as teachers.
+
+Same synthetic faces, same optimiser, epochs and early stopping for every model; held-out
+test subjects. Two tasks: the six basic classes (the teacher's job) and all 22 classes.
+Prints accuracy and macro-F1 (mean ± std over seeds) and writes the runs as JSON.
+
+    python benchmarks/fusion_compare.py --json docs/results/fusion_compare.json
+    python benchmarks/fusion_compare.py --quick          # a smoke run: 1 seed, 2 epochs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from cfer import taxonomy
+from cfer.continual.confusion import confusion
+from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.data.synthetic import make_synthetic_splits
+
+MEMBERS = ("resemotenet_slim", "vit_tiny_patch16_224", "manet_slim")
+MODELS = (*MEMBERS, "ensemble:" + "+".join(MEMBERS), "dualview_slim")
+TASKS = {"basic": list(taxonomy.BASIC), "all22": [taxonomy.NEUTRAL, *taxonomy.BASIC, *taxonomy.COMPOUND]}
+
+
+def run_one(arch: str, task: str, seed: int, *, epochs: int, subjects: tuple[int, int, int], per_class: int,
+            size: int) -> dict:
+    classes = TASKS[task]
+    sp = make_synthetic_splits(classes=classes, subjects=subjects, per_class=per_class, image_size=size, seed=seed)
+    t0 = time.perf_counter()
+    res = train_teacher(train=sp["train"], val=sp["val"], classes=tuple(classes),
+                        config=TeacherConfig(arch=arch, max_epochs=epochs, seed=seed))
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    conf = confusion(res.model, sp["test"], classes=res.classes)
+    test_s = time.perf_counter() - t0
+    scores = conf.scores()
+    return {"arch": arch, "task": task, "seed": seed, "accuracy": scores.accuracy, "macro_f1": scores.macro_f1(),
+            "macro_f1_compound": scores.macro_f1(kind="compound") if task == "all22" else None,
+            "best_epoch": res.best_epoch, "epochs_run": len(res.history), "train_s": train_s, "test_s": test_s,
+            "n_test": int(len(sp["test"]))}
+
+
+def _fmt(vals: list[float]) -> str:
+    a = np.asarray(vals, float)
+    return f"{a.mean():.3f} ± {a.std():.3f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, few subjects (a smoke run)")
+    p.add_argument("--json", default=None)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(a.threads)
+    seeds, epochs, subjects, per_class = (1, 2, (3, 1, 2), 2) if a.quick else (a.seeds, a.epochs, (16, 4, 8), 4)
+    runs, t_all = [], time.perf_counter()
+    for task in a.tasks:
+        for seed in range(seeds):
+            for arch in a.models:
+                r = run_one(arch, task, seed, epochs=epochs, subjects=subjects, per_class=per_class, size=a.size)
+                runs.append(r)
+                print(f"{task:6s} seed {seed} {arch:55s} acc {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f} "
+                      f"({r['train_s']:.0f} s)", flush=True)
+    total = time.perf_counter() - t_all
+    print(f"\n| task | model | accuracy | macro-F1 | macro-F1 compound | train s | epochs run |")
+    print("|---|---|---|---|---|---|---|")
+    for task in a.tasks:
+        for arch in a.models:
+            rs = [r for r in runs if r["task"] == task and r["arch"] == arch]
+            comp = _fmt([r["macro_f1_compound"] for r in rs]) if task == "all22" else "–"
+            print(f"| {task} | {arch} | {_fmt([r['accuracy'] for r in rs])} | {_fmt([r['macro_f1'] for r in rs])} | "
+                  f"{comp} | {np.mean([r['train_s'] for r in rs]):.0f} | {np.mean([r['epochs_run'] for r in rs]):.1f} |")
+    print(f"\n{total / 60:.1f} minutes in all")
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({"args": vars(a), "total_seconds": total, "runs": runs}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
