@@ -1,8 +1,9 @@
 """Models registered with timm (ResEmoteNet and friends), backbones by name, and the one
 safe loader for model files, weight files and checkpoints.
 
-Importing ``cfer.models`` registers ``resemotenet``, ``resemotenet_slim`` and
-``cfer_tiny`` with timm, so ``timm.create_model("resemotenet", num_classes=7)`` works.
+Importing ``cfer.models`` registers cfer's models (:data:`CFER_MODELS`: ``resemotenet``,
+``manet`` and ``dualview``, each with ``_slim`` and tiny variants) with timm, so
+``timm.create_model("resemotenet", num_classes=7)`` works.
 Nothing here downloads weights or imports Avalanche.
 
 Example:
@@ -11,8 +12,10 @@ Example:
     7
 """
 
-from cfer.models import resemotenet as _resemotenet  # noqa: F401 - registers the models with timm
+# Importing resemotenet, manet and dualview registers their models with timm.
+from cfer.models import resemotenet as _resemotenet  # noqa: F401
 from cfer.models.backbones import CFER_MODELS, create_backbone
+from cfer.models.dualview import DualViewFusion, create_dualview
 from cfer.models.features import FeatureTap, find_feature_layer, pre_logits
 from cfer.models.io import (
     UnsafeFileError,
@@ -22,9 +25,10 @@ from cfer.models.io import (
     save_checkpoint,
     save_model,
 )
+from cfer.models.manet import MANet
 from cfer.models.resemotenet import ResEmoteNet
 from cfer.models.weights import load_weights
 
-__all__ = ["CFER_MODELS", "ResEmoteNet", "create_backbone", "load_weights", "pre_logits", "find_feature_layer",
-           "FeatureTap", "UnsafeFileError",
+__all__ = ["CFER_MODELS", "ResEmoteNet", "MANet", "DualViewFusion", "create_dualview", "create_backbone",
+           "load_weights", "pre_logits", "find_feature_layer", "FeatureTap", "UnsafeFileError",
            "safe_load", "save_model", "read_model_file", "save_checkpoint", "load_checkpoint"]

@@ -20,8 +20,11 @@ __all__ = ["CFER_MODELS", "create_backbone", "suggestions"]
 
 logger = logging.getLogger(__name__)
 
-CFER_MODELS = ("resemotenet", "resemotenet_slim", "cfer_tiny")
-"""The models cfer registers with timm (full, CPU-friendly, tests)."""
+CFER_MODELS = ("resemotenet", "resemotenet_slim", "cfer_tiny", "manet", "manet_slim", "manet_tiny",
+               "dualview", "dualview_slim", "dualview_tiny")
+"""The models cfer registers with timm, per family full, CPU-friendly (``_slim``) and for tests
+(``cfer_tiny``, ``_tiny``): ResEmoteNet, the MA-Net-style multi-scale local-attention
+network, and the dual-view fusion model."""
 
 
 def suggestions(name: str) -> list[str]:

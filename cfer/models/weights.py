@@ -109,6 +109,8 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
     heads = _classifier_prefixes(model)
     cfg = getattr(model, "pretrained_cfg", None)
     first_conv = cfg.get("first_conv") if isinstance(cfg, dict) else None
+    # One name, or several (a model with two encoders): each an input convolution.
+    input_convs = {f"{c}.weight" for c in ([first_conv] if isinstance(first_conv, str) else list(first_conv or ()))}
     dropped, adapted, wrong = [], [], []
     for key, value in list(state.items()):
         if key not in own or own[key].shape == value.shape:
@@ -117,7 +119,7 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
         if key.startswith(heads):
             dropped.append(key)
             del state[key]
-        elif (isinstance(first_conv, str) and key == f"{first_conv}.weight" and value.ndim == 4 and len(target) == 4
+        elif (key in input_convs and value.ndim == 4 and len(target) == 4
               and value.shape[0] == target[0] and value.shape[2:] == target[2:]):
             from timm.models import adapt_input_conv
 

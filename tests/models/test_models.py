@@ -8,35 +8,55 @@ import torch
 from torch import nn
 
 import cfer.models  # noqa: F401 - registers the models
-from cfer.continual.growing import GrowingClassifier
-from cfer.models import CFER_MODELS, ResEmoteNet, create_backbone, load_weights
+from cfer.continual.growing import GrowingClassifier, build_model
+from cfer.models import CFER_MODELS, DualViewFusion, MANet, ResEmoteNet, create_backbone, load_weights, pre_logits
 
 
 def n_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
+SMALL = [n for n in CFER_MODELS if n.endswith(("_slim", "_tiny"))]
+FAMILIES = {"resemotenet": ResEmoteNet, "cfer": ResEmoteNet, "manet": MANet, "dualview": DualViewFusion}
+
+
+def _first_convs(net: nn.Module) -> list[nn.Module]:
+    first = net.pretrained_cfg["first_conv"]
+    return [net.get_submodule(c) for c in ([first] if isinstance(first, str) else first)]
+
+
 @pytest.mark.parametrize("name", CFER_MODELS)
 def test_every_cfer_model_is_registered_with_timm(name):
     assert timm.is_model(name) and name in timm.list_models("*")
     net = timm.create_model(name, num_classes=7)
-    assert isinstance(net, ResEmoteNet)
+    assert isinstance(net, FAMILIES[name.split("_")[0]])
     assert net.num_classes == 7 and net.pretrained_cfg["input_size"] == (3, 64, 64)
     assert net.default_cfg is net.pretrained_cfg
+    # the cfg names the modules load_weights uses: the classifier and the input convolution(s)
+    assert net.get_submodule(net.pretrained_cfg["classifier"]) is net.get_classifier()
+    assert all(isinstance(c, nn.Conv2d) and c.in_channels == 3 for c in _first_convs(net))
 
 
-@pytest.mark.parametrize("name", ["cfer_tiny", "resemotenet_slim"])
+def test_the_small_models_are_every_family_s_slim_and_tiny_variant():
+    assert {"cfer_tiny", "resemotenet_slim", "manet_slim", "manet_tiny", "dualview_slim", "dualview_tiny"} <= set(SMALL)
+
+
+@pytest.mark.parametrize("name", SMALL)
 def test_small_models_follow_timm_conventions(name):
     torch.manual_seed(0)
     net = timm.create_model(name, num_classes=7).eval()
     x = torch.rand(3, 3, 64, 64)
     assert net(x).shape == (3, 7)
     fmap = net.forward_features(x)
-    assert fmap.ndim == 4 and fmap.shape[1] == net.num_features
-    assert fmap.shape[-2:] == net.pretrained_cfg["pool_size"]
     feats = net.forward_head(fmap, pre_logits=True)
     assert feats.shape == (3, net.num_features)
-    assert torch.allclose(feats, fmap.mean((2, 3)), atol=1e-6)
+    if fmap.ndim == 4:  # a CNN: the map, average-pooled into the features
+        assert fmap.shape[1] == net.num_features
+        assert fmap.shape[-2:] == net.pretrained_cfg["pool_size"]
+        assert torch.allclose(feats, fmap.mean((2, 3)), atol=1e-6)
+    else:  # tokens (B, N, C)
+        assert fmap.ndim == 3 and fmap.shape[0] == 3
+    assert torch.allclose(pre_logits(net, x), feats, atol=1e-6)
 
     net.reset_classifier(4)
     assert net(x).shape == (3, 4) and net.num_classes == 4
@@ -50,7 +70,15 @@ def test_small_models_follow_timm_conventions(name):
 
     grey = timm.create_model(name, num_classes=2, in_chans=1)
     assert grey(torch.rand(2, 1, 64, 64)).shape == (2, 2)
-    assert grey.stem[0][0].weight.shape[1] == 1
+    assert all(c.weight.shape[1] == 1 for c in _first_convs(grey))
+
+    # inside the growing head, at 48 px grey, with a backward pass
+    grow = build_model(arch=name, num_classes=3, in_chans=1, img_size=48)
+    grow.grow(5)
+    xs = torch.rand(4, 1, 48, 48)
+    assert grow(xs).shape == (4, 5) and grow.embed(xs).shape == (4, net.num_features)
+    grow(xs).logsumexp(1).mean().backward()
+    assert all(p.grad is not None for p in grow.head.parameters())
 
 
 def test_drop_rate_acts_in_training_only():
@@ -78,6 +106,8 @@ def test_sizes_ordered_and_the_full_model_has_the_published_shape():
     sizes = {n: n_params(timm.create_model(n, num_classes=7)) for n in CFER_MODELS}
     assert 1_000 < sizes["cfer_tiny"] < 10_000  # a few thousand
     assert sizes["cfer_tiny"] < sizes["resemotenet_slim"] < sizes["resemotenet"]
+    assert sizes["manet_tiny"] < 30_000 < sizes["manet_slim"] < sizes["resemotenet_slim"] < sizes["manet"]
+    assert sizes["dualview_tiny"] < 30_000 < sizes["dualview_slim"] < sizes["dualview"]
     full = timm.create_model("resemotenet", num_classes=7).eval()
     assert full.num_features == 2048
     assert [b.conv2.out_channels for b in full.stages] == [512, 1024, 2048]
