@@ -74,14 +74,15 @@ def main() -> None:
                 print(f"{task:6s} seed {seed} {arch:55s} acc {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f} "
                       f"({r['train_s']:.0f} s)", flush=True)
     total = time.perf_counter() - t_all
-    print(f"\n| task | model | accuracy | macro-F1 | macro-F1 compound | train s | epochs run |")
+    print("\n| task | model | accuracy | macro-F1 | macro-F1 compound | train s | epochs run |")
     print("|---|---|---|---|---|---|---|")
     for task in a.tasks:
         for arch in a.models:
             rs = [r for r in runs if r["task"] == task and r["arch"] == arch]
             comp = _fmt([r["macro_f1_compound"] for r in rs]) if task == "all22" else "–"
-            print(f"| {task} | {arch} | {_fmt([r['accuracy'] for r in rs])} | {_fmt([r['macro_f1'] for r in rs])} | "
-                  f"{comp} | {np.mean([r['train_s'] for r in rs]):.0f} | {np.mean([r['epochs_run'] for r in rs]):.1f} |")
+            acc, f1 = _fmt([r["accuracy"] for r in rs]), _fmt([r["macro_f1"] for r in rs])
+            train_s, ran = np.mean([r["train_s"] for r in rs]), np.mean([r["epochs_run"] for r in rs])
+            print(f"| {task} | {arch} | {acc} | {f1} | {comp} | {train_s:.0f} | {ran:.1f} |")
     print(f"\n{total / 60:.1f} minutes in all")
     if a.json:
         with open(a.json, "w") as fh:
