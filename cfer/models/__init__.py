@@ -3,6 +3,8 @@ safe loader for model files, weight files and checkpoints.
 
 Importing ``cfer.models`` registers ``resemotenet``, ``resemotenet_slim`` and
 ``cfer_tiny`` with timm, so ``timm.create_model("resemotenet", num_classes=7)`` works.
+Late-fusion ensembles of any of these (:mod:`cfer.models.ensemble`) are built from arch
+strings such as ``"ensemble:cfer_tiny+resemotenet_slim@48"``.
 Nothing here downloads weights or imports Avalanche.
 
 Example:
@@ -12,7 +14,9 @@ Example:
 """
 
 from cfer.models import resemotenet as _resemotenet  # noqa: F401 - registers the models with timm
-from cfer.models.backbones import CFER_MODELS, create_backbone
+from cfer.models.backbones import CFER_MODELS, create_backbone, is_ensemble_arch
+from cfer.models.ensemble import LateFusionEnsemble, create_ensemble
+from cfer.models.ensemble_loss import EnsembleCriterion, criterion_for, ensemble_loss
 from cfer.models.features import FeatureTap, find_feature_layer, pre_logits
 from cfer.models.io import (
     UnsafeFileError,
@@ -26,5 +30,7 @@ from cfer.models.resemotenet import ResEmoteNet
 from cfer.models.weights import load_weights
 
 __all__ = ["CFER_MODELS", "ResEmoteNet", "create_backbone", "load_weights", "pre_logits", "find_feature_layer",
+           "LateFusionEnsemble", "create_ensemble", "is_ensemble_arch", "EnsembleCriterion", "ensemble_loss",
+           "criterion_for",
            "FeatureTap", "UnsafeFileError",
            "safe_load", "save_model", "read_model_file", "save_checkpoint", "load_checkpoint"]
