@@ -180,7 +180,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--skip-invalid",), "data.skip_invalid", "skip unreadable images and images with no detectable face"),
     (("--basic",), "classes.basic", "comma-separated basic classes (the teacher's)"),
     (("--compound",), "classes.compound", "comma-separated compound classes (default: all in the data)"),
-    (("--arch",), "model.arch", "cfer or timm architecture (resemotenet_slim, resemotenet, cfer_tiny, resnet18, ...)"),
+    (("--arch",), "model.arch", "cfer or timm architecture (resemotenet_slim, resemotenet, cfer_tiny, resnet18, ...) "
+     "or an ensemble of them (ensemble:cfer_tiny+resemotenet_slim@48)"),
     (("--weights",), "model.weights", "local weights file for the backbone"),
     (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),

@@ -197,7 +197,9 @@ class ModelSection:
     """The network: the teacher's architecture, which the student copies.
 
     Attributes:
-        arch: A cfer model (``resemotenet_slim``, ``resemotenet``, ``cfer_tiny``) or any timm name.
+        arch: A cfer model (``resemotenet_slim``, ``resemotenet``, ``cfer_tiny``), any timm name,
+            or an ensemble of them (``ensemble:cfer_tiny+resemotenet_slim@48``, see
+            :mod:`cfer.models.ensemble_arch`).
         weights: Optional local weights file for the backbone (nothing is downloaded).
 
     The name and the file are checked against timm and the disk where the run starts

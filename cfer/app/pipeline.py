@@ -162,7 +162,8 @@ class _Timing:
         write_json(self.path, self.values)
 
 
-_TEACHER_KEYS = ("val_accuracy", "test_accuracy", "best_epoch", "epochs_run")
+_TEACHER_KEYS = ("val_accuracy", "test_accuracy", "best_epoch", "epochs_run", "members", "fusion_weights")
+_ALWAYS = _TEACHER_KEYS[:4]  # "members" and "fusion_weights" only for an ensemble teacher
 _SUMMARY_KEYS = ("average_accuracy", "final_accuracy", "final_basic_accuracy", "final_compound_accuracy",
                  "mean_newest_accuracy", "forgetting")
 
@@ -177,7 +178,7 @@ def _metrics(state: RunState) -> dict:
                  "basic": list(data.basic), "compound": list(data.compound), "holdout": list(data.holdout),
                  "fewshot_classes": list(data.fewshot_classes), "unused": dict(data.unused),
                  "skipped": dict(data.skipped)},
-        "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS},
+        "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS if k in _ALWAYS or k in teacher_info},
         "continual": {"orders": records, "summary": _summary(records)},
         "confusion": out["confusion"],
         "scores": _scores(out["confusion"]),

@@ -105,7 +105,14 @@ def check_inputs(config: RunConfig) -> None:
     import cfer.models
     from cfer.models.backbones import suggestions
 
-    if not timm.is_model(m.arch):
+    if cfer.models.is_ensemble_arch(m.arch):
+        from cfer.models.ensemble_arch import parse_ensemble_arch
+
+        try:
+            parse_ensemble_arch(m.arch)
+        except ValueError as exc:
+            raise ValueError(f"model.arch: {exc}") from None
+    elif not timm.is_model(m.arch):
         raise ValueError(f"unknown model.arch {m.arch!r}; close names: {suggestions(m.arch)}; "
                          f"cfer's models: {list(cfer.models.CFER_MODELS)}")
     if m.weights is not None:

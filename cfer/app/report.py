@@ -59,7 +59,10 @@ def _mean_std(summary: dict, key: str) -> tuple[str, str]:
 def _headline(metrics: dict) -> list[tuple[str, str, str]]:
     """(measure, value, what its ± is) rows of the summary."""
     s = metrics["continual"]["summary"]
-    rows = [("teacher, basic test accuracy", _pct(metrics["teacher"].get("test_accuracy")), "one teacher"),
+    t = metrics["teacher"]
+    rows = [("teacher, basic test accuracy", _pct(t.get("test_accuracy")), "one teacher"),
+            *[(f"teacher member {name} (its own head), basic test accuracy", _pct(acc), "one teacher")
+              for name, acc in (t.get("members") or {}).items()],
             ("average accuracy over steps (published metric)", *_mean_std(s, "average_accuracy")),
             ("final accuracy, all seen classes", *_mean_std(s, "final_accuracy")),
             ("final accuracy, basic classes", *_mean_std(s, "final_basic_accuracy")),

@@ -87,6 +87,7 @@ def _data(state: RunState) -> RunData:
 def _teacher(state: RunState) -> tuple[Any, dict]:
     from cfer.continual.resume import seed_everything
     from cfer.continual.teacher import TeacherConfig, evaluate_classes, train_teacher
+    from cfer.models.ensemble import LateFusionEnsemble
     from cfer.models.io import save_model
 
     config, data = state.config, state.data
@@ -99,6 +100,10 @@ def _teacher(state: RunState) -> tuple[Any, dict]:
     info = {"image_size": config.data.image_size, "best_epoch": result.best_epoch,
             "val_accuracy": result.best_val_accuracy, "test_accuracy": test_accuracy,
             "epochs_run": len(result.history), "history": result.history}
+    if isinstance(result.model, LateFusionEnsemble):  # each member on its own head, and the fusion weights
+        info["members"] = {name: evaluate_classes(m, data.test, classes=result.classes)[0]
+                           for name, m in zip(result.model.member_names, result.model.members)}
+        info["fusion_weights"] = [float(w) for w in result.model.fusion_weights]
     save_model(result.model, state.folder / "teacher.pt", arch=config.model.arch, classes=result.classes, extra=info)
     return result.model, info
 

@@ -16,7 +16,7 @@ from cfer.lazy import lazy_attributes
 
 _NAMES = {
     "CompoundStream": "stream", "compound_orders": "stream", "make_stream": "stream", "synthetic_stream": "stream",
-    "GrowingClassifier": "growing", "build_model": "growing", "load_model": "growing",
+    "GrowingClassifier": "growing", "GrowingEnsemble": "growing", "build_model": "growing", "load_model": "growing",
     "TeacherConfig": "teacher", "TeacherResult": "teacher", "train_teacher": "teacher", "evaluate": "teacher",
     "evaluate_classes": "teacher",
     "STRATEGIES": "factory", "CferConfig": "factory", "make_strategy": "factory",

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import nn
 
+from cfer.models.ensemble_loss import criterion_for
 from cfer.models.features import pre_logits
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -154,7 +155,7 @@ def make_strategy(
     common = dict(optimizer=optimizer, train_mb_size=train_mb_size, train_epochs=train_epochs,
                   eval_mb_size=eval_mb_size, device=device,
                   evaluator=evaluator if evaluator is not None else make_evaluator())
-    ce = nn.CrossEntropyLoss()
+    ce = criterion_for(model)  # cross-entropy; for an ensemble its own loss (cfer.models.ensemble_loss)
 
     if key == "naive":
         return Naive(model=model, criterion=ce, plugins=extra, **common)

@@ -5,6 +5,13 @@ and ``num_features`` (every timm model, and cfer's own models). The head is Aval
 :class:`~avalanche.models.IncrementalClassifier`, so any Avalanche strategy grows it at
 the start of each experience (``model_adaptation``), keeping the old classes' weights.
 
+An ensemble arch (``"ensemble:cfer_tiny+resemotenet_slim@48"``) builds a
+:class:`GrowingEnsemble` instead: a :class:`~cfer.models.ensemble.LateFusionEnsemble`
+whose member heads are ``IncrementalClassifier`` s, so it keeps its late fusion (each
+member its own head, fused outputs) and every member head grows with the stream. A
+``GrowingClassifier`` around ``create_backbone("ensemble:...")`` would instead classify
+the members' concatenated features with one head (early fusion).
+
 Example:
     >>> import timm
     >>> from cfer.continual.growing import GrowingClassifier
@@ -15,16 +22,32 @@ Example:
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
 from avalanche.models import DynamicModule, IncrementalClassifier
 from torch import nn
 
+from cfer.models.ensemble import LateFusionEnsemble
 from cfer.models.features import pre_logits
 from cfer.models.io import read_model_file
 
-__all__ = ["GrowingClassifier", "build_model", "load_model"]
+__all__ = ["GrowingClassifier", "GrowingEnsemble", "build_model", "load_model", "head_width"]
+
+
+@torch.no_grad()
+def _grow(head: IncrementalClassifier, num_classes: int) -> None:
+    """Widen ``head`` to ``num_classes`` outputs (old rows kept, all units active)."""
+    old = head.classifier
+    if num_classes < old.out_features:
+        raise ValueError(f"the head has {old.out_features} outputs; it can grow, not shrink to {num_classes}")
+    if num_classes > old.out_features:
+        new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+        new.weight[: old.out_features] = old.weight
+        new.bias[: old.out_features] = old.bias
+        head.classifier = new
+    head.active_units = torch.ones(num_classes, dtype=torch.int8, device=old.weight.device)
 
 
 class GrowingClassifier(DynamicModule):
@@ -79,31 +102,96 @@ class GrowingClassifier(DynamicModule):
         """Pre-logit features of a batch of images."""
         return pre_logits(self, x)
 
-    @torch.no_grad()
     def grow(self, num_classes: int) -> None:
         """Widen the head to ``num_classes`` outputs by hand (old rows are kept, all active)."""
-        old = self.head.classifier
-        if num_classes < old.out_features:
-            raise ValueError(f"the head has {old.out_features} outputs; it can grow, not shrink to {num_classes}")
-        if num_classes > old.out_features:
-            new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-            new.weight[: old.out_features] = old.weight
-            new.bias[: old.out_features] = old.bias
-            self.head.classifier = new
-        units = torch.ones(num_classes, dtype=torch.int8, device=old.weight.device)
-        self.head.active_units = units
+        _grow(self.head, num_classes)
+
+
+class GrowingEnsemble(LateFusionEnsemble, DynamicModule):
+    """A :class:`~cfer.models.ensemble.LateFusionEnsemble` whose member heads grow.
+
+    Each member head is an Avalanche :class:`~avalanche.models.IncrementalClassifier`:
+    any Avalanche strategy widens all of them at each experience, as it widens a
+    :class:`GrowingClassifier`'s head. Fusion, features (``pre_logits``), the ensemble
+    loss (``last_member_logits``) and the arch string are the ensemble's.
+
+    Args:
+        initial_classes: Width of every member head before any experience.
+        masking: Mask the logits of classes not trained yet (Avalanche's default).
+        **options: :class:`~cfer.models.ensemble.LateFusionEnsemble`'s keyword arguments
+            (``members``, ``img_sizes``, ``fusion``, ...), ``num_classes`` and
+            ``head_factory`` excepted.
+
+    Example:
+        >>> net = GrowingEnsemble(members=["cfer_tiny", "cfer_tiny"], img_sizes=[None, 24], initial_classes=6)
+        >>> net.grow(7); net(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 7])
+    """
+
+    def __init__(self, *, initial_classes: int = 2, masking: bool = True, **options: object) -> None:
+        for key in ("num_classes", "head_factory"):
+            if key in options:
+                raise TypeError(f"GrowingEnsemble takes initial_classes, not {key}")
+        if initial_classes < 1:
+            raise ValueError(f"initial_classes must be >= 1, got {initial_classes}")
+        super().__init__(num_classes=initial_classes, head_factory=partial(IncrementalClassifier, masking=masking),
+                         **options)
+        self.masking = masking
+
+    def grow(self, num_classes: int) -> None:
+        """Widen every member head to ``num_classes`` outputs by hand (old rows kept, all active)."""
+        for m in self.members:
+            _grow(m.head, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-logit features (the members' concatenated features) of a batch of images."""
+        return pre_logits(self, x)
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):  # noqa: ANN201
+        """Also takes a plain :class:`~cfer.models.ensemble.LateFusionEnsemble`'s state
+        (``members.i.head.weight``): its heads load as fully active growing heads."""
+        state = dict(state_dict)
+        for i in range(len(self.members)):
+            pre = f"members.{i}.head."
+            if pre + "weight" in state:
+                for k in ("weight", "bias"):
+                    state[pre + "classifier." + k] = state.pop(pre + k)
+                state[pre + "active_units"] = torch.ones(state[pre + "classifier.weight"].shape[0], dtype=torch.int8)
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+
+def head_width(state_dict: dict) -> int:
+    """The head width a :class:`GrowingClassifier`'s or :class:`GrowingEnsemble`'s state
+    dict holds (what a checkpointed student grows back to)."""
+    for key in ("head.classifier.weight", "members.0.head.classifier.weight"):
+        if key in state_dict:
+            return int(state_dict[key].shape[0])
+    raise ValueError("the state dict holds no growing head (head.classifier.weight or "
+                     "members.0.head.classifier.weight); was it saved from a GrowingClassifier or GrowingEnsemble?")
 
 
 def build_model(*, arch: str, num_classes: int, in_chans: int = 3, img_size: int | None = None,
                 seed: int = 0, weights: str | Path | None = None) -> nn.Module:
     """A :class:`GrowingClassifier` on a fresh backbone (or one loaded from a local ``weights``
-    file), all ``num_classes`` units active."""
-    from cfer.models import create_backbone
+    file), all ``num_classes`` units active; for an ensemble arch (``"ensemble:a+b@48"``,
+    see :mod:`cfer.models.ensemble_arch`) a :class:`GrowingEnsemble` of those members."""
+    from cfer.models import create_backbone, is_ensemble_arch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size, weights=weights)
-        model = GrowingClassifier(backbone=backbone, initial_classes=num_classes)
+        if is_ensemble_arch(arch):
+            from cfer.models.ensemble_arch import parse_ensemble_arch
+
+            per_member = None if weights is None or isinstance(weights, (str, Path)) else list(weights)
+            model = GrowingEnsemble(**parse_ensemble_arch(arch), initial_classes=num_classes, in_chans=in_chans,
+                                    img_size=img_size, weights=per_member)
+            if isinstance(weights, (str, Path)):
+                from cfer.models.weights import load_weights
+
+                load_weights(model, weights)
+        else:
+            backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size, weights=weights)
+            model = GrowingClassifier(backbone=backbone, initial_classes=num_classes)
     model.grow(num_classes)
     return model
 

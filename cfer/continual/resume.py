@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from cfer.continual.factory import CferConfig
+from cfer.continual.growing import head_width
 from cfer.continual.metrics import ContinualResults
 from cfer.continual.runner import run_stream
 from cfer.models.io import load_checkpoint, save_checkpoint
@@ -150,7 +151,8 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
     Args:
         stream: A :class:`~cfer.continual.stream.CompoundStream` whose first experience holds
             the teacher's classes, in the teacher's output order.
-        teacher: The trained basic teacher (a ``GrowingClassifier``); it is not modified.
+        teacher: The trained basic teacher (a ``GrowingClassifier`` or ``GrowingEnsemble``);
+            it is not modified.
         memory_size: Replay budget ``M`` in items.
         checkpoint: Checkpoint file; if it exists the run resumes from it.
         epochs: Epochs per compound experience.
@@ -183,7 +185,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         if state["meta"] != meta:
             raise ValueError(f"checkpoint {checkpoint} belongs to another stream ({state['meta']['class_names']}); "
                              "resume with the run's own config, or delete the checkpoint")
-        student.grow(int(state["model"]["head.classifier.weight"].shape[0]))
+        student.grow(head_width(state["model"]))
         student.load_state_dict(state["model"])
     else:
         seed_everything(seed)

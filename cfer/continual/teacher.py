@@ -27,6 +27,7 @@ from torch import nn
 from cfer import taxonomy
 from cfer.continual.growing import build_model
 from cfer.data.base import FaceDataset
+from cfer.models.ensemble_loss import criterion_for
 
 __all__ = ["TeacherConfig", "TeacherResult", "train_teacher", "evaluate", "evaluate_classes"]
 
@@ -119,6 +120,12 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
                   classes: tuple[str, ...] | None = None) -> TeacherResult:
     """Train the basic-expression teacher with early stopping on ``val``.
 
+    An ensemble arch (``"ensemble:cfer_tiny+resemotenet_slim@48"``) trains a
+    ``GrowingEnsemble`` with the ensemble loss
+    (:class:`~cfer.models.ensemble_loss.EnsembleCriterion`: every member's and the fused
+    cross-entropy plus ``lam`` times the members' KL to the fused output); any other arch
+    a ``GrowingClassifier`` with cross-entropy.
+
     Args:
         train: Training faces (only the ``classes`` are used).
         val: Validation faces from other subjects; selects the best epoch.
@@ -156,6 +163,7 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
     model = build_model(arch=config.arch, num_classes=len(classes), in_chans=xt.shape[1],
                         img_size=xt.shape[-1], seed=config.seed, weights=config.weights)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    criterion = criterion_for(model)  # an ensemble's loss (cfer.models.ensemble_loss), else cross-entropy
     g = torch.Generator().manual_seed(config.seed)
     best, best_state, best_epoch, since, history = -1.0, None, 0, 0, []
     epochs = range(config.max_epochs)
@@ -171,7 +179,7 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
             idx = perm[i:i + config.batch_size]
             xb = _augment(xt[idx], g) if config.augment else xt[idx]
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(xb), yt[idx])
+            loss = criterion(model(xb), yt[idx])
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)

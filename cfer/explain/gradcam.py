@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from cfer.explain.methods import METHODS, method_class
+from cfer.models.ensemble import LateFusionEnsemble
 
 __all__ = ["METHODS", "empty_maps", "explain", "find_target_layer", "token_reshape", "vit_reshape"]
 
@@ -104,6 +105,9 @@ def find_target_layer(model: nn.Module) -> tuple[nn.Module, Callable | None]:
     Raises:
         ValueError: If nothing suitable is found (pass ``target_layers=`` then).
     """
+    if isinstance(model, LateFusionEnsemble):
+        raise ValueError("an ensemble has one target layer per member: use cfer.explain.ensemble."
+                         "member_target_layers(model), or explain(model, images), which fuses the members' maps")
     net = _unwrap(model)
     cam_layer = getattr(net, "cam_layer", None)
     if isinstance(cam_layer, nn.Module):
@@ -156,8 +160,12 @@ def explain(
 ) -> np.ndarray:
     """Class activation maps for a batch of images.
 
+    A :class:`~cfer.models.ensemble.LateFusionEnsemble` (without ``target_layers``) gets
+    the fused map of :func:`cfer.explain.ensemble.explain_ensemble`: its members' maps,
+    each for its own head, averaged with the fusion weights.
+
     Args:
-        model: A classifier (timm model, cfer model, GrowingClassifier, ...).
+        model: A classifier (timm model, cfer model, GrowingClassifier, ensemble, ...).
         images: ``(B, C, H, W)`` float tensor.
         method: A name from :data:`METHODS`.
         targets: Class per image (ints or pytorch-grad-cam target callables), one int for
@@ -194,6 +202,10 @@ def explain(
     cam_class = method_class(method)
     if images.ndim != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+    if isinstance(model, LateFusionEnsemble) and target_layers is None and reshape_transform is None:
+        from cfer.explain.ensemble import explain_ensemble
+
+        return explain_ensemble(model, images, method=method, targets=targets, batch_size=batch_size)["fused"]
     reshape = None
     if target_layers is None:
         layer, reshape = find_target_layer(model)

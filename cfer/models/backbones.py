@@ -12,11 +12,11 @@ from __future__ import annotations
 import difflib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from torch import nn
 
-__all__ = ["CFER_MODELS", "create_backbone", "suggestions"]
+__all__ = ["CFER_MODELS", "ENSEMBLE_PREFIX", "create_backbone", "is_ensemble_arch", "suggestions"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,14 @@ CFER_MODELS = ("resemotenet", "resemotenet_slim", "cfer_tiny", "manet", "manet_s
 """The models cfer registers with timm, per family full, CPU-friendly (``_slim``) and for tests
 (``cfer_tiny``, ``_tiny``): ResEmoteNet, the MA-Net-style multi-scale local-attention
 network, and the dual-view fusion model."""
+
+ENSEMBLE_PREFIX = "ensemble:"
+"""How an ensemble's arch string starts (:mod:`cfer.models.ensemble_arch`)."""
+
+
+def is_ensemble_arch(arch: object) -> bool:
+    """Whether ``arch`` names an ensemble (starts with ``"ensemble:"``; see :mod:`cfer.models.ensemble_arch`)."""
+    return isinstance(arch, str) and arch.strip().lower().startswith(ENSEMBLE_PREFIX)
 
 
 def suggestions(name: str) -> list[str]:
@@ -40,20 +48,25 @@ def suggestions(name: str) -> list[str]:
 
 
 def create_backbone(name: str, *, in_chans: int = 3, img_size: int | None = None,
-                    weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
+                    weights: str | Path | Sequence[str | Path | None] | None = None, **kwargs: Any) -> nn.Module:
     """A feature extractor: ``timm.create_model(name, num_classes=0, pretrained=False, ...)``.
 
-    Works for cfer's models (:data:`CFER_MODELS`) and any timm model. ``forward`` returns
+    Works for cfer's models (:data:`CFER_MODELS`), any timm model, and ensembles of them
+    (``"ensemble:cfer_tiny+resemotenet_slim@48"``, see :mod:`cfer.models.ensemble`: a
+    :class:`~cfer.models.ensemble.LateFusionEnsemble` without heads, whose features are its
+    members' features concatenated). ``forward`` returns
     pooled features ``(B, num_features)``; ``forward_features`` / ``forward_head(x,
     pre_logits=True)`` are the timm feature API that
     :class:`cfer.continual.growing.GrowingClassifier` builds on.
 
     Args:
-        name: A cfer model or a timm model name (``"resnet18"``, ``"vit_tiny_patch16_224"``).
+        name: A cfer model or a timm model name (``"resnet18"``, ``"vit_tiny_patch16_224"``),
+            or an ensemble arch string (``"ensemble:NAME[@SIZE]+NAME[@SIZE]..."``).
         in_chans: Input channels (1 grey, 3 RGB).
         img_size: Input side. Passed only to models with a fixed input grid (ViTs and
             the like); convolutional networks take any size and do not need it.
-        weights: Optional local weight file, loaded with :func:`load_weights`.
+        weights: Optional local weight file, loaded with :func:`load_weights` (for an
+            ensemble also a list of one file or None per member).
         **kwargs: Passed on to ``timm.create_model`` (e.g. ``drop_rate``); the model
             rejects names it does not know.
 
@@ -79,6 +92,10 @@ def create_backbone(name: str, *, in_chans: int = 3, img_size: int | None = None
     if "num_classes" in kwargs:
         raise ValueError("create_backbone builds a feature extractor (num_classes=0); use timm.create_model "
                          "for a classifier, or cfer.continual.growing.GrowingClassifier for a growing head")
+    if is_ensemble_arch(name):
+        from cfer.models.ensemble import create_ensemble
+
+        return create_ensemble(name, num_classes=0, in_chans=in_chans, img_size=img_size, weights=weights, **kwargs)
     if not timm.is_model(name):
         raise ValueError(f"unknown model {name!r}; close timm names: {suggestions(name)}; "
                          f"cfer's models: {list(CFER_MODELS)} (all timm names: timm.list_models())")

@@ -11,7 +11,11 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
 * ``KD = - sum_c softmax(t / T)_c * log_softmax(s / T)_c``, averaged over the batch,
   where ``t`` are the **frozen basic teacher's** logits zero-padded on the right to the
   student's width (not the previous step's model), ``T = 3``; multiplied by ``T**2``
-  only if ``t_squared=True`` (the published method has no such factor);
+  only if ``t_squared=True`` (the published method has no such factor); a teacher whose
+  outputs are log-probabilities (``teacher.log_prob_output``: a probability-fused
+  :class:`~cfer.models.ensemble.LateFusionEnsemble`) is centred first, ``t - mean_c t``
+  (the same softmax), since zero-padded log-probabilities would give every new class
+  probability 1 before tempering;
 * ``g_i = gamma0 * exp(-i / (1 + e))`` with ``gamma0 = 0.1`` (Maiden & Nakisa 2023); by
   default ``i`` is the experience index, so the first compound step has ``i = 1``
   (``g = 0.076``); the authors' public code counts compound steps from 0 (``g = 0.1`` at
@@ -284,6 +288,8 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
         self.last = {"step": self._step}
         with torch.no_grad():  # one teacher forward serves both terms (its tap keeps the features)
             t_logits = self.teacher(x)
+        if getattr(self.teacher, "log_prob_output", False):  # a probability-fused ensemble, see the module
+            t_logits = t_logits - t_logits.mean(1, keepdim=True)
         if self.use_logits:
             g = self.weight(self._step)
             kd = logit_distillation(student_logits, t_logits, temperature=self.temperature, t_squared=self.t_squared)
