@@ -183,6 +183,10 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--arch",), "model.arch", "cfer or timm architecture (resemotenet_slim, resemotenet, cfer_tiny, resnet18, ...) "
      "or an ensemble of them (ensemble:cfer_tiny+resemotenet_slim@48)"),
     (("--weights",), "model.weights", "local weights file for the backbone"),
+    (("--student-arch",), "model.student_arch", "the student's own architecture (e.g. one network distilled from "
+     "an ensemble teacher; default: a copy of the teacher)"),
+    (("--basic-epochs",), "continual.basic_epochs", "epochs on the basic classes for a student of its own "
+     "(--student-arch)"),
     (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),

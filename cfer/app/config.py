@@ -194,13 +194,17 @@ class ClassesSection:
 
 @dataclass(frozen=True)
 class ModelSection:
-    """The network: the teacher's architecture, which the student copies.
+    """The network: the teacher's architecture, which the student copies unless it has its own.
 
     Attributes:
         arch: A cfer model (``resemotenet_slim``, ``resemotenet``, ``cfer_tiny``), any timm name,
             or an ensemble of them (``ensemble:cfer_tiny+resemotenet_slim@48``, see
             :mod:`cfer.models.ensemble_arch`).
         weights: Optional local weights file for the backbone (nothing is downloaded).
+        student_arch: The student's own architecture (any name ``arch`` takes), e.g. one
+            network distilled from an ensemble teacher; it first learns the basic classes
+            for ``continual.basic_epochs`` epochs with distillation. None: the student
+            starts as a copy of the teacher.
 
     The name and the file are checked against timm and the disk where the run starts
     (:func:`cfer.app.prepare.check_inputs`), so a saved config stays loadable.
@@ -208,10 +212,14 @@ class ModelSection:
 
     arch: str = "resemotenet_slim"
     weights: str | None = None
+    student_arch: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch.strip():
             raise ValueError(f"model.arch must be a model name such as 'resemotenet_slim', got {self.arch!r}")
+        if self.student_arch is not None and (not isinstance(self.student_arch, str) or not self.student_arch.strip()):
+            raise ValueError("model.student_arch must be a model name such as 'resemotenet_slim' or null (the "
+                             f"student copies the teacher), got {self.student_arch!r}")
 
 
 @dataclass(frozen=True)
@@ -256,6 +264,8 @@ class ContinualSection:
         temperature: Distillation temperature (published: 3).
         feature_weight: Weight of feature distillation (0: logits only, as published).
         logit_adjustment: ``tau`` of logit adjustment (0: off, as published).
+        basic_epochs: Epochs on the basic experience for a student of its own
+            (``model.student_arch``); a copy of the teacher skips it.
         logger: Where the training curves go besides the report: ``none``, ``tensorboard``,
             ``csv`` or ``wandb-offline``, written to ``RUN/logs/<logger>/order<k>/``
             (:mod:`cfer.continual.loggers`).
@@ -274,6 +284,7 @@ class ContinualSection:
     temperature: float = 3.0
     feature_weight: float = 1.0
     logit_adjustment: float = 0.0
+    basic_epochs: int = 10
     logger: str = "none"
 
     def __post_init__(self) -> None:
@@ -282,7 +293,7 @@ class ContinualSection:
             close = difflib.get_close_matches(str(self.logger), LOGGERS, n=1)
             hint = f" (did you mean --logger {close[0]}?)" if close else ""
             raise ValueError(f"unknown continual.logger {self.logger!r}{hint}; choose one of {list(LOGGERS)}")
-        for name in ("per_step", "orders", "epochs", "batch_size"):
+        for name in ("per_step", "orders", "epochs", "batch_size", "basic_epochs"):
             _positive("continual", name, getattr(self, name))
         if self.order is not None:
             object.__setattr__(self, "order", taxonomy.normalize_many(list(self.order)))

@@ -105,16 +105,19 @@ def check_inputs(config: RunConfig) -> None:
     import cfer.models
     from cfer.models.backbones import suggestions
 
-    if cfer.models.is_ensemble_arch(m.arch):
-        from cfer.models.ensemble_arch import parse_ensemble_arch
+    for key, arch in (("model.arch", m.arch), ("model.student_arch", m.student_arch)):
+        if arch is None:
+            continue
+        if cfer.models.is_ensemble_arch(arch):
+            from cfer.models.ensemble_arch import parse_ensemble_arch
 
-        try:
-            parse_ensemble_arch(m.arch)
-        except ValueError as exc:
-            raise ValueError(f"model.arch: {exc}") from None
-    elif not timm.is_model(m.arch):
-        raise ValueError(f"unknown model.arch {m.arch!r}; close names: {suggestions(m.arch)}; "
-                         f"cfer's models: {list(cfer.models.CFER_MODELS)}")
+            try:
+                parse_ensemble_arch(arch)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        elif not timm.is_model(arch):
+            raise ValueError(f"unknown {key} {arch!r}; close names: {suggestions(arch)}; "
+                             f"cfer's models: {list(cfer.models.CFER_MODELS)}")
     if m.weights is not None:
         if not Path(m.weights).is_file():
             raise ValueError(f"model.weights {m.weights!r} is not a file; give a local .pt/.pth/.safetensors "

@@ -77,7 +77,7 @@ def _headline(metrics: dict) -> list[tuple[str, str, str]]:
     for name, e in metrics["explain"].items():
         loc = e.get("localisation", {}).get("mean")
         if loc is not None:
-            rows.append((f"Grad-CAM localisation, {name} (1 = uniform)", f"{loc:.2f}", "mean over faces"))
+            rows.append((f"Grad-CAM localisation, {model_label(name)} (1 = uniform)", f"{loc:.2f}", "mean over faces"))
     return rows
 
 
@@ -90,11 +90,16 @@ def _f1_rows(scores: dict) -> list[tuple[str, str, str]]:
     rows = []
     if "teacher" in scores:
         rows.append(("teacher macro-F1, basic classes", _f1(scores["teacher"]["macro_f1"]), "one teacher"))
+        rows += [(f"{model_label(k)} (its own head) macro-F1, basic classes", _f1(scores[k]["macro_f1"]),
+                  "one teacher") for k in _member_keys(scores, "teacher")]
     if "student" in scores:
         st = scores["student"]
         rows += [(f"final macro-F1, {label}", _f1(st[key]), "first class order")
                  for key, label in (("macro_f1", "all learnt classes"), ("macro_f1_basic", "basic classes"),
                                     ("macro_f1_compound", "compound classes"))]
+        rows += [(f"final macro-F1, {model_label(k)} (its own head), {label}", _f1(scores[k][key]),
+                  "first class order") for k in _member_keys(scores, "student")
+                 for key, label in (("macro_f1_basic", "basic classes"), ("macro_f1_compound", "compound classes"))]
     return rows
 
 
@@ -192,6 +197,17 @@ def _confusion_section(metrics: dict) -> list[str]:
     ]
 
 
+def _member_keys(section: dict, role: str) -> list[str]:
+    """The keys of an ensemble's members (``"teacher-resemotenet_slim"``) in a metrics section."""
+    return [k for k in section if k.startswith(f"{role}-")]
+
+
+def model_label(key: str) -> str:
+    """How the report names a model key: ``"teacher-manet_slim"`` -> ``"teacher member manet_slim"``."""
+    role, sep, member = key.partition("-")
+    return f"{role} member {member}" if sep and role in ("teacher", "student") else key
+
+
 def _f1_cell(v: float | None) -> str:
     return f"<td class=num>{_f1(v)}</td>"
 
@@ -200,14 +216,18 @@ def _scores_section(metrics: dict) -> list[str]:
     scores = metrics.get("scores") or {}
     if not scores:
         return []
-    student, teacher = scores["student"]["per_class"], scores.get("teacher", {}).get("per_class", {})
+    student = scores["student"]["per_class"]
+    others = [k for k in ("teacher", *_member_keys(scores, "teacher"), *_member_keys(scores, "student"))
+              if k in scores]  # F1 columns after the student's own: the fused teacher, then each member
     rows = "".join(
         f"<tr><td>{html.escape(taxonomy.display_name(c))}</td><td class=num>{v['support']}</td>"
-        + "".join(_f1_cell(x) for x in (v["precision"], v["recall"], v["f1"], teacher.get(c, {}).get("f1")))
+        + "".join(_f1_cell(x) for x in (v["precision"], v["recall"], v["f1"],
+                                        *(scores[k]["per_class"].get(c, {}).get("f1") for k in others)))
         + "</tr>" for c, v in student.items())
-    macros = (scores["student"]["macro_f1"], scores.get("teacher", {}).get("macro_f1"))
+    macros = (scores["student"]["macro_f1"], *(scores[k]["macro_f1"] for k in others))
     rows += ("<tr><td><b>macro-F1</b></td>" + "<td></td>" * 3
              + "".join(f"<td class=num><b>{_f1(m)}</b></td>" for m in macros) + "</tr>")
+    heads = "".join(f"<th>{html.escape(model_label(k))} F1</th>" for k in others)
     return [
         "<h2>Per-class precision, recall and F1</h2>",
         "<p>From the confusion counts on the test faces: the final student (first class order) over every class it "
@@ -215,7 +235,7 @@ def _scores_section(metrics: dict) -> list[str]:
         "compound face the teacher puts on a basic output is a false positive of that output. A class never "
         "predicted has precision 0; macro-F1 is the unweighted mean over the classes with test faces.</p>",
         "<table><tr><th>class</th><th>test faces</th><th>student precision</th><th>student recall</th>"
-        f"<th>student F1</th><th>teacher F1</th></tr>{rows}</table>",
+        f"<th>student F1</th>{heads}</tr>{rows}</table>",
     ]
 
 
@@ -314,10 +334,11 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
                 "basic and over compound classes."),
     ]
     for name in metrics["explain"]:
-        parts.append(_figure(f"explain/{name}/overlays.png", f"Grad-CAM of the {name} (one test face per class)."))
-        parts.append(_figure(f"explain/{name}/regions.png", f"Region attention of the {name} per class."))
+        label = model_label(name)  # an ensemble's fused maps first, then a row per member on its own head
+        parts.append(_figure(f"explain/{name}/overlays.png", f"Grad-CAM of the {label} (one test face per class)."))
+        parts.append(_figure(f"explain/{name}/regions.png", f"Region attention of the {label} per class."))
         if (run / "explain" / name / "similarity.png").is_file():
-            parts.append(_figure(f"explain/{name}/similarity.png", f"How alike the {name}'s mean Grad-CAM maps of "
+            parts.append(_figure(f"explain/{name}/similarity.png", f"How alike the {label}'s mean Grad-CAM maps of "
                                  "each compound and each basic class are (correlation); outlined: the constituents."))
     links = "".join(f'<li><a href="{html.escape(p.relative_to(run).as_posix())}">'
                     f"{html.escape(p.relative_to(run).as_posix())}</a></li>" for p in files)

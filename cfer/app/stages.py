@@ -25,7 +25,7 @@ from cfer.app.config import RunConfig
 from cfer.app.prepare import RunData, prepare_data
 from cfer.atomic import jsonable, write_json
 
-__all__ = ["RunState", "Stage", "STAGES"]
+__all__ = ["RunState", "Stage", "STAGES", "members"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +133,19 @@ def _cfer_options(config: RunConfig):  # noqa: ANN202
                       psmr_mode=c.psmr_mode, logit_adjustment=c.logit_adjustment)
 
 
+def _own_student(config: RunConfig, data: RunData, *, seed: int) -> dict:
+    """``run_order``'s ``student`` and ``basic_epochs`` for a student of its own
+    architecture (``model.student_arch``); nothing when the student copies the teacher."""
+    from cfer.continual.growing import build_model
+
+    if config.model.student_arch is None:
+        return {}
+    d = config.data
+    student = build_model(arch=config.model.student_arch, num_classes=len(data.basic), in_chans=1 if d.grey else 3,
+                          img_size=d.image_size, seed=seed)
+    return {"student": student, "basic_epochs": config.continual.basic_epochs}
+
+
 def _continual(state: RunState) -> dict:
     """Every class order, each resumed from its own files; returns the records and the
     first order's student (the one few-shot and Grad-CAM look at)."""
@@ -163,11 +176,11 @@ def _continual(state: RunState) -> dict:
                                              lr=c.lr, batch_size=c.batch_size, cfer=_cfer_options(config),
                                              checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
                                              progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
-                                             loggers=loggers)
+                                             loggers=loggers, **_own_student(config, data, seed=config.seed + k))
             finally:
                 close_loggers(loggers)
             classes = tuple(stream.class_names)
-            save_model(student, student_path, arch=config.model.arch, classes=classes,
+            save_model(student, student_path, arch=config.model.student_arch or config.model.arch, classes=classes,
                        extra={"image_size": config.data.image_size, "order": list(order)})
             rec = jsonable({"order": list(order), "class_names": list(classes), "memory_size": memory,
                             "memory_per_class": memory // len(classes),
@@ -180,6 +193,17 @@ def _continual(state: RunState) -> dict:
     return {"records": records, "student": first_student, "student_classes": first_classes}
 
 
+def members(role: str, model: Any) -> list[tuple[str, Any]]:
+    """``("ROLE-MEMBER", member)`` for each member of a late-fusion ensemble (none for a
+    single model): the keys under which the confusion, score and Grad-CAM stages report
+    each member on its own head, next to the fused ``ROLE``."""
+    from cfer.models.ensemble import LateFusionEnsemble
+
+    if not isinstance(model, LateFusionEnsemble):
+        return []
+    return [(f"{role}-{name}", m) for name, m in zip(model.member_names, model.members)]
+
+
 # -- confusion -------------------------------------------------------------------------------
 def _confusion(state: RunState) -> dict:
     """Confusion matrices on the test faces of the stream's classes: the first order's final
@@ -189,10 +213,15 @@ def _confusion(state: RunState) -> dict:
     data, student = state.data, state.outputs["continual"]
     rows = (*data.basic, *data.compound)
     teacher = state.outputs["teacher"][0]
-    out = jsonable({
+    out = {
         "student": confusion(student["student"], data.test, classes=student["student_classes"]).to_dict(),
         "teacher": confusion(teacher, data.test, classes=data.basic, rows=rows).to_dict(),
-    })
+    }
+    for key, member in members("student", student["student"]):  # an ensemble's members, each on its own head
+        out[key] = confusion(member, data.test, classes=student["student_classes"]).to_dict()
+    for key, member in members("teacher", teacher):
+        out[key] = confusion(member, data.test, classes=data.basic, rows=rows).to_dict()
+    out = jsonable(out)
     write_json(state.folder / "confusion.json", out)
     return out
 
@@ -238,8 +267,11 @@ def _explain(state: RunState) -> dict:
 
     config, data, folder = state.config, state.data, state.folder / "explain"
     student = state.outputs["continual"]
-    models = {"teacher": (state.outputs["teacher"][0], data.basic),
-              "student": (student["student"], student["student_classes"])}
+    teacher = state.outputs["teacher"][0]
+    models = {"teacher": (teacher, data.basic),
+              **{key: (m, data.basic) for key, m in members("teacher", teacher)},
+              "student": (student["student"], student["student_classes"]),
+              **{key: (m, student["student_classes"]) for key, m in members("student", student["student"])}}
     faces = _explain_faces(config, data)
     items = list(models.items())
     if state.progress:

@@ -2,7 +2,10 @@
 
 The student starts as a copy of the trained basic teacher (the first, basic experience
 is not trained again: it fills the predictive-sorting memory), then learns the compound
-experiences with distillation from the frozen teacher. After each experience the model,
+experiences with distillation from the frozen teacher. A student of its own architecture
+(``student=``: a single network under an ensemble teacher, a smaller one under a large
+teacher) first learns the basic experience for ``basic_epochs`` epochs, with the same
+distillation from the teacher, then the compound experiences. After each experience the model,
 the optimiser, the replay buffer (as item indices), Avalanche's clock, the three global
 random generators and the accuracy matrix so far are written atomically to one
 checkpoint. :func:`run_order` started again with the same stream and checkpoint goes on
@@ -85,6 +88,19 @@ def _student(teacher: nn.Module) -> nn.Module:
     return student
 
 
+def _check_student(student: nn.Module, teacher: nn.Module, *, n_basic: int, basic_epochs: int) -> None:
+    if student is teacher:
+        raise ValueError("student is the teacher itself; pass student=None to start from a copy of the teacher, "
+                         "or a model of its own")
+    width = getattr(student, "num_classes", None)
+    if width != n_basic:
+        raise ValueError(f"the student has {width} outputs but the teacher has {n_basic} basic classes; build it "
+                         f"with cfer.continual.growing.build_model(arch, num_classes={n_basic})")
+    if basic_epochs < 1:
+        raise ValueError("a student of its own does not know the basic classes yet: give basic_epochs >= 1 "
+                         "(it learns them from the labels and the teacher's distillation)")
+
+
 def _plugin(strategy, kind: type):  # noqa: ANN001, ANN202
     for p in strategy.plugins:
         if isinstance(p, kind):
@@ -112,7 +128,7 @@ def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
 
 def _make_strategy(student: nn.Module, optimizer: torch.optim.Optimizer, teacher: nn.Module, memory_size: int,
                    total_classes: int, *, epochs: int, batch_size: int, cfer: CferConfig,
-                   loggers: Sequence[object] = ()) -> "SupervisedTemplate":
+                   loggers: Sequence[object] = (), basic_epochs: int = 0) -> "SupervisedTemplate":
     from cfer.continual.factory import make_strategy
     from cfer.continual.metrics import make_evaluator
     from cfer.continual.plugins.epochs import BasicEpochsPlugin
@@ -121,7 +137,7 @@ def _make_strategy(student: nn.Module, optimizer: torch.optim.Optimizer, teacher
                          train_mb_size=batch_size, eval_mb_size=256, memory_size=memory_size,
                          total_classes=total_classes, teacher=teacher, cfer=cfer,
                          evaluator=make_evaluator(loggers=loggers),
-                         plugins=[BasicEpochsPlugin(basic_epochs=0, later_epochs=epochs)])
+                         plugins=[BasicEpochsPlugin(basic_epochs=basic_epochs, later_epochs=epochs)])
 
 
 def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer,  # noqa: ANN001
@@ -145,7 +161,8 @@ def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer, 
 def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str | Path,  # noqa: ANN001
               epochs: int = 4, lr: float = 2e-3, batch_size: int = 32, cfer: CferConfig = CferConfig(),
               seed: int = 0, progress: bool = False, desc: str = "compound steps",
-              loggers: Sequence[object] = ()) -> tuple[ContinualResults, nn.Module]:
+              loggers: Sequence[object] = (), student: nn.Module | None = None,
+              basic_epochs: int = 0) -> tuple[ContinualResults, nn.Module]:
     """Train the cfer student over ``stream``, checkpointing after every experience.
 
     Args:
@@ -165,19 +182,33 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         loggers: Avalanche loggers (:func:`cfer.continual.loggers.make_loggers`); with any,
             the evaluator also measures losses, distillation terms and memory size for
             them. The caller closes them.
+        student: A student of its own architecture with the teacher's basic outputs (a
+            ``GrowingClassifier`` from :func:`cfer.continual.growing.build_model`, e.g. a
+            single ``resemotenet_slim`` under an ensemble teacher); it is trained in place.
+            None: a copy of the teacher.
+        basic_epochs: Epochs on the basic experience (distillation from the teacher
+            included). Must be > 0 with ``student``; 0 with the teacher's copy, which
+            already knows the basic classes.
 
     Returns:
         The accuracy matrix and derived metrics, and the final student.
 
     Raises:
-        ValueError: If the checkpoint belongs to another stream (other classes or steps).
+        ValueError: If the checkpoint belongs to another stream (other classes or steps),
+            or for a ``student`` without the teacher's outputs or without basic epochs.
     """
     checkpoint = Path(checkpoint)
     if teacher.num_classes != stream.n_basic:
         raise ValueError(f"the teacher has {teacher.num_classes} outputs but the stream's first experience has "
                          f"{stream.n_basic} classes; build the stream with the teacher's classes as basic")
+    if basic_epochs < 0:
+        raise ValueError(f"basic_epochs must be >= 0, got {basic_epochs}")
     meta = {"class_names": list(stream.class_names), "n_steps": stream.n_steps}
-    student = _student(teacher)
+    if student is None:
+        student = _student(teacher)
+    else:
+        _check_student(student, teacher, n_basic=stream.n_basic, basic_epochs=basic_epochs)
+        student.train()
     test = stream.test_stream
     results = ContinualResults(n_test=[len(e.dataset) for e in test])
     state = load_checkpoint(checkpoint) if checkpoint.is_file() else None
@@ -191,7 +222,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         seed_everything(seed)
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     strategy = _make_strategy(student, optimizer, teacher, memory_size, len(stream.class_names), epochs=epochs,
-                              batch_size=batch_size, cfer=cfer, loggers=loggers)
+                              batch_size=batch_size, cfer=cfer, loggers=loggers, basic_epochs=basic_epochs)
     if state is not None:
         _distillation(strategy).load_state_dict(state["plugins"]["distillation"])
         params = _named_parameters(strategy)

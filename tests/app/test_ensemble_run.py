@@ -34,3 +34,71 @@ def test_the_teacher_stage_trains_an_ensemble_and_reports_each_member(tmp_path):
     text = summary_table(metrics)
     assert "teacher member cfer_tiny (its own head), basic test accuracy" in text
     assert "teacher member cfer_tiny@24 (its own head)" in text
+
+
+@pytest.fixture(scope="module")
+def ensemble_into_single_student(tmp_path_factory):
+    """The whole job with an ensemble teacher distilled into one cfer_tiny student."""
+    import warnings
+
+    from cfer.app.pipeline import run_pipeline
+
+    warnings.filterwarnings("ignore")
+    out = tmp_path_factory.mktemp("ens")
+    config = config_from_dict({
+        "model": {"arch": ARCH, "student_arch": "cfer_tiny"},
+        "data": {"image_size": 32, "synthetic_subjects": [3, 1, 2], "synthetic_per_class": 3},
+        "teacher": {"epochs": 1}, "continual": {"epochs": 1, "per_step": 8, "orders": 1, "basic_epochs": 2},
+        "fewshot": {"episodes": 10, "shots": [1], "queries": 1}, "explain": {"per_class": 1}})
+    return out, run_pipeline(config, out_dir=out, progress=False)
+
+
+def test_an_ensemble_teacher_distils_into_a_single_student(ensemble_into_single_student):
+    out, metrics = ensemble_into_single_student
+    student, _ = load_model(out / "students" / "order0.pt")
+    assert not isinstance(student, GrowingEnsemble) and student.cfer_meta is not None
+    from cfer.models.io import read_model_file
+
+    assert read_model_file(out / "students" / "order0.pt")["arch"] == "cfer_tiny"
+    teacher, _ = load_model(out / "teacher.pt")
+    assert isinstance(teacher, GrowingEnsemble)
+    # the student trained on the basic experience (2 epochs), so its basic accuracy is its own
+    assert metrics["continual"]["orders"][0]["matrix"][0][0] > 0
+
+
+def test_the_report_scores_and_explains_every_teacher_member(ensemble_into_single_student):
+    out, metrics = ensemble_into_single_student
+    keys = ["teacher-cfer_tiny", "teacher-cfer_tiny@24"]
+    for key in keys:
+        assert set(metrics["scores"][key]["per_class"]) == set(metrics["scores"]["teacher"]["per_class"])
+        assert 0 <= metrics["scores"][key]["macro_f1"] <= 1
+        assert metrics["confusion"][key]["outputs"] == metrics["confusion"]["teacher"]["outputs"]
+        assert (out / "explain" / key / "overlays.png").is_file() and (out / "explain" / key / "regions.png").is_file()
+        assert key in metrics["explain"]
+    assert not any(k.startswith("student-") for k in metrics["scores"])  # the student is one network
+    page = (out / "report.html").read_text()
+    assert page.count("teacher member cfer_tiny@24 F1") == 1  # its column in the per-class table
+    assert "Grad-CAM of the teacher member cfer_tiny (one test face per class)" in page
+    assert "teacher member cfer_tiny@24 (its own head) macro-F1, basic classes" in summary_table(metrics)
+
+
+def test_a_student_of_its_own_needs_basic_epochs_and_the_teachers_outputs():
+    from cfer.continual.growing import build_model
+    from cfer.continual.resume import run_order
+    from cfer.continual.stream import make_stream
+    from cfer.data.synthetic import make_synthetic_splits
+
+    sp = make_synthetic_splits(classes=["happy", "sad", "happily surprised"], subjects=(2, 1, 1), per_class=1,
+                               image_size=32, seed=0)
+    stream = make_stream(train=sp["train"], test=sp["test"], basic=("happy", "sad"), compound=("happily surprised",),
+                         per_step=1, order=("happily surprised",))
+    teacher = build_model(arch="cfer_tiny", num_classes=2)
+    with pytest.raises(ValueError, match="basic_epochs >= 1"):
+        run_order(stream=stream, teacher=teacher, memory_size=4, checkpoint="unused.pt",
+                  student=build_model(arch="cfer_tiny", num_classes=2))
+    with pytest.raises(ValueError, match=r"3 outputs but the teacher has 2 basic classes.*num_classes=2"):
+        run_order(stream=stream, teacher=teacher, memory_size=4, checkpoint="unused.pt", basic_epochs=1,
+                  student=build_model(arch="cfer_tiny", num_classes=3))
+    with pytest.raises(ValueError, match="student is the teacher itself"):
+        run_order(stream=stream, teacher=teacher, memory_size=4, checkpoint="unused.pt", basic_epochs=1,
+                  student=teacher)
