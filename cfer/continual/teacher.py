@@ -45,7 +45,8 @@ class TeacherConfig:
         batch_size: Mini-batch size.
         max_epochs: Upper bound on epochs.
         patience: Stop after this many epochs without a better validation accuracy.
-        seed: Seed of initialisation and shuffling (private generators).
+        seed: Seed of initialisation, shuffling, augmentation and dropout (private
+            generators; the global torch generator is seeded for the loop and restored).
         augment: Random horizontal flips and small shifts during training.
         progress: Show a tqdm bar over epochs.
         weights: Optional local weights file for the backbone (see ``cfer.models.load_weights``).
@@ -171,30 +172,35 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
         from tqdm.auto import tqdm
 
         epochs = tqdm(epochs, desc="teacher", unit="epoch")
-    for epoch in epochs:
-        model.train()
-        perm = torch.randperm(len(xt), generator=g)
-        total = 0.0
-        for i in range(0, len(xt), config.batch_size):
-            idx = perm[i:i + config.batch_size]
-            xb = _augment(xt[idx], g) if config.augment else xt[idx]
-            opt.zero_grad()
-            loss = criterion(model(xb), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        model.eval()
-        with torch.no_grad():
-            acc = sum((model(xv[i:i + 256]).argmax(1) == yv[i:i + 256]).sum().item()
-                      for i in range(0, len(xv), 256)) / len(xv)
-        history.append({"epoch": epoch, "train_loss": total / len(xt), "val_accuracy": acc})
-        logger.info("teacher epoch %d: loss %.3f, val acc %.3f", epoch, total / len(xt), acc)
-        if acc > best:
-            best, best_state, best_epoch, since = acc, copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            since += 1
-            if since >= config.patience:
-                break
+    # Dropout draws from torch's global generator: seed it for the loop, so the same config
+    # gives the same teacher in any process and after any earlier work, and leave the
+    # caller's generator as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        for epoch in epochs:
+            model.train()
+            perm = torch.randperm(len(xt), generator=g)
+            total = 0.0
+            for i in range(0, len(xt), config.batch_size):
+                idx = perm[i:i + config.batch_size]
+                xb = _augment(xt[idx], g) if config.augment else xt[idx]
+                opt.zero_grad()
+                loss = criterion(model(xb), yt[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            model.eval()
+            with torch.no_grad():
+                acc = sum((model(xv[i:i + 256]).argmax(1) == yv[i:i + 256]).sum().item()
+                          for i in range(0, len(xv), 256)) / len(xv)
+            history.append({"epoch": epoch, "train_loss": total / len(xt), "val_accuracy": acc})
+            logger.info("teacher epoch %d: loss %.3f, val acc %.3f", epoch, total / len(xt), acc)
+            if acc > best:
+                best, best_state, best_epoch, since = acc, copy.deepcopy(model.state_dict()), epoch, 0
+            else:
+                since += 1
+                if since >= config.patience:
+                    break
     model.load_state_dict(best_state)
     model.eval()
     return TeacherResult(model=model, classes=classes, best_epoch=best_epoch, best_val_accuracy=best, history=history)

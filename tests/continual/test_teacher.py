@@ -68,3 +68,19 @@ def test_a_fixed_grid_model_reloads_at_the_size_it_was_saved_at(tmp_path):
     x = torch.rand(2, 3, 32, 32)
     vit.eval()
     assert torch.allclose(model(x), vit(x)) and classes == ("happy", "sad", "angry")
+
+
+def test_the_same_config_gives_the_same_teacher_whatever_ran_before(splits):
+    """resemotenet_slim has dropout, which draws from torch's global generator: the teacher's
+    seed covers it, and the caller's generator is left where it was."""
+    config = TeacherConfig(arch="resemotenet_slim", max_epochs=2, patience=5, batch_size=16, seed=3)
+    torch.manual_seed(0)
+    first = train_teacher(train=splits["train"], val=splits["val"], config=config)
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(1))  # the caller's generator as if no teacher had trained
+    torch.rand(1000)  # other work moves the global generator before the second call
+    second = train_teacher(train=splits["train"], val=splits["val"], config=config)
+    first_state, second_state = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(first_state[k], second_state[k]) for k in first_state)
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]
