@@ -51,6 +51,26 @@ def _fmt(vals: list[float]) -> str:
     return f"{a.mean():.3f} ± {a.std():.3f}"
 
 
+def _paired(runs: list[dict], models: list[str], tasks: list[str]) -> None:
+    """Each ensemble's macro-F1 minus its best member's (the member with the higher mean),
+    seed by seed: the comparison the goal names, with its spread."""
+    from cfer.models.ensemble_arch import parse_ensemble_arch
+
+    for arch in [m for m in models if m.startswith("ensemble:")]:
+        members = [m for m in parse_ensemble_arch(arch)["members"] if m in models]
+        for task in tasks:
+            f1 = {m: {r["seed"]: r["macro_f1"] for r in runs if r["task"] == task and r["arch"] == m}
+                  for m in [*members, arch]}
+            if not members or not f1[arch]:
+                continue
+            best = max(members, key=lambda m: np.mean(list(f1[m].values())))
+            diff = [f1[arch][s] - f1[best][s] for s in sorted(f1[arch]) if s in f1[best]]
+            wins = sum(d > 0 for d in diff)
+            print(f"{task}: {arch} minus its best member {best}, macro-F1 per seed: "
+                  f"{' '.join(f'{d:+.3f}' for d in diff)} (mean {np.mean(diff):+.3f} ± {np.std(diff):.3f}, "
+                  f"ahead in {wins} of {len(diff)} seeds)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -83,6 +103,7 @@ def main() -> None:
             acc, f1 = _fmt([r["accuracy"] for r in rs]), _fmt([r["macro_f1"] for r in rs])
             train_s, ran = np.mean([r["train_s"] for r in rs]), np.mean([r["epochs_run"] for r in rs])
             print(f"| {task} | {arch} | {acc} | {f1} | {comp} | {train_s:.0f} | {ran:.1f} |")
+    _paired(runs, a.models, a.tasks)
     print(f"\n{total / 60:.1f} minutes in all")
     if a.json:
         with open(a.json, "w") as fh:
