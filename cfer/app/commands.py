@@ -275,6 +275,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from cfer.app.pretrain_job import run_pretrain
+
+    if not args.verbose:
+        _hide_library_notices()
+    return run_pretrain(args)
+
+
 HANDLERS = {"run": _cmd_run, "synth": _cmd_synth, "data": _cmd_data, "teacher": _cmd_teacher,
-            "fewshot": _cmd_fewshot, "explain": _cmd_explain, "compare": _cmd_compare}
+            "fewshot": _cmd_fewshot, "explain": _cmd_explain, "compare": _cmd_compare, "pretrain": _cmd_pretrain}
 """The handler of each subcommand."""
