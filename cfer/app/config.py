@@ -200,7 +200,9 @@ class ModelSection:
         arch: A cfer model (``resemotenet_slim``, ``resemotenet``, ``cfer_tiny``), any timm name,
             or an ensemble of them (``ensemble:cfer_tiny+resemotenet_slim@48``, see
             :mod:`cfer.models.ensemble_arch`).
-        weights: Optional local weights file for the backbone (nothing is downloaded).
+        weights: Optional weights for the backbone: a local file (e.g. the ``encoder.pt`` of
+            ``cfer pretrain``), or hub weights (``hf-hub:ORG/NAME``, a timm tag such as
+            ``resnet50.a1_in1k``) loaded through timm's hub cache (``HF_HUB_OFFLINE`` honoured).
         student_arch: The student's own architecture (any name ``arch`` takes), e.g. one
             network distilled from an ensemble teacher; it first learns the basic classes
             for ``continual.basic_epochs`` epochs with distillation. None: the student

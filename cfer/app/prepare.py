@@ -119,9 +119,10 @@ def check_inputs(config: RunConfig) -> None:
             raise ValueError(f"unknown {key} {arch!r}; close names: {suggestions(arch)}; "
                              f"cfer's models: {list(cfer.models.CFER_MODELS)}")
     if m.weights is not None:
-        if not Path(m.weights).is_file():
+        if not Path(m.weights).is_file() and not cfer.models.is_hub_weights(m.weights):
             raise ValueError(f"model.weights {m.weights!r} is not a file; give a local .pt/.pth/.safetensors "
-                             "file or drop --weights")
+                             "file, hub weights (hf-hub:ORG/NAME or a timm tag such as resnet50.a1_in1k), "
+                             "or drop --weights")
         from cfer.models.backbones import create_backbone
 
         try:  # a file of another architecture (or no weights at all) fails here, not after the data is read

@@ -138,8 +138,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
                      + (" --grey" if opts["grey"] else "")}
 
     def after_epoch(result) -> None:  # noqa: ANN001
-        result.save_encoder(out / "encoder.pt")
         write_json(out / "pretrain.json", {**record, "status": "running", "history": result.history})
+        result.save_encoder(out / "encoder.pt")
 
     print(f"cfer pretrain {config.arch} on {len(x)} faces ({config.image_size} px, "
           f"{'grey' if x.shape[1] == 1 else 'RGB'}) -> {out}" + (" (resuming)" if resume else ""))

@@ -230,7 +230,7 @@ def pretrain_mae(*, images: np.ndarray | torch.Tensor | FaceDataset, config: Pre
         raise ValueError("resume=True needs checkpoint=PATH (the file the first run wrote)")
     model = build_mae(config, in_chans=int(x_all.shape[1]))
     optimizer = _optimizer(model, config)
-    steps_per_epoch = len(_batches(len(x_all), config.batch_size))
+    steps_per_epoch = max(1, len(x_all) // config.batch_size)  # as many as _batches gives
     total = steps_per_epoch * config.epochs
     warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
     result = PretrainResult(model=model, history=[], config=config)
