@@ -6,7 +6,8 @@ touches both alike and their ratio survives a shared machine), on the same encod
 ``--size``) and the same random batch:
 
 * **MAE**: mask ``--mask-ratio`` of the patches before the encoder, encode the rest, decode
-  with cfer's light decoder, normalised-pixel loss on the masked patches, backward;
+  with cfer's light decoder (``PretrainConfig``'s default width and depth unless
+  ``--decoder-dim`` / ``--decoder-depth``), normalised-pixel loss on the masked patches, backward;
 * **supervised**: the same encoder on whole images with a 7-class linear head,
   cross-entropy, backward.
 
@@ -33,15 +34,17 @@ import torch
 import torch.nn.functional as F
 
 import cfer.models  # noqa: F401 - registers cfer's models
-from cfer.pretrain import MaskedAutoencoder
+from cfer.pretrain import MaskedAutoencoder, PretrainConfig
 
 
-def measure(*, arch: str, size: int, batch: int, repeats: int, mask_ratio: float, seed: int = 0) -> dict:
+def measure(*, arch: str, size: int, batch: int, repeats: int, mask_ratio: float, decoder_dim: int = 128,
+            decoder_depth: int = 1, seed: int = 0) -> dict:
     """Median seconds per step of each kind, ``{kind: {"fb": s, "step": s}}``."""
     torch.manual_seed(seed)
     sup = timm.create_model(arch, num_classes=7, img_size=size).train()
     encoder = timm.create_model(arch, num_classes=0, img_size=size)
-    mae = MaskedAutoencoder(encoder=encoder, mask_ratio=mask_ratio).train()
+    mae = MaskedAutoencoder(encoder=encoder, mask_ratio=mask_ratio, decoder_dim=decoder_dim,
+                            decoder_depth=decoder_depth).train()
     opts = {"mae": torch.optim.AdamW(mae.parameters(), lr=1e-4),
             "supervised": torch.optim.AdamW(sup.parameters(), lr=1e-4)}
     x = torch.rand(batch, 3, size, size)
@@ -70,14 +73,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--mask-ratio", type=float, default=0.75)
+    ap.add_argument("--decoder-dim", type=int, default=PretrainConfig.decoder_dim)
+    ap.add_argument("--decoder-depth", type=int, default=PretrainConfig.decoder_depth)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    r = measure(arch=args.arch, size=args.size, batch=args.batch, repeats=args.repeats, mask_ratio=args.mask_ratio)
+    r = measure(arch=args.arch, size=args.size, batch=args.batch, repeats=args.repeats, mask_ratio=args.mask_ratio,
+                decoder_dim=args.decoder_dim, decoder_depth=args.decoder_depth)
     print(f"{args.arch} at {args.size}x{args.size}x3, batch {args.batch}, {args.threads} threads, median of "
           f"{args.repeats} steps each, taking turns (torch {torch.__version__}, timm {timm.__version__})\n")
     print("| step | ms / batch (fwd+bwd) | images / s (fwd+bwd) | ms / batch (+AdamW) | images / s (+AdamW) |")
     print("|---|---:|---:|---:|---:|")
-    names = {"mae": f"MAE, {args.mask_ratio:.0%} masked", "supervised": "supervised, whole images"}
+    names = {"mae": f"MAE, {args.mask_ratio:.0%} masked (decoder {args.decoder_depth} x {args.decoder_dim})",
+             "supervised": "supervised, whole images"}
     for kind, t in r.items():
         print(f"| {names[kind]} | {1000 * t['fb']:.1f} | {args.batch / t['fb']:.1f} | {1000 * t['step']:.1f} | "
               f"{args.batch / t['step']:.1f} |")

@@ -3,8 +3,8 @@
 After He et al. 2022 ("Masked Autoencoders Are Scalable Vision Learners"): the image is cut
 into patches; a random ``mask_ratio`` of them (75%) is **dropped before the transformer
 blocks**, so the encoder sees only a quarter of the tokens (that is where the speed comes
-from); a light decoder (``decoder_depth`` blocks of width ``decoder_dim``) puts a shared
-mask token at every dropped position, adds fixed 2-D sine-cosine positions and predicts
+from); a light decoder (``decoder_depth`` blocks, one by default, of width ``decoder_dim``)
+puts a shared mask token at every dropped position, adds fixed 2-D sine-cosine positions and predicts
 every patch's pixels; the loss is the mean squared error **on the masked patches only**,
 against each patch's pixels normalised by its own mean and variance (``norm_pix_loss``).
 
@@ -97,7 +97,7 @@ class MaskedAutoencoder(nn.Module):
     """
 
     def __init__(self, *, encoder: nn.Module, mask_ratio: float = 0.75, decoder_dim: int = 128,
-                 decoder_depth: int = 2, decoder_heads: int = 4, norm_pix_loss: bool = True,
+                 decoder_depth: int = 1, decoder_heads: int = 4, norm_pix_loss: bool = True,
                  sincos_init: bool = True) -> None:
         super().__init__()
         from timm.models.vision_transformer import Block

@@ -72,7 +72,7 @@ class PretrainConfig:
     image_size: int = 64
     mask_ratio: float = 0.75
     decoder_dim: int = 128
-    decoder_depth: int = 2
+    decoder_depth: int = 1
     decoder_heads: int = 4
     norm_pix_loss: bool = True
     epochs: int = 50
