@@ -28,6 +28,10 @@ import statistics
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# OpenMP threads that wait by sleeping, not spinning: on a shared 2-core machine a spinning
+# thread whose partner was descheduled stalls every parallel region, and both steps fall to
+# the same few images/s (measured: 13 vs 13 with the variable unset). Set it to ACTIVE to measure without it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import timm
 import torch
@@ -80,7 +84,9 @@ def main() -> None:
     r = measure(arch=args.arch, size=args.size, batch=args.batch, repeats=args.repeats, mask_ratio=args.mask_ratio,
                 decoder_dim=args.decoder_dim, decoder_depth=args.decoder_depth)
     print(f"{args.arch} at {args.size}x{args.size}x3, batch {args.batch}, {args.threads} threads, median of "
-          f"{args.repeats} steps each, taking turns (torch {torch.__version__}, timm {timm.__version__})\n")
+          f"{args.repeats} steps each, taking turns, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} "
+          f"(torch {torch.__version__}, timm {timm.__version__}; load average before: "
+          f"{os.getloadavg()[0]:.1f})\n")
     print("| step | ms / batch (fwd+bwd) | images / s (fwd+bwd) | ms / batch (+AdamW) | images / s (+AdamW) |")
     print("|---|---:|---:|---:|---:|")
     names = {"mae": f"MAE, {args.mask_ratio:.0%} masked (decoder {args.decoder_depth} x {args.decoder_dim})",

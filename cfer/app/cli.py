@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--lr", type=float, default=None,
                     help=f"peak AdamW learning rate (default {PRETRAIN_DEFAULTS['lr']})")
     pt.add_argument("--seed", type=int, default=None, help="seed of initialisation, shuffling, augmentation, masks")
+    pt.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch CPU threads (default: torch's; the results do not depend on it)")
     pt.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_options(pt)
     g = pt.add_argument_group("synthetic faces (without --data)")

@@ -106,6 +106,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from cfer.pretrain import PretrainConfig, pretrain_mae, reconstruction_figure
     from cfer.pretrain.train import as_image_tensor
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     resume = args.resume is not None
     if resume:
         if extra := _given(args):
