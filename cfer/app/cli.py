@@ -224,6 +224,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "an ensemble teacher; default: a copy of the teacher)"),
     (("--basic-epochs",), "continual.basic_epochs", "epochs on the basic classes for a student of its own "
      "(--student-arch)"),
+    (("--freeze-stages",), "model.freeze_stages", "freeze the backbone's stem and first N blocks or stages in teacher "
+     "and student (fine-tune pretrained weights from the later layers; default 0: none)"),
     (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),

@@ -207,6 +207,8 @@ class ModelSection:
             network distilled from an ensemble teacher; it first learns the basic classes
             for ``continual.basic_epochs`` epochs with distillation. None: the student
             starts as a copy of the teacher.
+        freeze_stages: Freeze the backbone's stem and first N blocks or stages in the teacher
+            and the student (fine-tune a pretrained encoder from its later layers; 0: none).
 
     The name and the file are checked against timm and the disk where the run starts
     (:func:`cfer.app.prepare.check_inputs`), so a saved config stays loadable.
@@ -215,6 +217,7 @@ class ModelSection:
     arch: str = "resemotenet_slim"
     weights: str | None = None
     student_arch: str | None = None
+    freeze_stages: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch.strip():
@@ -222,6 +225,9 @@ class ModelSection:
         if self.student_arch is not None and (not isinstance(self.student_arch, str) or not self.student_arch.strip()):
             raise ValueError("model.student_arch must be a model name such as 'resemotenet_slim' or null (the "
                              f"student copies the teacher), got {self.student_arch!r}")
+        if isinstance(self.freeze_stages, bool) or not isinstance(self.freeze_stages, int) or self.freeze_stages < 0:
+            raise ValueError(f"model.freeze_stages must be a whole number >= 0 (0: train every layer), got "
+                             f"{self.freeze_stages!r}")
 
 
 @dataclass(frozen=True)

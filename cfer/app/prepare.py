@@ -129,6 +129,16 @@ def check_inputs(config: RunConfig) -> None:
             create_backbone(m.arch, in_chans=1 if d.grey else 3, img_size=d.image_size, weights=m.weights)
         except ValueError as exc:
             raise ValueError(f"model.weights: {exc}") from None
+    if m.freeze_stages:
+        if cfer.models.is_ensemble_arch(m.arch):
+            raise ValueError("model.freeze_stages does not apply to an ensemble; drop --freeze-stages")
+        from cfer.models.backbones import create_backbone
+
+        try:  # a count the architecture does not have fails here
+            cfer.models.freeze_stages(create_backbone(m.arch, in_chans=1 if d.grey else 3, img_size=d.image_size),
+                                      stages=m.freeze_stages)
+        except ValueError as exc:
+            raise ValueError(f"model.freeze_stages: {exc}") from None
 
 
 def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:

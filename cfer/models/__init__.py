@@ -24,6 +24,7 @@ from cfer.models.dualview import DualViewFusion, create_dualview
 from cfer.models.ensemble import LateFusionEnsemble, create_ensemble
 from cfer.models.ensemble_loss import EnsembleCriterion, criterion_for, ensemble_loss
 from cfer.models.features import FeatureTap, find_feature_layer, pre_logits
+from cfer.models.freeze import freeze_stages
 from cfer.models.hub import HubWeightsError, is_hub_weights
 from cfer.models.io import (
     UnsafeFileError,
@@ -40,5 +41,5 @@ from cfer.models.weights import load_weights
 __all__ = ["CFER_MODELS", "ResEmoteNet", "MANet", "DualViewFusion", "create_dualview", "create_backbone",
            "load_weights", "pre_logits", "find_feature_layer", "FeatureTap", "UnsafeFileError",
            "LateFusionEnsemble", "create_ensemble", "is_ensemble_arch", "EnsembleCriterion", "ensemble_loss",
-           "criterion_for", "HubWeightsError", "is_hub_weights",
+           "criterion_for", "HubWeightsError", "is_hub_weights", "freeze_stages",
            "safe_load", "save_model", "read_model_file", "save_checkpoint", "load_checkpoint"]
