@@ -200,18 +200,14 @@ class ModelSection:
         arch: A cfer model (``resemotenet_slim``, ``resemotenet``, ``cfer_tiny``), any timm name,
             or an ensemble of them (``ensemble:cfer_tiny+resemotenet_slim@48``, see
             :mod:`cfer.models.ensemble_arch`).
-        weights: Optional weights for the backbone: a local file (e.g. the ``encoder.pt`` of
-            ``cfer pretrain``), or hub weights (``hf-hub:ORG/NAME``, a timm tag such as
-            ``resnet50.a1_in1k``) loaded through timm's hub cache (``HF_HUB_OFFLINE`` honoured).
+        weights: Optional weights: a local file (``cfer pretrain``'s ``encoder.pt``) or hub weights.
         student_arch: The student's own architecture (any name ``arch`` takes), e.g. one
             network distilled from an ensemble teacher; it first learns the basic classes
             for ``continual.basic_epochs`` epochs with distillation. None: the student
             starts as a copy of the teacher.
-        freeze_stages: Freeze the backbone's stem and first N blocks or stages in the teacher
-            and the student (fine-tune a pretrained encoder from its later layers; 0: none).
+        freeze_stages: Stem + first N blocks frozen in the teacher and its copy (0: none).
 
-    The name and the file are checked against timm and the disk where the run starts
-    (:func:`cfer.app.prepare.check_inputs`), so a saved config stays loadable.
+    Checked where the run starts (:func:`cfer.app.prepare.check_inputs`): a saved config stays loadable.
     """
 
     arch: str = "resemotenet_slim"
@@ -226,8 +222,7 @@ class ModelSection:
             raise ValueError("model.student_arch must be a model name such as 'resemotenet_slim' or null (the "
                              f"student copies the teacher), got {self.student_arch!r}")
         if isinstance(self.freeze_stages, bool) or not isinstance(self.freeze_stages, int) or self.freeze_stages < 0:
-            raise ValueError(f"model.freeze_stages must be a whole number >= 0 (0: train every layer), got "
-                             f"{self.freeze_stages!r}")
+            raise ValueError(f"model.freeze_stages must be a whole number >= 0 (0: none), got {self.freeze_stages!r}")
 
 
 @dataclass(frozen=True)

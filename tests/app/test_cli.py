@@ -104,5 +104,5 @@ def test_freeze_stages_is_checked_against_the_architecture_before_any_work(tmp_p
     assert cli.main(["run", "--out", str(out), "--arch", "vit_face_micro", "--freeze-stages", "5"]) == 2
     assert "model.freeze_stages: freezing 5 stages after the stem would leave nothing" in capsys.readouterr().err
     assert cli.main(["run", "--out", str(out), "--freeze-stages", "-1"]) == 2
-    assert "model.freeze_stages must be a whole number >= 0" in capsys.readouterr().err
+    assert "model.freeze_stages must be a whole number >= 0 (0: none)" in capsys.readouterr().err
     assert not out.exists()
