@@ -132,6 +132,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     if not timm.is_model(config.arch) or "vit" not in config.arch:
         raise ValueError(f"--arch {config.arch!r} is not a timm ViT; give vit_face_tiny, vit_face_small or any "
                          "timm vit_* name (the masked autoencoder drops patch tokens)")
+    from cfer.pretrain import build_mae
+
+    build_mae(config, in_chans=1 if opts["grey"] else 3)  # an image size the patches do not fit fails before any work
     faces = _faces(opts, progress=not args.no_progress)
     x = as_image_tensor(faces)
     out.mkdir(parents=True, exist_ok=True)

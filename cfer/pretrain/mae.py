@@ -116,6 +116,12 @@ class MaskedAutoencoder(nn.Module):
         self.mask_ratio = float(mask_ratio)
         self.norm_pix_loss = norm_pix_loss
         pe = encoder.patch_embed
+        side = tuple(int(v) for v in pe.img_size)
+        if any(v % int(p) for v, p in zip(side, pe.patch_size)):
+            lower, upper = (side[0] // pe.patch_size[0] * pe.patch_size[0],
+                            -(-side[0] // pe.patch_size[0]) * pe.patch_size[0])
+            raise ValueError(f"the image side {side[0]} is not a multiple of the encoder's {pe.patch_size[0]}-pixel "
+                             f"patches: use {lower} or {upper} (--image-size)")
         self.patch = int(pe.patch_size[0])
         self.grid = tuple(int(g) for g in pe.grid_size)
         self.channels = int(pe.proj.in_channels)

@@ -95,3 +95,5 @@ def test_bad_inputs_are_refused_with_the_fix():
         _mae(mask_ratio=1.0)
     with pytest.raises(ValueError, match=r"expected images \(B, 1, 32, 32\).*img_size and in_chans"):
         _mae()(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="image side 50 is not a multiple of the encoder's 8-pixel patches: use 48 or 56"):
+        MaskedAutoencoder(encoder=timm.create_model("vit_face_micro", num_classes=0, img_size=50))
