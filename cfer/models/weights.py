@@ -92,9 +92,10 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
     file may hold a raw state dict or one under ``"state_dict"`` or ``"model"`` (a
     ``"module."`` prefix is stripped). Classifier tensors whose shapes differ from the
     model's (a 1000-class ImageNet head) are dropped and stay at initialisation; an RGB
-    first convolution is adapted to a grey model (``in_chans=1``), and a ViT's position
-    embedding saved at another input size (an encoder pretrained on 64-pixel faces, used at
-    48) is resampled to the model's token grid with timm's ``resample_abs_pos_embed``.
+    first convolution is adapted to a grey model (``in_chans=1``) and a grey one to a colour
+    model (the filter spread over the channels: a grey image gives the same response), and a
+    ViT's position embedding saved at another input size (an encoder pretrained on 64-pixel
+    faces, used at 48) is resampled to the model's token grid (timm's ``resample_abs_pos_embed``).
     Missing and unexpected keys are logged and returned.
 
     Args:
@@ -153,7 +154,10 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
               and value.shape[0] == target[0] and value.shape[2:] == target[2:]):
             from timm.models import adapt_input_conv
 
-            state[key] = adapt_input_conv(target[1], value.float()).to(value.dtype)
+            if value.shape[1] == 1:  # a grey file into a colour model: each channel sees a third of the grey filter
+                state[key] = value.repeat(1, target[1], 1, 1) / target[1]
+            else:
+                state[key] = adapt_input_conv(target[1], value.float()).to(value.dtype)
             adapted.append(key)
         else:
             wrong.append(f"{key}: file {tuple(value.shape)} vs model {tuple(target)}")

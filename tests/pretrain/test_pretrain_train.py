@@ -125,3 +125,13 @@ def test_unlabelled_folders_are_read_in_any_layout(tmp_path):
         read_unlabelled(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="no folder at"):
         read_unlabelled(tmp_path / "f0.png")
+
+
+def test_a_grey_encoder_loads_into_a_colour_model_with_the_same_response_to_grey_faces(faces32, tmp_path):
+    result = pretrain_mae(images=faces32, config=PretrainConfig(**TINY, epochs=1))
+    path = result.save_encoder(tmp_path / "encoder.pt")
+    grey = create_backbone("vit_face_micro", in_chans=1, img_size=32, weights=path).eval()
+    rgb = create_backbone("vit_face_micro", in_chans=3, img_size=32, weights=path).eval()
+    x = faces32[:4]
+    with torch.no_grad():
+        assert torch.allclose(rgb(x.expand(-1, 3, -1, -1)), grey(x), atol=1e-5)
