@@ -1,7 +1,7 @@
 """The architecture's import rules (docs/architecture.md), checked on every module's source.
 
 Layers, bottom up: ``cfer``/``taxonomy``/``atomic``/``lazy`` → ``data``, ``models`` →
-``continual``, ``fewshot``, ``explain`` → ``app``. A module may import its own layer's
+``continual``, ``fewshot``, ``explain``, ``pretrain`` → ``app``. A module may import its own layer's
 package and the layers below it, never above or beside; function-level (lazy) imports
 count too. ``models`` knows nothing of Avalanche; ``data`` nothing of models.
 """
@@ -24,9 +24,11 @@ ALLOWED = {
     "continual": {"base", "data", "models"},
     "fewshot": {"base", "data", "models"},
     "explain": {"base", "data", "models"},
-    "app": {"base", "data", "models", "continual", "fewshot", "explain"},
+    "pretrain": {"base", "data", "models"},
+    "app": {"base", "data", "models", "continual", "fewshot", "explain", "pretrain"},
 }
-FORBIDDEN_THIRD_PARTY = {"models": {"avalanche", "learn2learn", "pytorch_grad_cam"}, "data": {"avalanche", "timm"}}
+FORBIDDEN_THIRD_PARTY = {"models": {"avalanche", "learn2learn", "pytorch_grad_cam"}, "data": {"avalanche", "timm"},
+                         "pretrain": {"avalanche", "learn2learn", "pytorch_grad_cam"}}
 
 
 def _module_name(path: Path) -> str:

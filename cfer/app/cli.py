@@ -11,6 +11,8 @@ Subcommands:
     fewshot N-way K-shot episodes (mean accuracy, 95% CI) with a saved model.
     explain Grad-CAM figures, region attention and basic/compound similarity of a saved model.
     compare two or more run folders side by side: compare.html and compare.csv.
+    pretrain masked-autoencoder pretraining of a ViT encoder on unlabelled faces: encoder.pt
+            for ``cfer run --arch ARCH --weights RUN/encoder.pt``, resumable (``--resume RUN_DIR``).
 
 One name means one thing in every command: ``--image-size`` is the image side (default
 :data:`cfer.app.config.DEFAULT_IMAGE_SIZE`), ``--arch`` an architecture name,
@@ -31,7 +33,11 @@ from cfer.app.config import DEFAULT_IMAGE_SIZE, DataSection, FewShotSection
 from cfer.data.readers import FORMATS, READERS
 from cfer.explain.methods import METHODS
 
-__all__ = ["main", "build_parser", "add_data_options", "RUN_OPTIONS"]
+__all__ = ["main", "build_parser", "add_data_options", "RUN_OPTIONS", "PRETRAIN_DEFAULTS"]
+
+PRETRAIN_DEFAULTS = {"arch": "vit_face_tiny", "epochs": 30, "mask_ratio": 0.75, "batch_size": 64, "lr": 1e-3,
+                     "seed": 0, "subjects": 40, "per_class": 3, "data_seed": 12345}
+"""Defaults of ``cfer pretrain``'s options (None on the parser, so ``--resume`` can tell what was given)."""
 
 
 def _positive_int(text: str) -> int:
@@ -154,6 +160,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_options(e)
     _synthetic_options(e, subjects=4, per_class=2)
 
+    pt = sub.add_parser("pretrain", help="masked-autoencoder pretraining of a ViT encoder on unlabelled faces",
+                        description="Pretrain a ViT encoder as a masked autoencoder on unlabelled faces (the labels "
+                                    "of a labelled dataset are ignored; default: synthetic faces) and write a run "
+                                    "folder: encoder.pt (for `cfer run --arch ARCH --weights RUN/encoder.pt`), "
+                                    "checkpoint.pt after every epoch, reconstruction.png and pretrain.json.")
+    pt.add_argument("--out", type=Path, default=None, help="run folder (default: runs/pretrain-DATE-TIME)")
+    pt.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                    help="go on with a killed pretraining from its last checkpoint (uses the run's saved options)")
+    pt.add_argument("--arch", default=None, help=f"timm ViT (default {PRETRAIN_DEFAULTS['arch']}: ViT-Tiny widths, "
+                                                 "8-pixel patches)")
+    pt.add_argument("--epochs", type=_positive_int, default=None,
+                    help=f"epochs (default {PRETRAIN_DEFAULTS['epochs']})")
+    pt.add_argument("--mask-ratio", type=float, default=None,
+                    help=f"share of patches masked (default {PRETRAIN_DEFAULTS['mask_ratio']})")
+    pt.add_argument("--batch-size", type=_positive_int, default=None,
+                    help=f"faces per step (default {PRETRAIN_DEFAULTS['batch_size']})")
+    pt.add_argument("--lr", type=float, default=None,
+                    help=f"peak AdamW learning rate (default {PRETRAIN_DEFAULTS['lr']})")
+    pt.add_argument("--seed", type=int, default=None, help="seed of initialisation, shuffling, augmentation, masks")
+    pt.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch CPU threads (default: torch's; the results do not depend on it)")
+    pt.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_data_options(pt)
+    g = pt.add_argument_group("synthetic faces (without --data)")
+    g.add_argument("--subjects", type=_positive_int, default=None,
+                   help=f"subjects in the pool (default {PRETRAIN_DEFAULTS['subjects']}; every class of each)")
+    g.add_argument("--per-class", type=_positive_int, default=None,
+                   help=f"faces per class per subject (default {PRETRAIN_DEFAULTS['per_class']})")
+    g.add_argument("--data-seed", type=int, default=None, help="seed of the pool's faces (default 12345)")
+
     c = sub.add_parser("compare", help="compare run folders: configs, summary numbers, curves, few-shot bars",
                        description="Put two or more finished run folders side by side: compare.html (configs with "
                                    "the differing keys highlighted, summary numbers with their spread, accuracy "
@@ -182,11 +218,14 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--compound",), "classes.compound", "comma-separated compound classes (default: all in the data)"),
     (("--arch",), "model.arch", "cfer or timm architecture (resemotenet_slim, resemotenet, cfer_tiny, resnet18, ...) "
      "or an ensemble of them (ensemble:cfer_tiny+resemotenet_slim@48)"),
-    (("--weights",), "model.weights", "local weights file for the backbone"),
+    (("--weights",), "model.weights", "weights for the backbone: a local file (e.g. encoder.pt of cfer pretrain), "
+     "hf-hub:ORG/NAME or a timm tag such as resnet50.a1_in1k (through timm's hub cache; HF_HUB_OFFLINE honoured)"),
     (("--student-arch",), "model.student_arch", "the student's own architecture (e.g. one network distilled from "
      "an ensemble teacher; default: a copy of the teacher)"),
     (("--basic-epochs",), "continual.basic_epochs", "epochs on the basic classes for a student of its own "
      "(--student-arch)"),
+    (("--freeze-stages",), "model.freeze_stages", "freeze the backbone's stem and first N blocks or stages in teacher "
+     "and student (fine-tune pretrained weights from the later layers; default 0: none)"),
     (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),

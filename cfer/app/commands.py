@@ -17,6 +17,13 @@ __all__ = ["HANDLERS"]
 _RUN_PATHS = ("data.path", "data.rafdb_basic", "model.weights")
 
 
+def _is_hub(weights: str) -> bool:
+    """Whether ``--weights`` names hub weights (``hf-hub:ORG/NAME`` or a timm tag), not a file."""
+    from cfer.models.hub import is_hub_weights
+
+    return is_hub_weights(weights)
+
+
 def _parse_classes(text: str) -> str | list[str]:
     return text if text in ("all", "basic", "compound", "basic+neutral") else [t for t in text.split(",") if t]
 
@@ -79,7 +86,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = with_overrides(base, given)
         # Absolute paths in the saved config, so --resume works from any folder.
         paths = {k: str(Path(v).resolve()) for k in _RUN_PATHS
-                 if (v := getattr(getattr(config, k.split(".")[0]), k.split(".")[1])) is not None}
+                 if (v := getattr(getattr(config, k.split(".")[0]), k.split(".")[1])) is not None
+                 and not (k == "model.weights" and _is_hub(v))}
         config = with_overrides(config, paths)
         out = args.out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     if args.print_config:
@@ -275,6 +283,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from cfer.app.pretrain_job import run_pretrain
+
+    if not args.verbose:
+        _hide_library_notices()
+    return run_pretrain(args)
+
+
 HANDLERS = {"run": _cmd_run, "synth": _cmd_synth, "data": _cmd_data, "teacher": _cmd_teacher,
-            "fewshot": _cmd_fewshot, "explain": _cmd_explain, "compare": _cmd_compare}
+            "fewshot": _cmd_fewshot, "explain": _cmd_explain, "compare": _cmd_compare, "pretrain": _cmd_pretrain}
 """The handler of each subcommand."""

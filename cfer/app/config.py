@@ -200,19 +200,20 @@ class ModelSection:
         arch: A cfer model (``resemotenet_slim``, ``resemotenet``, ``cfer_tiny``), any timm name,
             or an ensemble of them (``ensemble:cfer_tiny+resemotenet_slim@48``, see
             :mod:`cfer.models.ensemble_arch`).
-        weights: Optional local weights file for the backbone (nothing is downloaded).
+        weights: Optional weights: a local file (``cfer pretrain``'s ``encoder.pt``) or hub weights.
         student_arch: The student's own architecture (any name ``arch`` takes), e.g. one
             network distilled from an ensemble teacher; it first learns the basic classes
             for ``continual.basic_epochs`` epochs with distillation. None: the student
             starts as a copy of the teacher.
+        freeze_stages: Stem + first N blocks frozen in the teacher and its copy (0: none).
 
-    The name and the file are checked against timm and the disk where the run starts
-    (:func:`cfer.app.prepare.check_inputs`), so a saved config stays loadable.
+    Checked where the run starts (:func:`cfer.app.prepare.check_inputs`): a saved config stays loadable.
     """
 
     arch: str = "resemotenet_slim"
     weights: str | None = None
     student_arch: str | None = None
+    freeze_stages: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.arch, str) or not self.arch.strip():
@@ -220,6 +221,8 @@ class ModelSection:
         if self.student_arch is not None and (not isinstance(self.student_arch, str) or not self.student_arch.strip()):
             raise ValueError("model.student_arch must be a model name such as 'resemotenet_slim' or null (the "
                              f"student copies the teacher), got {self.student_arch!r}")
+        if isinstance(self.freeze_stages, bool) or not isinstance(self.freeze_stages, int) or self.freeze_stages < 0:
+            raise ValueError(f"model.freeze_stages must be a whole number >= 0 (0: none), got {self.freeze_stages!r}")
 
 
 @dataclass(frozen=True)

@@ -119,15 +119,26 @@ def check_inputs(config: RunConfig) -> None:
             raise ValueError(f"unknown {key} {arch!r}; close names: {suggestions(arch)}; "
                              f"cfer's models: {list(cfer.models.CFER_MODELS)}")
     if m.weights is not None:
-        if not Path(m.weights).is_file():
+        if not Path(m.weights).is_file() and not cfer.models.is_hub_weights(m.weights):
             raise ValueError(f"model.weights {m.weights!r} is not a file; give a local .pt/.pth/.safetensors "
-                             "file or drop --weights")
+                             "file, hub weights (hf-hub:ORG/NAME or a timm tag such as resnet50.a1_in1k), "
+                             "or drop --weights")
         from cfer.models.backbones import create_backbone
 
         try:  # a file of another architecture (or no weights at all) fails here, not after the data is read
             create_backbone(m.arch, in_chans=1 if d.grey else 3, img_size=d.image_size, weights=m.weights)
         except ValueError as exc:
             raise ValueError(f"model.weights: {exc}") from None
+    if m.freeze_stages:
+        if cfer.models.is_ensemble_arch(m.arch):
+            raise ValueError("model.freeze_stages does not apply to an ensemble; drop --freeze-stages")
+        from cfer.models.backbones import create_backbone
+
+        try:  # a count the architecture does not have fails here
+            cfer.models.freeze_stages(create_backbone(m.arch, in_chans=1 if d.grey else 3, img_size=d.image_size),
+                                      stages=m.freeze_stages)
+        except ValueError as exc:
+            raise ValueError(f"model.freeze_stages: {exc}") from None
 
 
 def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:

@@ -94,7 +94,8 @@ def _teacher(state: RunState) -> tuple[Any, dict]:
     seed_everything(config.seed)
     t = config.teacher
     tc = TeacherConfig(arch=config.model.arch, lr=t.lr, batch_size=t.batch_size, max_epochs=t.epochs,
-                       patience=t.patience, seed=config.seed, progress=state.progress, weights=config.model.weights)
+                       patience=t.patience, seed=config.seed, progress=state.progress, weights=config.model.weights,
+                       freeze_stages=config.model.freeze_stages)
     result = train_teacher(train=data.train, val=data.val, config=tc, classes=data.basic)
     test_accuracy, _ = evaluate_classes(result.model, data.test, classes=result.classes)
     info = {"image_size": config.data.image_size, "best_epoch": result.best_epoch,
@@ -176,7 +177,8 @@ def _continual(state: RunState) -> dict:
                                              lr=c.lr, batch_size=c.batch_size, cfer=_cfer_options(config),
                                              checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
                                              progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
-                                             loggers=loggers, **_own_student(config, data, seed=config.seed + k))
+                                             loggers=loggers, freeze_stages=config.model.freeze_stages,
+                                             **_own_student(config, data, seed=config.seed + k))
             finally:
                 close_loggers(loggers)
             classes = tuple(stream.class_names)

@@ -80,10 +80,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def _student(teacher: nn.Module) -> nn.Module:
+def _student(teacher: nn.Module, *, freeze: int = 0) -> nn.Module:
     student = copy.deepcopy(teacher)
     for p in student.parameters():
         p.requires_grad_(True)
+    if freeze:
+        from cfer.models.freeze import freeze_stages
+
+        freeze_stages(student, stages=freeze)
     student.train()
     return student
 
@@ -162,7 +166,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
               epochs: int = 4, lr: float = 2e-3, batch_size: int = 32, cfer: CferConfig = CferConfig(),
               seed: int = 0, progress: bool = False, desc: str = "compound steps",
               loggers: Sequence[object] = (), student: nn.Module | None = None,
-              basic_epochs: int = 0) -> tuple[ContinualResults, nn.Module]:
+              basic_epochs: int = 0, freeze_stages: int = 0) -> tuple[ContinualResults, nn.Module]:
     """Train the cfer student over ``stream``, checkpointing after every experience.
 
     Args:
@@ -189,6 +193,10 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         basic_epochs: Epochs on the basic experience (distillation from the teacher
             included). Must be > 0 with ``student``; 0 with the teacher's copy, which
             already knows the basic classes.
+        freeze_stages: Keep the student's stem and first ``freeze_stages`` blocks or stages
+            frozen (``cfer.models.freeze_stages``), as the teacher was trained (re-applied on
+            resume: ``requires_grad`` is not part of a checkpoint). Applies to the teacher's
+            copy; a ``student`` of its own trains every layer.
 
     Returns:
         The accuracy matrix and derived metrics, and the final student.
@@ -205,7 +213,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         raise ValueError(f"basic_epochs must be >= 0, got {basic_epochs}")
     meta = {"class_names": list(stream.class_names), "n_steps": stream.n_steps}
     if student is None:
-        student = _student(teacher)
+        student = _student(teacher, freeze=freeze_stages)
     else:
         _check_student(student, teacher, n_basic=stream.n_basic, basic_epochs=basic_epochs)
         student.train()

@@ -49,7 +49,12 @@ class TeacherConfig:
             generators; the global torch generator is seeded for the loop and restored).
         augment: Random horizontal flips and small shifts during training.
         progress: Show a tqdm bar over epochs.
-        weights: Optional local weights file for the backbone (see ``cfer.models.load_weights``).
+        weights: Optional weights for the backbone: a local file (see ``cfer.models.load_weights``;
+            e.g. the ``encoder.pt`` of ``cfer pretrain``) or hub weights (``hf-hub:ORG/NAME``, a
+            timm tag; see ``cfer.models.hub``).
+        freeze_stages: Freeze the backbone's stem and its first ``freeze_stages`` blocks or
+            stages (``cfer.models.freeze_stages``): fine-tune a pretrained encoder from its
+            later layers. 0 trains everything.
     """
 
     arch: str = "resemotenet_slim"
@@ -62,8 +67,11 @@ class TeacherConfig:
     augment: bool = True
     progress: bool = False
     weights: str | None = None
+    freeze_stages: int = 0
 
     def __post_init__(self) -> None:
+        if self.freeze_stages < 0:
+            raise ValueError(f"freeze_stages must be >= 0, got {self.freeze_stages}")
         for name in ("batch_size", "max_epochs", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -163,7 +171,12 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
     xv, yv = pick(val, "val")
     model = build_model(arch=config.arch, num_classes=len(classes), in_chans=xt.shape[1],
                         img_size=xt.shape[-1], seed=config.seed, weights=config.weights)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.freeze_stages:
+        from cfer.models.freeze import freeze_stages
+
+        freeze_stages(model, stages=config.freeze_stages)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                           weight_decay=config.weight_decay)
     criterion = criterion_for(model)  # an ensemble's loss (cfer.models.ensemble_loss), else cross-entropy
     g = torch.Generator().manual_seed(config.seed)
     best, best_state, best_epoch, since, history = -1.0, None, 0, 0, []

@@ -373,8 +373,8 @@ _VARIANTS: dict[str, dict[str, Any]] = {
 
 def _create_dualview(variant: str, pretrained: bool = False, **kwargs: Any) -> DualViewFusion:
     if pretrained:
-        raise ValueError(f"cfer never downloads weights: create {variant!r} with pretrained=False, then load a "
-                         "local file with cfer.models.load_weights(model, path)")
+        raise ValueError(f"{variant!r} is one of cfer's own models and has no hub weights: create it with "
+                         "pretrained=False, then load a local file with cfer.models.load_weights(model, path)")
     return build_model_with_cfg(DualViewFusion, variant, pretrained=False, **{**_VARIANTS[variant], **kwargs})
 
 

@@ -22,7 +22,7 @@ the structure.
 ``cfer_tiny`` (a few thousand parameters) also strides its first convolution, so a
 64x64 batch is cheap; it exists for tests, not for accuracy.
 
-Nothing is ever downloaded: ``pretrained=True`` raises; load a local file with
+cfer's models have no hub weights: ``pretrained=True`` raises; load a local file with
 :func:`cfer.models.load_weights`.
 
 Example:
@@ -250,8 +250,8 @@ _VARIANTS: dict[str, dict[str, Any]] = {
 
 def _create_resemotenet(variant: str, pretrained: bool = False, **kwargs: Any) -> ResEmoteNet:
     if pretrained:
-        raise ValueError(f"cfer never downloads weights: create {variant!r} with pretrained=False, then load a "
-                         "local file with cfer.models.load_weights(model, path)")
+        raise ValueError(f"{variant!r} is one of cfer's own models and has no hub weights: create it with "
+                         "pretrained=False, then load a local file with cfer.models.load_weights(model, path)")
     return build_model_with_cfg(ResEmoteNet, variant, pretrained=False, **{**_VARIANTS[variant], **kwargs})
 
 

@@ -58,6 +58,30 @@ def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
     return tuple(p + "." for p in prefixes)
 
 
+def _is_position_grid(model: nn.Module, key: str, value: torch.Tensor, target: torch.Size) -> bool:
+    """Whether ``key`` is a timm ViT's absolute position embedding saved for another token grid."""
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    return (key == "pos_embed" and grid is not None and value.ndim == 3 and len(target) == 3
+            and value.shape[0] == target[0] == 1 and value.shape[2] == target[2])
+
+
+def _resample_positions(model: nn.Module, value: torch.Tensor, target: torch.Size) -> torch.Tensor:
+    import math
+
+    from timm.layers import resample_abs_pos_embed
+
+    prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 0))
+    side = math.isqrt(value.shape[1] - prefix)
+    if side * side != value.shape[1] - prefix:
+        raise ValueError(f"pos_embed of {value.shape[1]} tokens is not a square grid plus {prefix} prefix tokens; "
+                         "load it into a model built with the file's img_size")
+    new = resample_abs_pos_embed(value.float(), new_size=list(model.patch_embed.grid_size), old_size=[side, side],
+                                 num_prefix_tokens=prefix)
+    if new.shape != target:
+        raise ValueError(f"pos_embed resampled to {tuple(new.shape)}, the model has {tuple(target)}")
+    return new.to(value.dtype)
+
+
 def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
                  min_match: float = 0.5) -> dict[str, list[str]]:
     """Load a local weight file into ``model``, refusing anything but tensors.
@@ -68,8 +92,11 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
     file may hold a raw state dict or one under ``"state_dict"`` or ``"model"`` (a
     ``"module."`` prefix is stripped). Classifier tensors whose shapes differ from the
     model's (a 1000-class ImageNet head) are dropped and stay at initialisation; an RGB
-    first convolution is adapted to a grey model (``in_chans=1``). Missing and unexpected
-    keys are logged and returned.
+    first convolution is adapted to a grey model (``in_chans=1``) and a grey one to a colour
+    model (the filter spread over the channels: a grey image gives the same response), and a
+    ViT's position embedding saved at another input size (an encoder pretrained on 64-pixel
+    faces, used at 48) is resampled to the model's token grid (timm's ``resample_abs_pos_embed``).
+    Missing and unexpected keys are logged and returned.
 
     Args:
         model: The module to fill (any timm or cfer model, or a wrapper around one).
@@ -83,7 +110,8 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
     Returns:
         ``{"missing": [...], "unexpected": [...], "dropped": [...], "adapted": [...]}``:
         model keys the file did not fill, file keys the model lacks, classifier keys
-        dropped for their shape, and input-convolution keys adapted to ``in_chans``.
+        dropped for their shape, and input-convolution / position-embedding keys adapted to
+        ``in_chans`` / the token grid.
 
     Raises:
         FileNotFoundError: If there is no such file.
@@ -119,11 +147,17 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
         if key.startswith(heads):
             dropped.append(key)
             del state[key]
+        elif _is_position_grid(model, key, value, target):
+            state[key] = _resample_positions(model, value, target)
+            adapted.append(key)
         elif (key in input_convs and value.ndim == 4 and len(target) == 4
               and value.shape[0] == target[0] and value.shape[2:] == target[2:]):
             from timm.models import adapt_input_conv
 
-            state[key] = adapt_input_conv(target[1], value.float()).to(value.dtype)
+            if value.shape[1] == 1:  # a grey file into a colour model: each channel sees a third of the grey filter
+                state[key] = value.repeat(1, target[1], 1, 1) / target[1]
+            else:
+                state[key] = adapt_input_conv(target[1], value.float()).to(value.dtype)
             adapted.append(key)
         else:
             wrong.append(f"{key}: file {tuple(value.shape)} vs model {tuple(target)}")
@@ -148,7 +182,7 @@ def load_weights(model: nn.Module, path: str | Path, *, strict: bool = False,
     if dropped:
         logger.info("dropped %d classifier tensors of another shape from %s: %s", len(dropped), path, dropped)
     if adapted:
-        logger.info("adapted the input convolution of %s to %d channels: %s", path, own[adapted[0]].shape[1], adapted)
+        logger.info("adapted %s of %s to this model (input channels, token grid)", adapted, path)
     if missing:
         logger.warning("%d model tensors not in %s (kept at initialisation): %s", len(missing), path, missing[:8])
     if unexpected:

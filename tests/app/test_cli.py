@@ -88,3 +88,21 @@ def test_synth_photos_exports_frames_that_need_cropping(tmp_path, capsys):
     assert (out / "manifest.csv").read_text().count("\n") == 5
     assert cli.main(["synth", "--out", str(tmp_path / "g.png"), "--photos"]) == 2
     assert "add --export DIR" in capsys.readouterr().err
+
+
+def test_run_takes_hub_weights_and_offline_without_a_copy_says_how_to_pass_the_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["run", "--out", str(out), "--arch", "resnet18", "--weights", "hf-hub:nobody/nothing"]) == 2
+    err = capsys.readouterr().err
+    assert "model.weights: cannot load the hub weights 'nobody/nothing'" in err
+    assert "hf download nobody/nothing model.safetensors" in err and "--weights DIR/model.safetensors" in err
+    assert not out.exists()
+
+
+def test_freeze_stages_is_checked_against_the_architecture_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["run", "--out", str(out), "--arch", "vit_face_micro", "--freeze-stages", "5"]) == 2
+    assert "model.freeze_stages: freezing 5 stages after the stem would leave nothing" in capsys.readouterr().err
+    assert cli.main(["run", "--out", str(out), "--freeze-stages", "-1"]) == 2
+    assert "model.freeze_stages must be a whole number >= 0 (0: none)" in capsys.readouterr().err
+    assert not out.exists()

@@ -5,6 +5,7 @@ import sys
 import pytest
 import timm
 import torch
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 import cfer.models  # noqa: F401 - registers the models
@@ -17,7 +18,8 @@ def n_params(net: nn.Module) -> int:
 
 
 SMALL = [n for n in CFER_MODELS if n.endswith(("_slim", "_tiny"))]
-FAMILIES = {"resemotenet": ResEmoteNet, "cfer": ResEmoteNet, "manet": MANet, "dualview": DualViewFusion}
+FAMILIES = {"resemotenet": ResEmoteNet, "cfer": ResEmoteNet, "manet": MANet, "dualview": DualViewFusion,
+            "vit": VisionTransformer}
 
 
 def _first_convs(net: nn.Module) -> list[nn.Module]:
@@ -116,12 +118,19 @@ def test_sizes_ordered_and_the_full_model_has_the_published_shape():
         assert full(torch.rand(2, 3, 64, 64)).shape == (2, 7)
 
 
-def test_pretrained_never_downloads():
+def test_cfer_models_have_no_hub_weights_and_say_so():
     for name in CFER_MODELS:
-        with pytest.raises(ValueError, match="never downloads weights.*cfer.models.load_weights"):
+        with pytest.raises(ValueError, match="no hub weights.*load_weights"):
             timm.create_model(name, pretrained=True)
-    with pytest.raises(ValueError, match="never downloads weights.*weights=PATH"):
-        create_backbone("resnet18", pretrained=True)
+        with pytest.raises(ValueError, match="cfer's own models and has no hub weights.*weights=FILE.*cfer pretrain"):
+            create_backbone(name, pretrained=True)
+
+
+def test_face_vits_cut_64_pixel_faces_into_8x8_tokens():
+    tiny = timm.create_model("vit_face_tiny", num_classes=0)
+    assert tiny.embed_dim == 192 and len(tiny.blocks) == 12 and tiny.patch_embed.grid_size == (8, 8)
+    assert 5_000_000 < n_params(tiny) < 6_000_000
+    assert create_backbone("vit_face_tiny", img_size=48).patch_embed.grid_size == (6, 6)
 
 
 @pytest.mark.parametrize("name,size", [("resnet18", 64), ("vit_tiny_patch16_224", 64), ("cfer_tiny", 64)])
