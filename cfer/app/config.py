@@ -20,14 +20,14 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from cfer import taxonomy
+from cfer.app.config_checks import finite as _finite
+from cfer.app.config_checks import fraction as _fraction
+from cfer.app.config_checks import positive as _positive
 from cfer.continual.loggers import LOGGERS
 from cfer.data.faces import FaceCropper
 from cfer.data.readers import FORMATS
@@ -45,28 +45,6 @@ DEFAULT_IMAGE_SIZE = 48
 
 MAX_SEED = 2**32 - 1
 """The largest seed (NumPy's and torch's generators take seeds in ``[0, 2**32 - 1]`` alike)."""
-
-
-def _finite(section: Any, prefix: str) -> None:
-    """Refuse NaN and infinity in every number of a section (a run would train to the end
-    and then fail writing its report, and every ``--resume`` the same way)."""
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        values = value if isinstance(value, tuple) else (value,)
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-            raise ValueError(f"{prefix}.{f.name} must be a finite number, got {value!r}")
-
-
-def _positive(section: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{section}.{name} must be a positive whole number, got {value!r}")
-
-
-def _fraction(section: str, name: str, value: float, *, zero_ok: bool = False) -> None:
-    lo_ok = value >= 0 if zero_ok else value > 0
-    if not (lo_ok and value <= 1):
-        bound = "[0, 1]" if zero_ok else "(0, 1]"
-        raise ValueError(f"{section}.{name} must lie in {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
