@@ -2,7 +2,9 @@
 
 Same synthetic faces, same optimiser, epochs and early stopping for every model; held-out
 test subjects. Two tasks: the six basic classes (the teacher's job) and all 22 classes.
-Prints accuracy and macro-F1 (mean ± std over seeds) and writes the runs as JSON.
+Prints accuracy and macro-F1 (mean ± std over seeds) and each ensemble's macro-F1 minus its
+best member's, seed by seed; writes the runs as JSON with every run's per-class precision,
+recall, F1 and support.
 
     python benchmarks/fusion_compare.py --json docs/results/fusion_compare.json
     python benchmarks/fusion_compare.py --quick          # a smoke run: 1 seed, 2 epochs
@@ -43,7 +45,7 @@ def run_one(arch: str, task: str, seed: int, *, epochs: int, subjects: tuple[int
     return {"arch": arch, "task": task, "seed": seed, "accuracy": scores.accuracy, "macro_f1": scores.macro_f1(),
             "macro_f1_compound": scores.macro_f1(kind="compound") if task == "all22" else None,
             "best_epoch": res.best_epoch, "epochs_run": len(res.history), "train_s": train_s, "test_s": test_s,
-            "n_test": int(len(sp["test"]))}
+            "n_test": int(len(sp["test"])), "scores": scores.to_dict()}
 
 
 def _fmt(vals: list[float]) -> str:
