@@ -47,8 +47,13 @@ def mean_matrix(records: list[dict]) -> np.ndarray:
 
 
 def _short(names: list[str], limit: int = 3) -> str:
+    """The classes of an experience by name, or counted: "6 basic", "5 compound", "4 classes"."""
     parts = [taxonomy.display_name(n) for n in names]
-    return ", ".join(parts) if len(parts) <= limit else f"{len(parts)} basic"
+    if len(parts) <= limit:
+        return ", ".join(parts)
+    kind = next((k for k, group in (("basic", taxonomy.BASIC), ("compound", taxonomy.COMPOUND))
+                 if all(n in group for n in names)), "classes")
+    return f"{len(parts)} {kind}"
 
 
 def accuracy_matrix(metrics: dict):  # noqa: ANN201
@@ -100,7 +105,7 @@ def accuracy_vs_step(metrics: dict):  # noqa: ANN201
     t = metrics.get("teacher", {}).get("test_accuracy")
     if t is not None:
         ax.axhline(t, ls="--", color="grey", lw=1, label=f"teacher on basic test faces ({t:.2f})")
-    ax.set_xlabel("step (0 = basic classes: the student starts as the teacher)")
+    ax.set_xlabel("step (0 = the basic classes)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.02)
     ax.set_xticks(range(len(records[0]["seen_accuracy"])))

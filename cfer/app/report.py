@@ -197,6 +197,15 @@ def _confusion_section(metrics: dict) -> list[str]:
     ]
 
 
+def _student_start(config: RunConfig) -> str:
+    """How the report says the student began: a copy of the teacher, or a network of its own."""
+    own = config.model.student_arch
+    if own is None:
+        return "the student starts as its copy and learns"
+    return (f"the student, a {html.escape(own)} of its own, first learns the basic classes for "
+            f"{config.continual.basic_epochs} epochs with distillation from the teacher, then")
+
+
 def _member_keys(section: dict, role: str) -> list[str]:
     """The keys of an ensemble's members (``"teacher-resemotenet_slim"``) in a metrics section."""
     return [k for k in section if k.startswith(f"{role}-")]
@@ -311,7 +320,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"<h2>Summary</h2><table><tr><th>measure</th><th>value</th><th>± is</th></tr>{head}</table>",
         "<h2>Continual learning</h2>",
         f"<p>The teacher trained on the basic classes for {t.get('epochs_run')} epochs (best validation accuracy "
-        f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); the student starts as its copy and learns "
+        f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); {_student_start(config)} "
         f"the compound classes with distillation from the frozen teacher (γ₀={config.continual.gamma0}, "
         f"T={config.continual.temperature}, feature weight {config.continual.feature_weight}) and predictive-sorting "
         f"replay ({config.continual.psmr_mode} mode).</p>",

@@ -79,6 +79,8 @@ def test_the_report_scores_and_explains_every_teacher_member(ensemble_into_singl
     page = (out / "report.html").read_text()
     assert page.count("teacher member cfer_tiny@24 F1") == 1  # its column in the per-class table
     assert "Grad-CAM of the teacher member cfer_tiny (one test face per class)" in page
+    assert "the student, a cfer_tiny of its own, first learns the basic classes for 2 epochs" in page
+    assert "starts as its copy" not in page
     assert "teacher member cfer_tiny@24 (its own head) macro-F1, basic classes" in summary_table(metrics)
 
 
