@@ -46,6 +46,12 @@ def mean_matrix(records: list[dict]) -> np.ndarray:
         return np.nanmean(out, 0)
 
 
+def model_label(key: str) -> str:
+    """How the report names a model key: ``"teacher-manet_slim"`` -> ``"teacher member manet_slim"``."""
+    role, sep, member = key.partition("-")
+    return f"{role} member {member}" if sep and role in ("teacher", "student") else key
+
+
 def _short(names: list[str], limit: int = 3) -> str:
     """The classes of an experience by name, or counted: "6 basic", "5 compound", "4 classes"."""
     parts = [taxonomy.display_name(n) for n in names]
@@ -150,14 +156,14 @@ def region_comparison(metrics: dict):  # noqa: ANN201
     """Mean Grad-CAM energy per facial region, basic vs compound classes, per model."""
     plt = _plt()
     explain = metrics["explain"]
-    fig, ax = plt.subplots(figsize=(8.0, 4.0))
     series = []
     for model, summary in explain.items():
         att = summary["region_attention"]
         for kind, names in (("basic", taxonomy.BASIC), ("compound", taxonomy.COMPOUND)):
             vals = [list(att[c].values()) for c in att if c in names]
             if vals:
-                series.append((f"{model}, {kind}", np.mean(vals, 0)))
+                series.append((f"{model_label(model)}, {kind}", np.mean(vals, 0)))
+    fig, ax = plt.subplots(figsize=(8.0, 4.0 + 0.2 * ((len(series) + 1) // 2)))
     width = 0.8 / max(1, len(series))
     x = np.arange(len(taxonomy.REGIONS))
     for s, (label, vals) in enumerate(series):
@@ -165,7 +171,8 @@ def region_comparison(metrics: dict):  # noqa: ANN201
     ax.set_xticks(x, taxonomy.REGIONS, rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("share of CAM energy")
     ax.set_title("where the models look: basic vs compound expressions", fontsize=10)
-    ax.legend(fontsize=8, ncol=2)
+    # below the axes: with an ensemble's members there are many series, and inside they hide bars
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -28,6 +28,7 @@ from cfer import taxonomy
 from cfer.app import figures as figs
 from cfer.app.config import RunConfig
 from cfer.app.config_io import dump_config
+from cfer.app.figures import model_label
 from cfer.atomic import save_figure, write_json, write_text
 
 __all__ = ["write_report", "summary_table", "FIGURES"]
@@ -211,12 +212,6 @@ def _member_keys(section: dict, role: str) -> list[str]:
     return [k for k in section if k.startswith(f"{role}-")]
 
 
-def model_label(key: str) -> str:
-    """How the report names a model key: ``"teacher-manet_slim"`` -> ``"teacher member manet_slim"``."""
-    role, sep, member = key.partition("-")
-    return f"{role} member {member}" if sep and role in ("teacher", "student") else key
-
-
 def _f1_cell(v: float | None) -> str:
     return f"<td class=num>{_f1(v)}</td>"
 
@@ -240,7 +235,8 @@ def _scores_section(metrics: dict) -> list[str]:
     return [
         "<h2>Per-class precision, recall and F1</h2>",
         "<p>From the confusion counts on the test faces: the final student (first class order) over every class it "
-        "learnt, the teacher over its basic outputs. Precision counts every face predicted as the class, so a "
+        "learnt, the teacher over its basic outputs (an ensemble's members each on its own head). Precision "
+        "counts every face predicted as the class, so a "
         "compound face the teacher puts on a basic output is a false positive of that output. A class never "
         "predicted has precision 0; macro-F1 is the unweighted mean over the classes with test faces.</p>",
         "<table><tr><th>class</th><th>test faces</th><th>student precision</th><th>student recall</th>"
