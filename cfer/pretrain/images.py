@@ -18,9 +18,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from cfer.data.readers import IMAGE_EXTENSIONS
+from cfer.data.readers.images import read_image
 
 __all__ = ["read_unlabelled"]
 
@@ -33,8 +34,9 @@ def read_unlabelled(path: str | Path, *, image_size: int = 64, channels: int = 3
 
     Args:
         path: A folder of face images (:data:`cfer.data.readers.IMAGE_EXTENSIONS`).
-        image_size: Side the images are resized to (bilinear; crop faces beforehand, or
-            read with ``read_dataset(..., crop_faces=True)``).
+        image_size: Side the images are resized to (decoded as cfer's readers decode:
+            :func:`cfer.data.readers.images.read_image`; crop faces beforehand, or read with
+            ``read_dataset(..., crop_faces=True)``).
         channels: 1 (grey) or 3 (RGB).
         skip_invalid: Skip unreadable files (counted in one warning) instead of failing.
         progress: Show a tqdm bar.
@@ -62,17 +64,14 @@ def read_unlabelled(path: str | Path, *, image_size: int = 64, channels: int = 3
     out, bad = [], []
     for f in tqdm(files, desc="reading faces", unit="img", disable=not progress):
         try:
-            with Image.open(f) as img:
-                img = ImageOps.exif_transpose(img).convert("L" if channels == 1 else "RGB")
-                img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
+            arr = read_image(f, image_size=image_size, channels=channels)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             if not skip_invalid:
                 raise ValueError(f"cannot read {f} ({type(exc).__name__}: {exc}); remove it or pass "
                                  "skip_invalid=True") from None
             bad.append(f)
             continue
-        out.append(arr[:, :, None] if arr.ndim == 2 else arr)
+        out.append(arr)
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable files of {len(files)} under {root}, e.g. {bad[0]}",
                       stacklevel=2)

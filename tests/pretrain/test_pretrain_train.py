@@ -135,3 +135,13 @@ def test_a_grey_encoder_loads_into_a_colour_model_with_the_same_response_to_grey
     x = faces32[:4]
     with torch.no_grad():
         assert torch.allclose(rgb(x.expand(-1, 3, -1, -1)), grey(x), atol=1e-5)
+
+
+def test_unlabelled_16_bit_faces_are_scaled_like_the_readers_scale_them(tmp_path):
+    from PIL import Image
+
+    ramp = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 64).astype(np.uint16)  # 0 .. 65472
+    Image.fromarray(ramp).save(tmp_path / "deep.png")  # a 16-bit grey PNG (mode I;16)
+    face = read_unlabelled(tmp_path, image_size=32, channels=1)[0, :, :, 0]
+    assert face.min() == 0 and face.max() >= 250  # a full 8-bit ramp, not clipped to white
+    assert abs(int(face[16, 0]) - round(int(ramp[16, 0]) / 257)) <= 1
