@@ -144,11 +144,13 @@ def _fixed_input_size(name: str) -> bool:
     """Whether the model ``name`` has a fixed input grid (then it takes ``img_size``)."""
     import timm
 
-    if name.startswith("hf-hub:"):  # the architecture is in the repository's config.json: ask timm's parser
+    from cfer.models.hub import HUB_PREFIX
+
+    if name.startswith(HUB_PREFIX):  # the architecture is in the repository's config.json: ask timm's parser
         try:
             from timm.models._hub import load_model_config_from_hf
 
-            cfg, _, _ = load_model_config_from_hf(name[len("hf-hub:"):])
+            cfg, _, _ = load_model_config_from_hf(name[len(HUB_PREFIX):])
         except Exception:  # noqa: BLE001 - not cached / offline: create_hub_model gives the clear error
             return False
         return bool(cfg.get("fixed_input_size", False))
