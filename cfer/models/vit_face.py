@@ -12,6 +12,7 @@ name                 embed dim  depth  heads  patch  image    params     use
 ===================  =========  =====  =====  =====  =======  =========  ======================
 ``vit_face_small``   384        12     6      8      64       21.4 M     larger pools
 ``vit_face_tiny``    192        12     3      8      64       5.4 M      ``cfer pretrain``'s default
+``vit_face_mini``    96         6      3      8      64       0.7 M      CPU runs (4x tiny's speed)
 ``vit_face_micro``   32         2      2      8      64       26 k       tests
 ===================  =========  =====  =====  =====  =======  =========  ======================
 
@@ -39,7 +40,7 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 
 __all__ = ["VIT_FACE_MODELS"]
 
-VIT_FACE_MODELS = ("vit_face_small", "vit_face_tiny", "vit_face_micro")
+VIT_FACE_MODELS = ("vit_face_small", "vit_face_tiny", "vit_face_mini", "vit_face_micro")
 """The face-sized ViTs, largest first."""
 
 
@@ -54,6 +55,7 @@ default_cfgs = generate_default_cfgs({name: _cfg() for name in VIT_FACE_MODELS})
 _VARIANTS: dict[str, dict[str, Any]] = {
     "vit_face_small": dict(embed_dim=384, depth=12, num_heads=6),
     "vit_face_tiny": dict(embed_dim=192, depth=12, num_heads=3),
+    "vit_face_mini": dict(embed_dim=96, depth=6, num_heads=3),
     "vit_face_micro": dict(embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0),
 }
 
@@ -78,6 +80,13 @@ def vit_face_small(pretrained: bool = False, **kwargs: Any) -> VisionTransformer
 def vit_face_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT-Tiny widths with 8-pixel patches on 64-pixel faces (8x8 tokens)."""
     return _create_vit_face("vit_face_tiny", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def vit_face_mini(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """Half ViT-Tiny's width and depth (96 wide, six blocks, 0.7 M parameters) with 8-pixel
+    patches: trains about four times as fast as ``vit_face_tiny`` on a CPU."""
+    return _create_vit_face("vit_face_mini", pretrained=pretrained, **kwargs)
 
 
 @register_model
