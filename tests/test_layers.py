@@ -1,6 +1,6 @@
 """The architecture's import rules (docs/architecture.md), checked on every module's source.
 
-Layers, bottom up: ``cfer``/``taxonomy``/``atomic``/``lazy`` → ``data``, ``models`` →
+Layers, bottom up: ``cfer``/``taxonomy``/``atomic``/``lazy``/``schedule`` → ``data``, ``models`` →
 ``continual``, ``fewshot``, ``explain``, ``pretrain`` → ``app``. A module may import its own layer's
 package and the layers below it, never above or beside; function-level (lazy) imports
 count too. ``models`` knows nothing of Avalanche; ``data`` nothing of models.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "cfer"
-BASE = {"cfer", "cfer.taxonomy", "cfer.atomic", "cfer.lazy"}
+BASE = {"cfer", "cfer.taxonomy", "cfer.atomic", "cfer.lazy", "cfer.schedule"}
 ALLOWED = {
     "base": set(),
     "data": {"base"},

@@ -42,11 +42,15 @@ from cfer.models.ensemble import LateFusionEnsemble
 __all__ = ["EnsembleCriterion", "criterion_for", "ensemble_loss"]
 
 
-def _terms(output: torch.Tensor, target: torch.Tensor, members: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+def _terms(output: torch.Tensor, target: torch.Tensor, members: Sequence[torch.Tensor],
+           label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
     log_p = torch.log_softmax(output.detach(), 1)
     p = log_p.exp()
     kl = sum((p * (log_p - torch.log_softmax(z, 1))).sum(1).mean() for z in members)
-    ce = nn.functional.cross_entropy
+
+    def ce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(z, y, label_smoothing=label_smoothing)
+
     return {"members": sum(ce(z, target) for z in members), "fused": ce(output, target), "kl": kl}
 
 
@@ -83,6 +87,7 @@ class EnsembleCriterion:
     Args:
         model: The ensemble.
         lam: KL weight (default: ``model.lam``).
+        label_smoothing: Label smoothing of every cross-entropy term (the KL term has none).
 
     Example:
         >>> ens = LateFusionEnsemble(members=["cfer_tiny", "cfer_tiny"], num_classes=2)
@@ -92,11 +97,12 @@ class EnsembleCriterion:
         ['fused', 'kl', 'members', 'total']
     """
 
-    def __init__(self, model: LateFusionEnsemble, *, lam: float | None = None) -> None:
+    def __init__(self, model: LateFusionEnsemble, *, lam: float | None = None, label_smoothing: float = 0.0) -> None:
         if not isinstance(model, LateFusionEnsemble):
             raise TypeError(f"EnsembleCriterion needs a LateFusionEnsemble, got {type(model).__name__}; "
                             "use torch.nn.CrossEntropyLoss() for a single model (or criterion_for(model))")
         self.model, self.lam = model, model.lam if lam is None else float(lam)
+        self.label_smoothing = float(label_smoothing)
         self.last: dict[str, float] = {}
         self.calls = 0
 
@@ -105,16 +111,17 @@ class EnsembleCriterion:
         if members is None or any(z.shape[0] != output.shape[0] for z in members):
             raise RuntimeError("the ensemble's member logits are not those of this output: call the criterion "
                                "right after model(x) of the same batch")
-        t = _terms(output, target, members)
+        t = _terms(output, target, members, self.label_smoothing)
         total = t["members"] + t["fused"] + self.lam * t["kl"]
         self.last = {**{k: float(v.detach()) for k, v in t.items()}, "total": float(total.detach())}
         self.calls += 1
         return total
 
 
-def criterion_for(model: nn.Module, *, lam: float | None = None) -> Callable[[torch.Tensor, torch.Tensor],
-                                                                              torch.Tensor]:
-    """:class:`EnsembleCriterion` for an ensemble with heads, cross-entropy for anything else."""
+def criterion_for(model: nn.Module, *, lam: float | None = None, label_smoothing: float = 0.0
+                  ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """:class:`EnsembleCriterion` for an ensemble with heads, cross-entropy for anything else
+    (both with ``label_smoothing``)."""
     if isinstance(model, LateFusionEnsemble) and model.num_classes > 0:
-        return EnsembleCriterion(model, lam=lam)
-    return nn.CrossEntropyLoss()
+        return EnsembleCriterion(model, lam=lam, label_smoothing=label_smoothing)
+    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)

@@ -2,7 +2,8 @@
 
 * :mod:`cfer.pretrain.mae`: :class:`MaskedAutoencoder` around any timm ViT (masking before
   the encoder's blocks, a light decoder, the normalised-pixel loss on masked patches);
-* :mod:`cfer.pretrain.augment`: face augmentations (torchvision ``transforms.v2``);
+* :mod:`cfer.data.augment`: face augmentations (torchvision ``transforms.v2``), shared with
+  the teacher's photo recipe;
 * :mod:`cfer.pretrain.train`: :func:`pretrain_mae` (AdamW, warm-up + cosine, a checkpoint
   every epoch, resume) and :class:`PretrainConfig`;
 * :mod:`cfer.pretrain.figures`: the reconstruction figure;
@@ -23,7 +24,7 @@ Example:
     1
 """
 
-from cfer.pretrain.augment import augment_batch, face_augmentation
+from cfer.data.augment import augment_batch, face_augmentation
 from cfer.pretrain.figures import reconstruction_figure
 from cfer.pretrain.images import read_unlabelled
 from cfer.pretrain.mae import MAEOutput, MaskedAutoencoder, kept_tokens, patchify, unpatchify

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from cfer.data.augment import augment_batch, face_augmentation
 from cfer.data.base import FaceDataset
-from cfer.pretrain.augment import augment_batch, face_augmentation
+from cfer.models.decay import decay_groups
 from cfer.pretrain.mae import MaskedAutoencoder
+from cfer.schedule import lr_at
 
 __all__ = ["PretrainConfig", "PretrainResult", "build_mae", "pretrain_mae", "lr_at", "as_image_tensor"]
 
@@ -159,27 +160,8 @@ def build_mae(config: PretrainConfig, *, in_chans: int) -> MaskedAutoencoder:
                                  norm_pix_loss=config.norm_pix_loss)
 
 
-def lr_at(step: int, *, total: int, warmup: int, lr: float, min_lr: float) -> float:
-    """Linear warm-up over ``warmup`` steps to ``lr``, then cosine decay to ``min_lr`` at ``total``.
-
-    Example:
-        >>> [round(lr_at(s, total=10, warmup=2, lr=1.0, min_lr=0.0), 3) for s in (0, 1, 2, 6, 10)]
-        [0.5, 1.0, 1.0, 0.345, 0.0]
-    """
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * t))
-
-
 def _optimizer(model: nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
-    decay, plain = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            no_decay = p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "reg_token", "mask_token"))
-            (plain if no_decay else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": plain, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    return torch.optim.AdamW(decay_groups(model, weight_decay=config.weight_decay), lr=config.lr, betas=(0.9, 0.95))
 
 
 def _batches(n: int, batch_size: int) -> list[torch.Tensor]:

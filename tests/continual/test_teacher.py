@@ -84,3 +84,52 @@ def test_the_same_config_gives_the_same_teacher_whatever_ran_before(splits):
     first_state, second_state = first.model.state_dict(), second.model.state_dict()
     assert all(torch.equal(first_state[k], second_state[k]) for k in first_state)
     assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in second.history]
+
+
+def test_the_photo_recipe_warms_up_then_decays(splits):
+    from cfer.continual.teacher import PHOTO_RECIPE, photo_recipe
+
+    config = photo_recipe(arch="cfer_tiny", max_epochs=8, warmup_epochs=2, patience=8, batch_size=32)
+    assert (config.augment, config.optimizer, config.schedule, config.label_smoothing) == ("faces", "adamw",
+                                                                                             "cosine", 0.1)
+    res = train_teacher(train=splits["train"], val=splits["val"], config=config)
+    lrs = [h["lr"] for h in res.history]
+    assert len(lrs) == 8
+    assert lrs[0] < lrs[1] <= PHOTO_RECIPE.lr  # still warming up after the first epoch
+    assert lrs[1] > lrs[4] > lrs[-1] >= 0.01 * PHOTO_RECIPE.lr  # then the cosine decay
+
+
+def test_adamw_with_label_smoothing_and_the_cosine_schedule_learns(splits):
+    from cfer.continual.teacher import photo_recipe
+
+    config = photo_recipe(arch="resemotenet_slim", augment="shift", max_epochs=8, warmup_epochs=2, patience=8,
+                          batch_size=16)
+    res = train_teacher(train=splits["train"], val=splits["val"], config=config)
+    assert res.best_val_accuracy > 2 / 7
+
+
+def test_warmup_alone_keeps_the_rate_flat_after_it(splits):
+    res = train_teacher(train=splits["train"], val=splits["val"],
+                        config=TeacherConfig(arch="cfer_tiny", max_epochs=3, patience=5, warmup_epochs=1))
+    assert [h["lr"] for h in res.history] == [TeacherConfig.lr] * 3
+
+
+def test_teacher_config_refuses_unknown_choices_and_keeps_the_old_booleans():
+    assert TeacherConfig(augment=True).augment == "shift" and TeacherConfig(augment=False).augment == "none"
+    for bad in (dict(augment="mixup"), dict(optimizer="sgd"), dict(schedule="step"), dict(label_smoothing=1.0),
+                dict(warmup_epochs=-1)):
+        with pytest.raises(ValueError):
+            TeacherConfig(**bad)
+
+
+def test_label_smoothing_reaches_the_loss():
+    from cfer.continual.growing import build_model
+    from cfer.models.ensemble_loss import EnsembleCriterion, criterion_for
+
+    model = build_model(arch="cfer_tiny", num_classes=3, img_size=32)
+    out, y = torch.tensor([[8.0, 0.0, 0.0]]), torch.tensor([0])
+    assert criterion_for(model, label_smoothing=0.2)(out, y) > criterion_for(model)(out, y)
+    ens = build_model(arch="ensemble:cfer_tiny+cfer_tiny", num_classes=3, img_size=32)
+    ens(torch.rand(2, 3, 32, 32))
+    crit = criterion_for(ens, label_smoothing=0.2)
+    assert isinstance(crit, EnsembleCriterion) and crit.label_smoothing == 0.2
