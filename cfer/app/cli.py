@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 import cfer
-from cfer.app.config import DEFAULT_IMAGE_SIZE, DataSection, FewShotSection
+from cfer.app.config import DEFAULT_IMAGE_SIZE, TEACHER_RECIPES, DataSection, FewShotSection
 from cfer.data.readers import FORMATS, READERS
 from cfer.explain.methods import METHODS
 
@@ -61,6 +61,8 @@ def add_data_options(p: argparse.ArgumentParser, *, path: bool = True) -> None:
                    help=f"image side in pixels (default {DEFAULT_IMAGE_SIZE})")
     g.add_argument("--grey", action="store_true", help="single-channel images")
     g.add_argument("--crop-faces", action="store_true", help="detect and crop the face in each image")
+    g.add_argument("--align-faces", action="store_true", help="eyes level at fixed places (with --crop-faces: "
+                   "in the detected face; alone: images that are face crops already)")
     g.add_argument("--crop-cascade", default=DataSection.crop_cascade,
                    help=f"Haar cascade of the face crop (default {DataSection.crop_cascade})")
     g.add_argument("--crop-margin", type=float, default=DataSection.crop_margin,
@@ -130,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("teacher", help="train the basic-expression teacher and save it")
     t.add_argument("--out", type=Path, required=True, help="model file to write")
     t.add_argument("--arch", default="resemotenet_slim", help="cfer or timm architecture name")
-    t.add_argument("--epochs", type=_positive_int, default=15, help="maximum epochs (early stopping on validation)")
+    t.add_argument("--epochs", type=_positive_int, default=None,
+                   help="maximum epochs (early stopping on validation; default: the recipe's, 15 fast, 40 photo)")
+    t.add_argument("--recipe", choices=TEACHER_RECIPES, default="auto",
+                   help="auto (photo with --data, fast on the synthetic faces), fast or photo (face augmentation, "
+                        "AdamW, label smoothing, warm-up + cosine)")
     t.add_argument("--neutral", action="store_true", help="include neutral among the teacher's classes")
     t.add_argument("--seed", type=int, default=0)
     add_data_options(t)
@@ -206,6 +212,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--format",), "data.format", f"{', '.join(FORMATS)} (with --data)"),
     (("--image-size",), "data.image_size", f"image side in pixels (default {DEFAULT_IMAGE_SIZE})"),
     (("--crop-faces",), "data.crop_faces", "detect and crop the face in each image before resizing"),
+    (("--align-faces",), "data.align_faces", "eyes level at fixed places in the crop (with --crop-faces: of the "
+     "detected face; alone: images that are face crops already)"),
     (("--crop-cascade",), "data.crop_cascade", "Haar cascade of the face crop, e.g. "
                                                 "haarcascade_frontalface_alt2.xml"),
     (("--crop-margin",), "data.crop_margin", "border around the detected face, as a fraction of its side"),
@@ -226,7 +234,10 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "(--student-arch)"),
     (("--freeze-stages",), "model.freeze_stages", "freeze the backbone's stem and first N blocks or stages in teacher "
      "and student (fine-tune pretrained weights from the later layers; default 0: none)"),
-    (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation)"),
+    (("--teacher-recipe",), "teacher.recipe", "auto (default: photo with --data, fast on the synthetic faces), fast "
+     "(flip + shift, Adam) or photo (face augmentation, AdamW, label smoothing, warm-up + cosine)"),
+    (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation; default: the "
+     "recipe's, 15 fast / 40 photo)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),
     (("--per-step",), "continual.per_step", "compound classes per step (1 = published protocol)"),
@@ -245,7 +256,7 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--seed",), "seed", "seed of data, splits, initialisation, orders and episodes"),
     (("--threads",), "threads", "torch CPU threads"),
 ]
-_RUN_FLAGS = {"data.crop_faces", "data.grey", "data.skip_invalid"}
+_RUN_FLAGS = {"data.crop_faces", "data.align_faces", "data.grey", "data.skip_invalid"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

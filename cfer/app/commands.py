@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -49,18 +50,16 @@ def _hide_library_notices() -> None:
 
 def _read(args: argparse.Namespace, path: Path, *, image_size: int | None = None, subset: str | None = None):  # noqa: ANN202
     """Read ``path`` with the shared data options (see ``cli.add_data_options``)."""
-    from cfer.data.faces import FaceCropper
+    from cfer.data.align import face_cropper
     from cfer.data.readers import read_dataset
 
     if args.format is None:
         raise ValueError("--format is required with --data (imagefolder, csv, rafdb or fer2013)")
-    crop = False
-    if args.crop_faces:
-        try:
-            crop = FaceCropper(margin=args.crop_margin, min_neighbors=args.crop_min_neighbors,
-                               cascade=args.crop_cascade)
-        except ValueError as exc:
-            raise ValueError(f"--crop-margin/--crop-min-neighbors/--crop-cascade: {exc}") from None
+    try:
+        crop = face_cropper(crop=args.crop_faces, align=getattr(args, "align_faces", False), margin=args.crop_margin,
+                            min_neighbors=args.crop_min_neighbors, cascade=args.crop_cascade)
+    except ValueError as exc:
+        raise ValueError(f"--crop-margin/--crop-min-neighbors/--crop-cascade: {exc}") from None
     return read_dataset(path, format=args.format, image_size=image_size or args.image_size,
                         channels=1 if args.grey else None, crop_faces=crop,
                         subject_pattern=args.subject_pattern, subset=subset, skip_invalid=args.skip_invalid,
@@ -186,7 +185,8 @@ def _splits(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202
 
 def _cmd_teacher(args: argparse.Namespace) -> int:
     from cfer import taxonomy
-    from cfer.continual.teacher import TeacherConfig, evaluate_classes, train_teacher
+    from cfer.app.recipe import recipe_config, resolve_recipe
+    from cfer.continual.teacher import evaluate_classes, train_teacher
     from cfer.models.io import save_model
 
     classes = ((taxonomy.NEUTRAL,) if args.neutral else ()) + taxonomy.BASIC
@@ -197,14 +197,17 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
                                       image_size=args.image_size, channels=1 if args.grey else 3, seed=args.seed)
     else:
         parts = _splits(args, _read(args, args.data))
-    config = TeacherConfig(arch=args.arch, max_epochs=args.epochs, seed=args.seed, progress=True)
+    recipe = resolve_recipe(args.recipe, user_data=args.data is not None)
+    base = recipe_config(recipe)
+    config = dataclasses.replace(base, arch=args.arch, seed=args.seed, progress=True,
+                                 max_epochs=base.max_epochs if args.epochs is None else args.epochs)
     result = train_teacher(train=parts["train"], val=parts["val"], config=config,
                            classes=tuple(c for c in classes if c in parts["train"].classes))
     acc, n_test = evaluate_classes(result.model, parts["test"], classes=result.classes)
     save_model(result.model, args.out, arch=args.arch, classes=result.classes,
-               extra={"image_size": args.image_size, "best_epoch": result.best_epoch,
+               extra={"image_size": args.image_size, "recipe": recipe, "best_epoch": result.best_epoch,
                       "val_accuracy": result.best_val_accuracy, "test_accuracy": acc})
-    print(f"teacher {args.arch}: best validation accuracy {result.best_val_accuracy:.3f} at epoch "
+    print(f"teacher {args.arch} ({recipe} recipe): best validation accuracy {result.best_val_accuracy:.3f} at epoch "
           f"{result.best_epoch}; test accuracy {acc:.3f} on {n_test} faces of unseen subjects")
     print(f"saved to {args.out}")
     return 0

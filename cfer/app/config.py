@@ -43,6 +43,7 @@ DEFAULT_IMAGE_SIZE = 48
 """The image side of every command's default (``--image-size``)."""
 
 
+TEACHER_RECIPES = ("auto", "fast", "photo")  # teacher.recipe
 MAX_SEED = 2**32 - 1
 """The largest seed (NumPy's and torch's generators take seeds in ``[0, 2**32 - 1]`` alike)."""
 
@@ -57,6 +58,7 @@ class DataSection:
         image_size: Side of the square images the models see.
         grey: Read/render single-channel images.
         crop_faces: Detect and crop the face in each image (Haar cascade) before resizing.
+        align_faces: Eyes level at fixed places (:func:`cfer.data.align.face_cropper`).
         crop_cascade: Haar cascade file (in OpenCV's ``cv2.data.haarcascades``) of the face
             crop; ``haarcascade_frontalface_alt2.xml`` finds more faces in some photos.
         crop_min_neighbors: Overlapping detections a face needs (higher: fewer false faces).
@@ -78,6 +80,7 @@ class DataSection:
     image_size: int = DEFAULT_IMAGE_SIZE
     grey: bool = False
     crop_faces: bool = False
+    align_faces: bool = False
     crop_cascade: str = "haarcascade_frontalface_default.xml"
     crop_min_neighbors: int = 5
     crop_margin: float = 0.2
@@ -208,22 +211,28 @@ class TeacherSection:
     """Training of the basic teacher (early stopping on the validation subjects).
 
     Attributes:
-        epochs: Maximum epochs.
-        patience: Epochs without a better validation accuracy before stopping.
-        lr: Adam learning rate.
+        recipe: ``auto`` (``photo`` with ``data.path``, else ``fast``), ``fast`` (flips, shifts,
+            Adam) or ``photo`` (:func:`cfer.continual.teacher.photo_recipe`; docs/photos.md).
+        epochs: Maximum epochs (default: the recipe's, 15 fast, 40 photo).
+        patience: Epochs without a better validation accuracy before stopping (3 fast, 8 photo).
+        lr: Learning rate (default: the recipe's, 2e-3 fast, 1e-3 photo).
         batch_size: Mini-batch size.
     """
 
-    epochs: int = 15
-    patience: int = 3
-    lr: float = 2e-3
+    recipe: str = "auto"
+    epochs: int | None = None
+    patience: int | None = None
+    lr: float | None = None
     batch_size: int = 64
 
     def __post_init__(self) -> None:
         _finite(self, "teacher")
+        if self.recipe not in TEACHER_RECIPES:
+            raise ValueError(f"teacher.recipe must be one of {list(TEACHER_RECIPES)}, got {self.recipe!r}")
         for name in ("epochs", "patience", "batch_size"):
-            _positive("teacher", name, getattr(self, name))
-        if not self.lr > 0:
+            if getattr(self, name) is not None:
+                _positive("teacher", name, getattr(self, name))
+        if self.lr is not None and not self.lr > 0:
             raise ValueError(f"teacher.lr must be > 0, got {self.lr}")
 
 

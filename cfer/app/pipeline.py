@@ -162,8 +162,8 @@ class _Timing:
         write_json(self.path, self.values)
 
 
-_TEACHER_KEYS = ("val_accuracy", "test_accuracy", "best_epoch", "epochs_run", "members", "fusion_weights")
-_ALWAYS = _TEACHER_KEYS[:4]  # "members" and "fusion_weights" only for an ensemble teacher
+_TEACHER_KEYS = ("val_accuracy", "test_accuracy", "best_epoch", "epochs_run", "recipe", "members", "fusion_weights")
+_ALWAYS = _TEACHER_KEYS[:5]  # "members" and "fusion_weights" only for an ensemble teacher
 _SUMMARY_KEYS = ("average_accuracy", "final_accuracy", "final_basic_accuracy", "final_compound_accuracy",
                  "mean_newest_accuracy", "forgetting")
 

@@ -89,17 +89,19 @@ def check_inputs(config: RunConfig) -> None:
     if d.rafdb_basic is not None and not Path(d.rafdb_basic).is_dir():
         raise ValueError(f"data.rafdb_basic {d.rafdb_basic!r} is not a folder; give the basic RAF-DB "
                          "folder that holds EmoLabel/ and Image/")
-    if d.crop_faces:
-        from cfer.data.faces import FaceCropper, FaceDetectorUnavailableError, shipped_cascades
+    if d.crop_faces or d.align_faces:
+        from cfer.data.align import face_cropper
+        from cfer.data.faces import FaceDetectorUnavailableError, shipped_cascades
 
         shipped = shipped_cascades()
-        if shipped and d.crop_cascade not in shipped:
+        if d.crop_faces and shipped and d.crop_cascade not in shipped:
             raise ValueError(f"unknown data.crop_cascade {d.crop_cascade!r}; OpenCV ships "
                              f"{[c for c in shipped if 'face' in c]}")
         try:
-            FaceCropper(margin=d.crop_margin, min_neighbors=d.crop_min_neighbors, cascade=d.crop_cascade).load()
+            face_cropper(crop=d.crop_faces, align=d.align_faces, margin=d.crop_margin,
+                         min_neighbors=d.crop_min_neighbors, cascade=d.crop_cascade).load()
         except FaceDetectorUnavailableError as exc:
-            raise ValueError(f"data.crop_*: {exc}") from None
+            raise ValueError(f"data.crop_* / data.align_faces: {exc}") from None
     import timm
 
     import cfer.models
@@ -149,11 +151,10 @@ def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:
     d = config.data
     if d.path is None:
         raise ValueError("load_dataset needs data.path; synthetic faces are rendered by prepare_data")
-    crop = False
-    if d.crop_faces:
-        from cfer.data.faces import FaceCropper
+    from cfer.data.align import face_cropper
 
-        crop = FaceCropper(margin=d.crop_margin, min_neighbors=d.crop_min_neighbors, cascade=d.crop_cascade)
+    crop = face_cropper(crop=d.crop_faces, align=d.align_faces, margin=d.crop_margin,
+                        min_neighbors=d.crop_min_neighbors, cascade=d.crop_cascade)
     common = dict(format=d.format, image_size=d.image_size, channels=1 if d.grey else 3, progress=progress,
                   skip_invalid=d.skip_invalid, crop_faces=crop, subject_pattern=d.subject_pattern)
     if d.format == "rafdb":

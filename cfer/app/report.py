@@ -198,6 +198,15 @@ def _confusion_section(metrics: dict) -> list[str]:
     ]
 
 
+def _recipe_words(recipe: str | None) -> str:
+    if recipe == "photo":
+        return ("photo recipe (face augmentation, AdamW, label smoothing 0.1, warm-up and cosine decay; "
+                "<code>--teacher-recipe</code>)")
+    if recipe == "fast":
+        return "fast recipe (flips and shifts, Adam; <code>--teacher-recipe photo</code> for real photos)"
+    return "recipe of an older run"
+
+
 def _student_start(config: RunConfig) -> str:
     """How the report says the student began: a copy of the teacher, or a network of its own."""
     own = config.model.student_arch
@@ -315,7 +324,8 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"{html.escape(_names(d['fewshot_classes']))} ({fewshot_note}).</p>",
         f"<h2>Summary</h2><table><tr><th>measure</th><th>value</th><th>± is</th></tr>{head}</table>",
         "<h2>Continual learning</h2>",
-        f"<p>The teacher trained on the basic classes for {t.get('epochs_run')} epochs (best validation accuracy "
+        f"<p>The teacher trained on the basic classes with the {_recipe_words(t.get('recipe'))} for "
+        f"{t.get('epochs_run')} epochs (best validation accuracy "
         f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); {_student_start(config)} "
         f"the compound classes with distillation from the frozen teacher (γ₀={config.continual.gamma0}, "
         f"T={config.continual.temperature}, feature weight {config.continual.feature_weight}) and predictive-sorting "

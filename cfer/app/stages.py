@@ -85,20 +85,18 @@ def _data(state: RunState) -> RunData:
 
 # -- teacher ---------------------------------------------------------------------------------
 def _teacher(state: RunState) -> tuple[Any, dict]:
+    from cfer.app.recipe import teacher_config
     from cfer.continual.resume import seed_everything
-    from cfer.continual.teacher import TeacherConfig, evaluate_classes, train_teacher
+    from cfer.continual.teacher import evaluate_classes, train_teacher
     from cfer.models.ensemble import LateFusionEnsemble
     from cfer.models.io import save_model
 
     config, data = state.config, state.data
     seed_everything(config.seed)
-    t = config.teacher
-    tc = TeacherConfig(arch=config.model.arch, lr=t.lr, batch_size=t.batch_size, max_epochs=t.epochs,
-                       patience=t.patience, seed=config.seed, progress=state.progress, weights=config.model.weights,
-                       freeze_stages=config.model.freeze_stages)
+    recipe, tc = teacher_config(config, progress=state.progress)
     result = train_teacher(train=data.train, val=data.val, config=tc, classes=data.basic)
     test_accuracy, _ = evaluate_classes(result.model, data.test, classes=result.classes)
-    info = {"image_size": config.data.image_size, "best_epoch": result.best_epoch,
+    info = {"image_size": config.data.image_size, "recipe": recipe, "best_epoch": result.best_epoch,
             "val_accuracy": result.best_val_accuracy, "test_accuracy": test_accuracy,
             "epochs_run": len(result.history), "history": result.history}
     if isinstance(result.model, LateFusionEnsemble):  # each member on its own head, and the fusion weights

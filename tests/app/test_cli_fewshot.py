@@ -81,9 +81,11 @@ def test_the_teacher_command_takes_the_data_options_of_run(tmp_path, capsys):
     assert err.startswith("cfer teacher: error:")
     assert "give --subject-pattern" in err and "subject_pattern=" not in err  # advice a CLI user can follow
     assert cli.main([*common, "--subject-pattern", r"^(s\d+)_", "--grey"]) == 0
-    assert "test accuracy" in capsys.readouterr().out
+    assert "(photo recipe)" in (printed := capsys.readouterr().out) and "test accuracy" in printed  # --data: photo
     from cfer.continual.growing import load_model
     from cfer.models.io import input_channels
 
     model, classes = load_model(out)
     assert input_channels(model) == 1 and len(classes) == 6
+    assert cli.main([*common, "--subject-pattern", r"^(s\d+)_", "--recipe", "fast", "--align-faces"]) == 0
+    assert "(fast recipe)" in capsys.readouterr().out

@@ -118,3 +118,29 @@ def test_api_users_building_sections_directly_get_the_same_refusal():
         ContinualSection(feature_weight=float("inf"))
     with pytest.raises(ValueError, match=r"fewshot\.queries"):
         FewShotSection(queries=float("nan"))
+
+
+def test_the_teacher_recipe_is_fast_on_synthetic_faces_and_photo_on_a_dataset(tmp_path):
+    from cfer.app.recipe import teacher_config
+    from cfer.continual.teacher import PHOTO_RECIPE, TeacherConfig
+
+    name, tc = teacher_config(RunConfig())
+    assert name == "fast" and (tc.augment, tc.optimizer, tc.max_epochs, tc.lr) == ("shift", "adam", 15, TeacherConfig.lr)
+    on_data = config_from_dict({"data": {"path": str(tmp_path), "format": "imagefolder"}})
+    name, tc = teacher_config(on_data)
+    assert name == "photo" and tc == PHOTO_RECIPE.__class__(**{**PHOTO_RECIPE.__dict__, "arch": tc.arch})
+    forced = config_from_dict({"teacher": {"recipe": "photo", "epochs": 7, "lr": 3e-4}})
+    name, tc = teacher_config(forced)
+    assert name == "photo" and tc.max_epochs == 7 and tc.lr == 3e-4 and tc.patience == PHOTO_RECIPE.patience
+    assert teacher_config(with_overrides(on_data, {"teacher.recipe": "fast"}))[1].augment == "shift"
+    with pytest.raises(ValueError, match="teacher.recipe must be one of"):
+        config_from_dict({"teacher": {"recipe": "strong"}})
+
+
+def test_align_faces_and_the_recipe_are_run_options(capsys):
+    from cfer.app import cli
+
+    assert cli.main(["run", "--align-faces", "--teacher-recipe", "photo", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["align_faces"] is True and printed["data"]["crop_faces"] is False
+    assert printed["teacher"]["recipe"] == "photo" and printed["teacher"]["epochs"] is None
