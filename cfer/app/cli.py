@@ -238,6 +238,10 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "(flip + shift, Adam) or photo (face augmentation, AdamW, label smoothing, warm-up + cosine)"),
     (("--teacher-epochs",), "teacher.epochs", "maximum teacher epochs (early stopping on validation; default: the "
      "recipe's, 15 fast / 40 photo)"),
+    (("--teacher-patience",), "teacher.patience", "teacher epochs without a better validation accuracy before "
+     "stopping (default: the recipe's, 3 fast / 8 photo)"),
+    (("--teacher-lr",), "teacher.lr", "teacher learning rate (default: the recipe's, 2e-3 fast / 1e-3 photo; "
+     "5e-4 suits a ViT from MAE weights)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),
     (("--per-step",), "continual.per_step", "compound classes per step (1 = published protocol)"),

@@ -26,7 +26,7 @@ from typing import Any
 
 __all__ = ["run_pretrain", "OPTION_KEYS"]
 
-OPTION_KEYS = ("data", "format", "image_size", "grey", "crop_faces", "crop_cascade", "crop_margin",
+OPTION_KEYS = ("data", "format", "image_size", "grey", "crop_faces", "align_faces", "crop_cascade", "crop_margin",
                "crop_min_neighbors", "subject_pattern", "skip_invalid", "arch", "epochs", "mask_ratio",
                "batch_size", "lr", "seed", "subjects", "per_class", "data_seed")
 """The options a pretraining run saves (and ``--resume`` reuses)."""
@@ -85,9 +85,9 @@ def _faces(opts: dict[str, Any], *, progress: bool):  # noqa: ANN202 - np.ndarra
         if not path.is_dir():
             raise ValueError(f"--data {path} is not a folder; give a folder of face images, or --format for a "
                              "dataset file (csv, fer2013)")
-        if opts["crop_faces"]:
-            raise ValueError("--crop-faces reads through a dataset format: add --format imagefolder (class folders) "
-                             "or crop the faces beforehand")
+        if opts["crop_faces"] or opts.get("align_faces"):
+            raise ValueError("--crop-faces and --align-faces read through a dataset format: add --format imagefolder "
+                             "(class folders) or crop the faces beforehand")
         from cfer.pretrain.images import read_unlabelled
 
         return read_unlabelled(path, image_size=opts["image_size"], channels=channels,

@@ -75,6 +75,7 @@ def test_an_unlabelled_folder_is_read_without_a_format(tmp_path, capsys):
     (["--arch", "resnet18"], "not a timm ViT; give vit_face_tiny"),
     (["--mask-ratio", "1.5"], r"mask_ratio must lie in \[0, 1\)"),
     (["--data", "faces.csv"], "is not a folder; give a folder of face images, or --format"),
+    (["--data", ".", "--align-faces"], "--crop-faces and --align-faces read through a dataset format"),
     (["--image-size", "36"], "image side 36 is not a multiple of the encoder's 8-pixel patches: use 32 or 40"),
 ])
 def test_bad_options_fail_with_the_fix_and_write_nothing(tmp_path, capsys, monkeypatch, argv, message):
