@@ -91,7 +91,7 @@ def test_face_cropper_from_the_options() -> None:
     assert face_cropper(crop=False, align=True).detect_face is False
 
 
-def test_a_reader_aligns_through_crop_faces(tmp_path) -> None:  # noqa: ANN001
+def test_a_reader_aligns_through_crop_faces(tmp_path) -> None:
     from PIL import Image
 
     from cfer.data.readers import read_dataset
