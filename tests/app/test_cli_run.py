@@ -77,10 +77,17 @@ def test_resume_refuses_other_options_and_non_run_folders(tmp_path, capsys):
     assert "is not a cfer run folder" in capsys.readouterr().err
 
 
+def _default_sigint() -> None:
+    # A suite started in the background (`nohup make test &`) runs with SIGINT ignored, and a
+    # child inherits that: Python then never raises KeyboardInterrupt. The Ctrl-C tests need
+    # the signal as a terminal delivers it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cfer(*args, **kwargs):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen([sys.executable, "-m", "cfer.app.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint, **kwargs)
 
 
 def _comparable(metrics: dict) -> dict:
