@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -185,7 +184,7 @@ def _splits(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202
 
 def _cmd_teacher(args: argparse.Namespace) -> int:
     from cfer import taxonomy
-    from cfer.app.recipe import recipe_config, resolve_recipe
+    from cfer.app.recipe import recipe_teacher
     from cfer.continual.teacher import evaluate_classes, train_teacher
     from cfer.models.io import save_model
 
@@ -197,10 +196,8 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
                                       image_size=args.image_size, channels=1 if args.grey else 3, seed=args.seed)
     else:
         parts = _splits(args, _read(args, args.data))
-    recipe = resolve_recipe(args.recipe, user_data=args.data is not None)
-    base = recipe_config(recipe)
-    config = dataclasses.replace(base, arch=args.arch, seed=args.seed, progress=True,
-                                 max_epochs=base.max_epochs if args.epochs is None else args.epochs)
+    recipe, config = recipe_teacher(args.recipe, user_data=args.data is not None, epochs=args.epochs,
+                                    arch=args.arch, seed=args.seed, progress=True)
     result = train_teacher(train=parts["train"], val=parts["val"], config=config,
                            classes=tuple(c for c in classes if c in parts["train"].classes))
     acc, n_test = evaluate_classes(result.model, parts["test"], classes=result.classes)

@@ -19,29 +19,31 @@ import dataclasses
 from cfer.app.config import RunConfig
 from cfer.continual.teacher import TeacherConfig, photo_recipe
 
-__all__ = ["resolve_recipe", "recipe_config", "teacher_config"]
+__all__ = ["recipe_teacher", "teacher_config"]
 
 
-def resolve_recipe(recipe: str, *, user_data: bool) -> str:
-    """``"photo"`` or ``"fast"``: ``recipe`` with ``auto`` resolved (photo for a user's data)."""
-    if recipe != "auto":
-        return recipe
-    return "photo" if user_data else "fast"
+def recipe_teacher(recipe: str, *, user_data: bool, epochs: int | None = None, patience: int | None = None,
+                   lr: float | None = None, **fields: object) -> tuple[str, TeacherConfig]:
+    """``recipe`` resolved (``auto``: photo for a user's data, else fast) and its
+    :class:`TeacherConfig` with ``fields`` set and ``epochs``, ``patience``, ``lr`` overriding
+    the recipe's where given.
 
-
-def recipe_config(name: str) -> TeacherConfig:
-    """The recipe's own :class:`TeacherConfig` (``"photo"`` or ``"fast"``)."""
-    return photo_recipe() if name == "photo" else TeacherConfig()
+    Example:
+        >>> recipe_teacher("auto", user_data=True, epochs=5)[1].max_epochs
+        5
+    """
+    name = recipe if recipe != "auto" else ("photo" if user_data else "fast")
+    base = photo_recipe() if name == "photo" else TeacherConfig()
+    return name, dataclasses.replace(
+        base, **fields,
+        max_epochs=base.max_epochs if epochs is None else epochs,
+        patience=base.patience if patience is None else patience,
+        lr=base.lr if lr is None else lr)
 
 
 def teacher_config(config: RunConfig, *, progress: bool = False) -> tuple[str, TeacherConfig]:
     """The recipe's name and the :class:`TeacherConfig` the run's teacher trains with."""
-    name = resolve_recipe(config.teacher.recipe, user_data=config.data.path is not None)
-    base = recipe_config(name)
     t, m = config.teacher, config.model
-    return name, dataclasses.replace(
-        base, arch=m.arch, batch_size=t.batch_size, seed=config.seed, progress=progress, weights=m.weights,
-        freeze_stages=m.freeze_stages,
-        max_epochs=base.max_epochs if t.epochs is None else t.epochs,
-        patience=base.patience if t.patience is None else t.patience,
-        lr=base.lr if t.lr is None else t.lr)
+    return recipe_teacher(t.recipe, user_data=config.data.path is not None, epochs=t.epochs, patience=t.patience,
+                          lr=t.lr, arch=m.arch, batch_size=t.batch_size, seed=config.seed, progress=progress,
+                          weights=m.weights, freeze_stages=m.freeze_stages)
