@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "cfer"
-BASE = {"cfer", "cfer.taxonomy", "cfer.atomic", "cfer.lazy", "cfer.schedule"}
+BASE = {"cfer", "cfer.taxonomy", "cfer.atomic", "cfer.lazy", "cfer.schedule", "cfer.distributed"}
 ALLOWED = {
     "base": set(),
     "data": {"base"},

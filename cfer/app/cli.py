@@ -14,6 +14,10 @@ Subcommands:
     pretrain masked-autoencoder pretraining of a ViT encoder on unlabelled faces: encoder.pt
             for ``cfer run --arch ARCH --weights RUN/encoder.pt``, resumable (``--resume RUN_DIR``).
 
+``run``, ``teacher`` and ``pretrain`` train on ``--device`` (auto, cpu, cuda, cuda:N) and in
+``--nproc N`` processes (DDP under ``torchrun``; :mod:`cfer.app.launch`); ``torchrun
+--nproc_per_node N -m cfer ...`` works too.
+
 One name means one thing in every command: ``--image-size`` is the image side (default
 :data:`cfer.app.config.DEFAULT_IMAGE_SIZE`), ``--arch`` an architecture name,
 ``--model`` a saved model file, and the commands that read data share one group of
@@ -31,12 +35,13 @@ from typing import Sequence
 import cfer
 from cfer.app.config import DEFAULT_IMAGE_SIZE, TEACHER_RECIPES, DataSection, FewShotSection
 from cfer.data.readers import FORMATS, READERS
+from cfer.distributed import PRECISIONS
 from cfer.explain.methods import METHODS
 
 __all__ = ["main", "build_parser", "add_data_options", "RUN_OPTIONS", "PRETRAIN_DEFAULTS"]
 
 PRETRAIN_DEFAULTS = {"arch": "vit_face_tiny", "epochs": 30, "mask_ratio": 0.75, "batch_size": 64, "lr": 1e-3,
-                     "seed": 0, "subjects": 40, "per_class": 3, "data_seed": 12345}
+                     "seed": 0, "subjects": 40, "per_class": 3, "data_seed": 12345, "precision": "fp32"}
 """Defaults of ``cfer pretrain``'s options (None on the parser, so ``--resume`` can tell what was given)."""
 
 
@@ -81,6 +86,25 @@ def _synthetic_options(p: argparse.ArgumentParser, *, subjects: int, per_class: 
     g.add_argument("--data-seed", type=int, default=12345, help="seed of the pool's faces")
 
 
+def _nproc_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+                   help="train in N processes on this machine (DDP under torchrun; the batch size stays the global "
+                        "one; on CPUs give each --threads 1 or cores/N)")
+
+
+def _device_options(p: argparse.ArgumentParser, *, resumable: bool = False) -> None:
+    g = p.add_argument_group("devices and processes")
+    g.add_argument("--device", default=None if resumable else "auto",
+                   help="auto (the GPU when CUDA works, else the CPU), cpu, cuda or cuda:N (default auto)")
+    g.add_argument("--precision", choices=PRECISIONS, default=None if resumable else "fp32",
+                   help="fp32 (default), bf16 (mixed precision, CPU or CUDA) or fp16 (CUDA)")
+    g.add_argument("--compile", action="store_true", default=None if resumable else False,
+                   help="train through torch.compile")
+    g.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+                   help="train in N processes on this machine (DDP under torchrun; the batch size stays the "
+                        "global one; on CPUs give each --threads 1 or cores/N)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``cfer`` command (exposed for docs and tests)."""
     p = argparse.ArgumentParser(prog="cfer", description="Continual few-shot compound facial expression recognition.")
@@ -99,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                    help="go on with a killed run from its last checkpoint (uses the run's saved config)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _nproc_option(r)
     for flags, key, help_text in RUN_OPTIONS:
         if key in _RUN_FLAGS:
             r.add_argument(*flags, dest=key, action="store_const", const=True, default=None, help=help_text)
@@ -139,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "AdamW, label smoothing, warm-up + cosine)")
     t.add_argument("--neutral", action="store_true", help="include neutral among the teacher's classes")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=_positive_int, default=64, help="global mini-batch size (default 64)")
+    t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
+    _device_options(t)
     add_data_options(t)
     g = t.add_argument_group("synthetic faces (without --data)")
     g.add_argument("--subjects", type=_positive_int, nargs=3, default=(24, 6, 6), metavar=("TRAIN", "VAL", "TEST"),
@@ -188,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--threads", type=_positive_int, default=None,
                     help="torch CPU threads (default: torch's; the results do not depend on it)")
     pt.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _device_options(pt, resumable=True)
     add_data_options(pt)
     g = pt.add_argument_group("synthetic faces (without --data)")
     g.add_argument("--subjects", type=_positive_int, default=None,
@@ -258,9 +287,14 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--episodes",), "fewshot.episodes", "episodes per setting"),
     (("--cam-method",), "explain.method", ", ".join(METHODS)),
     (("--seed",), "seed", "seed of data, splits, initialisation, orders and episodes"),
-    (("--threads",), "threads", "torch CPU threads"),
+    (("--threads",), "threads", "torch CPU threads (per process)"),
+    (("--device",), "device", "auto (the GPU when CUDA works, else the CPU), cpu, cuda or cuda:N: where the teacher "
+     "and the continual stream train"),
+    (("--precision",), "precision", "fp32 (default), bf16 (mixed precision, CPU or CUDA) or fp16 (CUDA) for the "
+     "teacher"),
+    (("--compile",), "compile", "train the teacher through torch.compile"),
 ]
-_RUN_FLAGS = {"data.crop_faces", "data.align_faces", "data.grey", "data.skip_invalid"}
+_RUN_FLAGS = {"data.crop_faces", "data.align_faces", "data.grey", "data.skip_invalid", "compile"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,7 +302,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cfer.app import commands
     from cfer.data.faces import FaceDetectorUnavailableError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    nproc = getattr(args, "nproc", None)
+    if nproc is not None and nproc > 1:
+        from cfer.app.launch import launch
+        from cfer.distributed import launched_by_torchrun
+
+        if launched_by_torchrun():
+            print(f"cfer {args.command}: error: --nproc inside torchrun; give torchrun --nproc_per_node instead",
+                  file=sys.stderr)
+            return 2
+        try:
+            return launch(argv, nproc=nproc)
+        except KeyboardInterrupt:
+            print(f"\ncfer {args.command}: interrupted (the {nproc} processes were stopped)", file=sys.stderr)
+            return 130
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

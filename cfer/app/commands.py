@@ -91,6 +91,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_config(config), end="")
         return 0
+    from cfer.app.launch import join
+    from cfer.distributed import broadcast_object
+
+    join(device=config.device, seed=config.seed)
+    out = broadcast_object(out)  # every process of a torchrun job works on rank 0's folder
     from cfer.app.pipeline import run_pipeline
     from cfer.app.report import summary_table
 
@@ -103,6 +108,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; go on with: cfer run --resume {out}", file=sys.stderr)
         return 130
+    if not metrics:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     print(summary_table(metrics))
     print(f"finished in {time.perf_counter() - t0:.0f} s")
     print(f"report: {(Path(out) / 'report.html').resolve()}")
@@ -183,11 +190,18 @@ def _splits(args: argparse.Namespace, ds):  # noqa: ANN001, ANN202
 
 
 def _cmd_teacher(args: argparse.Namespace) -> int:
+    import torch
+
     from cfer import taxonomy
+    from cfer.app.launch import join, local_threads
     from cfer.app.recipe import recipe_teacher
     from cfer.continual.teacher import evaluate_classes, train_teacher
+    from cfer.distributed import is_main
     from cfer.models.io import save_model
 
+    join(device=args.device, seed=args.seed)
+    if args.threads is not None:
+        torch.set_num_threads(local_threads(args.threads))
     classes = ((taxonomy.NEUTRAL,) if args.neutral else ()) + taxonomy.BASIC
     if args.data is None:
         from cfer.data.synthetic import make_synthetic_splits
@@ -197,10 +211,13 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
     else:
         parts = _splits(args, _read(args, args.data))
     recipe, config = recipe_teacher(args.recipe, user_data=args.data is not None, epochs=args.epochs,
-                                    arch=args.arch, seed=args.seed, progress=True)
+                                    arch=args.arch, seed=args.seed, progress=True, batch_size=args.batch_size,
+                                    device=args.device, precision=args.precision, compile=args.compile)
     result = train_teacher(train=parts["train"], val=parts["val"], config=config,
                            classes=tuple(c for c in classes if c in parts["train"].classes))
     acc, n_test = evaluate_classes(result.model, parts["test"], classes=result.classes)
+    if not is_main():  # rank 0 writes the file
+        return 0
     save_model(result.model, args.out, arch=args.arch, classes=result.classes,
                extra={"image_size": args.image_size, "recipe": recipe, "best_epoch": result.best_epoch,
                       "val_accuracy": result.best_val_accuracy, "test_accuracy": acc})

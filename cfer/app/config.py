@@ -31,6 +31,7 @@ from cfer.app.config_checks import positive as _positive
 from cfer.continual.loggers import LOGGERS
 from cfer.data.faces import FaceCropper
 from cfer.data.readers import FORMATS
+from cfer.distributed import DEVICES, PRECISIONS
 from cfer.explain.methods import METHODS as CAM_METHODS
 from cfer.fewshot.episodes import CLASSIFIERS
 
@@ -368,12 +369,22 @@ class RunConfig:
 
     Attributes:
         seed: Seed of the data, splits, initialisation, class orders, shuffling and episodes.
-        threads: Torch CPU threads.
+        threads: Torch CPU threads (per process; under ``torchrun`` capped at the machine's
+            cores divided by its processes).
+        device: ``auto`` (the GPU when CUDA works, else the CPU), ``cpu``, ``cuda`` or
+            ``cuda:N`` for the teacher and the continual stream (few-shot episodes, Grad-CAM
+            and the report run on the CPU).
+        precision: ``fp32``, ``bf16`` (mixed precision, CPU or CUDA) or ``fp16`` (CUDA) for the
+            teacher's training.
+        compile: Train the teacher through ``torch.compile``.
         data, classes, model, teacher, continual, fewshot, explain: The sections.
     """
 
     seed: int = 0
     threads: int = 2
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
     data: DataSection = field(default_factory=DataSection)
     classes: ClassesSection = field(default_factory=ClassesSection)
     model: ModelSection = field(default_factory=ModelSection)
@@ -388,6 +399,11 @@ class RunConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must lie in [0, {MAX_SEED}] (what NumPy and torch accept), got {self.seed}")
         _positive("run", "threads", self.threads)
+        if not isinstance(self.device, str) or not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
+            raise ValueError(f"device must be one of {list(DEVICES)} or cuda:N, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r} (fp16 needs a "
+                             "CUDA device; bf16 works on CPUs too)")
         order = self.continual.order
         if order is not None:
             if self.classes.compound is not None and sorted(order) != sorted(self.classes.compound):

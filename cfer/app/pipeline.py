@@ -18,6 +18,10 @@
                                (metrics.json's "scores": per-class precision, recall, F1 and
                                macro-F1 of the student and the teacher, from confusion.json)
 
+Under ``torchrun`` (``cfer run --nproc N``) every process runs the data, teacher and
+continual stages together (DDP; :mod:`cfer.distributed`); rank 0 alone claims, locks and
+writes the folder and runs the cheap stages after them and the report.
+
 Each stage's output marks it as done, and every file is written atomically, so a run
 killed at any point goes on with ``run_pipeline(..., resume=True)`` (``cfer run --resume
 RUN``) from its last finished experience and reaches the same metrics as a run that was
@@ -38,9 +42,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -49,11 +54,13 @@ import cfer
 from cfer.app.config import RunConfig
 from cfer.app.config_io import config_from_dict, dump_config, load_config
 from cfer.app.fingerprint import check_same_data, fingerprint
+from cfer.app.launch import local_threads
 from cfer.app.prepare import check_inputs
 from cfer.app.runfolder import RunExistsError, claim_run_folder
-from cfer.app.stages import STAGES, RunState, Stage
+from cfer.app.stages import DISTRIBUTED_STAGES, STAGES, RunState, Stage
 from cfer.atomic import write_json, write_text
 from cfer.continual.scores import class_scores
+from cfer.distributed import barrier, is_main
 
 __all__ = ["run_pipeline", "load_run_config", "RunExistsError"]
 
@@ -93,15 +100,18 @@ def run_pipeline(config: RunConfig, *, out_dir: str | Path, resume: bool = False
     from cfer.app.report import write_report
 
     run = Path(out_dir)
-    with claim_run_folder(run, resume=resume) as folder:
+    # Under torchrun rank 0 claims, locks and writes the folder; every rank reads the data
+    # and trains the teacher and the continual stream together; rank 0 alone runs the rest.
+    main = is_main()
+    with (claim_run_folder(run, resume=resume) if main else _follower(run)) as folder:
         if resume:
             saved = load_run_config(run)
             if saved != config:
                 raise ValueError(f"the config differs from the one {run} was started with; resume with "
                                  f"load_run_config({str(run)!r})")
-        timing = _Timing(run, resume=resume)
-        state = RunState(config=config, folder=run, progress=progress)
-        torch.set_num_threads(config.threads)
+        timing = _Timing(run, resume=resume, write=main)
+        state = RunState(config=config, folder=run, progress=progress and main)
+        torch.set_num_threads(local_threads(config.threads))
         data_stage, *stages = STAGES
         try:
             check_inputs(config)
@@ -111,19 +121,32 @@ def run_pipeline(config: RunConfig, *, out_dir: str | Path, resume: bool = False
             if resume:
                 _check_data(run, now)
         except BaseException:
-            if not resume:  # nothing of this run is worth keeping: the same command can run again
+            if not resume and main:  # nothing of this run is worth keeping: the same command can run again
                 folder.abandon()
             raise
-        if not resume:  # config.yaml first: a folder that has it is a run, which --resume can go on with
-            write_text(run / "config.yaml", dump_config(config))
-        if not (run / "data.json").is_file():
-            write_json(run / "data.json", now)
+        if main:
+            if not resume:  # config.yaml first: a folder that has it is a run, which --resume can go on with
+                write_text(run / "config.yaml", dump_config(config))
+            if not (run / "data.json").is_file():
+                write_json(run / "data.json", now)
         timing.write()
         for stage in stages:
+            if stage.name in DISTRIBUTED_STAGES:
+                barrier()  # every rank sees the same finished stages (rank 0 writes them)
+            elif not main:
+                break  # the stages after the continual stream are cheap: rank 0 runs them alone
             timing.time(stage.name, partial(_run_stage, stage, state))
+        if not main:
+            return {}
         metrics = _metrics(state)
         timing.time("report", partial(write_report, run, metrics=metrics, config=config, timing=timing.values))
     return metrics
+
+
+@contextmanager
+def _follower(run: Path) -> Iterator[None]:
+    """A rank other than 0: it neither claims nor locks the folder (rank 0 holds it)."""
+    yield None
 
 
 def _run_stage(stage: Stage, state: RunState) -> None:
@@ -144,8 +167,8 @@ class _Timing:
     """Seconds per stage in ``timing.json``, summed over every invocation of the run and
     written after each stage, so the stages finished by a killed invocation count too."""
 
-    def __init__(self, run: Path, *, resume: bool) -> None:
-        self.path = run / "timing.json"
+    def __init__(self, run: Path, *, resume: bool, write: bool = True) -> None:
+        self.path, self.writes = run / "timing.json", write
         before = json.loads(self.path.read_text()) if resume and self.path.is_file() else {}
         self.values: dict[str, float] = {k: float(v) for k, v in before.items() if k != "invocations"}
         self.values["invocations"] = int(before.get("invocations", 0)) + 1
@@ -159,7 +182,8 @@ class _Timing:
             self.write()
 
     def write(self) -> None:
-        write_json(self.path, self.values)
+        if self.writes:
+            write_json(self.path, self.values)
 
 
 _TEACHER_KEYS = ("val_accuracy", "test_accuracy", "best_epoch", "epochs_run", "recipe", "members", "fusion_weights")

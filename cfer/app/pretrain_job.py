@@ -28,10 +28,11 @@ __all__ = ["run_pretrain", "OPTION_KEYS"]
 
 OPTION_KEYS = ("data", "format", "image_size", "grey", "crop_faces", "align_faces", "crop_cascade", "crop_margin",
                "crop_min_neighbors", "subject_pattern", "skip_invalid", "arch", "epochs", "mask_ratio",
-               "batch_size", "lr", "seed", "subjects", "per_class", "data_seed")
+               "batch_size", "lr", "seed", "subjects", "per_class", "data_seed", "precision")
 """The options a pretraining run saves (and ``--resume`` reuses)."""
 
 _MARKERS = ("pretrain.json", "checkpoint.pt")
+LOCK_NAME = ".cfer.lock"  # cfer.app.runfolder's lock, held by rank 0 while it works
 
 
 def _given(args: argparse.Namespace) -> list[str]:
@@ -65,7 +66,7 @@ def _claim(out: Path, *, resume: bool) -> None:
     if is_run:
         raise ValueError(f"{out} already holds a pretraining run; go on with it with `cfer pretrain --resume {out}` "
                          "or choose another --out")
-    found = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    found = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME) if out.is_dir() else []
     if found:
         raise ValueError(f"{out} is not empty and is not a cfer pretraining folder ({len(found)} entries: "
                          f"{', '.join(found[:5])}); cfer would overwrite them: choose a new or empty folder for --out")
@@ -101,14 +102,16 @@ def run_pretrain(args: argparse.Namespace) -> int:
     """``cfer pretrain``: see the module's doc. Returns the exit status."""
     import torch
 
-    from cfer.atomic import save_figure, write_json
+    from cfer.app.launch import join, local_threads
+    from cfer.app.runfolder import hold_lock
+    from cfer.distributed import barrier, broadcast_object, is_main
     from cfer.models.io import load_checkpoint
-    from cfer.pretrain import PretrainConfig, pretrain_mae, reconstruction_figure
-    from cfer.pretrain.train import as_image_tensor
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     resume = args.resume is not None
+    device = args.device or "auto"
+    join(device=device, seed=args.seed or 0)
+    if args.threads is not None:
+        torch.set_num_threads(local_threads(args.threads))
     if resume:
         if extra := _given(args):
             raise ValueError(f"--resume goes on with the run's saved options; drop {', '.join(extra)}")
@@ -117,14 +120,35 @@ def run_pretrain(args: argparse.Namespace) -> int:
         opts = load_checkpoint(out / "checkpoint.pt").get("options")
         if not isinstance(opts, dict):
             raise ValueError(f"{out / 'checkpoint.pt'} holds no options of `cfer pretrain`; start a new run")
+        opts = {"precision": "fp32", **opts}  # runs of a cfer before --precision
     else:
-        out = args.out or Path("runs") / time.strftime("pretrain-%Y%m%d-%H%M%S")
-        _claim(out, resume=False)
+        out = broadcast_object(args.out or Path("runs") / time.strftime("pretrain-%Y%m%d-%H%M%S"))  # one folder
+        if is_main():
+            _claim(out, resume=False)
         opts = _options(args)
+    if is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        with hold_lock(out):
+            return _pretrain(args, out=out, opts=opts, resume=resume, device=device)
+    barrier()  # rank 0 has checked and locked the folder
+    return _pretrain(args, out=out, opts=opts, resume=resume, device=device)
+
+
+def _pretrain(args: argparse.Namespace, *, out: Path, opts: dict[str, Any], resume: bool, device: str) -> int:
+    import torch
+
+    from cfer.atomic import save_figure, write_json
+    from cfer.distributed import barrier, is_main
+    from cfer.pretrain import PretrainConfig, pretrain_mae, reconstruction_figure
+    from cfer.pretrain.train import as_image_tensor
+
+    if is_main():
+        barrier()  # the other ranks wait for the folder's checks and lock
     config = PretrainConfig(arch=opts["arch"], image_size=opts["image_size"], mask_ratio=opts["mask_ratio"],
                             epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"],
                             min_lr=min(1e-5, opts["lr"]), warmup_epochs=min(3.0, opts["epochs"] / 5),
-                            seed=opts["seed"], progress=not args.no_progress)
+                            seed=opts["seed"], progress=not args.no_progress, precision=opts["precision"],
+                            device=device, compile=bool(args.compile))
     import timm
 
     import cfer.models  # noqa: F401 - registers cfer's models (the check below names them)
@@ -137,7 +161,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
     build_mae(config, in_chans=1 if opts["grey"] else 3)  # an image size the patches do not fit fails before any work
     faces = _faces(opts, progress=not args.no_progress)
     x = as_image_tensor(faces)
-    out.mkdir(parents=True, exist_ok=True)
     record = {"options": opts, "n_images": len(x), "in_chans": int(x.shape[1]), "encoder": "encoder.pt",
               "use": f"cfer run --arch {config.arch} --weights {out / 'encoder.pt'} --image-size {config.image_size}"
                      + (" --grey" if opts["grey"] else "")}
@@ -155,6 +178,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; go on with: cfer pretrain --resume {out}", file=sys.stderr)
         return 130
+    if not is_main():
+        return 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(opts["seed"])
         sample = x[torch.randperm(len(x))[:8]]

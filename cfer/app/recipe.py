@@ -46,4 +46,5 @@ def teacher_config(config: RunConfig, *, progress: bool = False) -> tuple[str, T
     t, m = config.teacher, config.model
     return recipe_teacher(t.recipe, user_data=config.data.path is not None, epochs=t.epochs, patience=t.patience,
                           lr=t.lr, arch=m.arch, batch_size=t.batch_size, seed=config.seed, progress=progress,
-                          weights=m.weights, freeze_stages=m.freeze_stages)
+                          weights=m.weights, freeze_stages=m.freeze_stages, device=config.device,
+                          precision=config.precision, compile=config.compile)

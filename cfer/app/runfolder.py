@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["LOCK_NAME", "RunExistsError", "RunFolder", "RunFolderError", "RunLockedError", "claim_run_folder"]
+__all__ = ["LOCK_NAME", "RunExistsError", "RunFolder", "RunFolderError", "RunLockedError", "claim_run_folder",
+           "hold_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,25 @@ def claim_run_folder(path: str | os.PathLike, *, resume: bool) -> Iterator[RunFo
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     folder = RunFolder(path=path, created=created)
+    with hold_lock(path):
+        if not resume and _is_run(path):
+            raise RunExistsError(f"{path} already holds a run; resume it with `cfer run --resume {path}` or "
+                                 "choose another --out")
+        _refuse_foreign(path, resume=resume)  # what another process may have written before we locked
+        yield folder
+
+
+@contextmanager
+def hold_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive lock ``path/.cfer.lock`` (``fcntl.flock``) for the ``with`` block.
+
+    The kernel drops the lock when the process dies, so a killed job never leaves the folder
+    blocked. Used for run folders (:func:`claim_run_folder`) and ``cfer pretrain`` folders.
+
+    Raises:
+        RunLockedError: If another process holds it (the message names its process id).
+    """
+    path = Path(path)
     fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
@@ -136,13 +156,9 @@ def claim_run_folder(path: str | os.PathLike, *, resume: bool) -> Iterator[RunFo
             raise RunLockedError(f"another cfer process (pid {holder}) is running in {path}; wait for it to "
                                  "finish, or choose another --out") from None
         try:
-            if not resume and _is_run(path):
-                raise RunExistsError(f"{path} already holds a run; resume it with `cfer run --resume {path}` or "
-                                     "choose another --out")
-            _refuse_foreign(path, resume=resume)  # what another process may have written before we locked
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            yield folder
+            yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:

@@ -24,6 +24,7 @@ import numpy as np
 from cfer.app.config import RunConfig
 from cfer.app.prepare import RunData, prepare_data
 from cfer.atomic import jsonable, write_json
+from cfer.distributed import barrier, is_main
 
 __all__ = ["RunState", "Stage", "STAGES", "members"]
 
@@ -103,7 +104,9 @@ def _teacher(state: RunState) -> tuple[Any, dict]:
         info["members"] = {name: evaluate_classes(m, data.test, classes=result.classes)[0]
                            for name, m in zip(result.model.member_names, result.model.members)}
         info["fusion_weights"] = [float(w) for w in result.model.fusion_weights]
-    save_model(result.model, state.folder / "teacher.pt", arch=config.model.arch, classes=result.classes, extra=info)
+    if is_main():
+        save_model(result.model, state.folder / "teacher.pt", arch=config.model.arch, classes=result.classes,
+                   extra=info)
     return result.model, info
 
 
@@ -169,27 +172,33 @@ def _continual(state: RunState) -> dict:
                                  compound=data.compound, per_step=c.per_step, order=order)
             n_train = sum(len(e.dataset) for e in stream.train_stream)
             memory = c.memory_size if c.memory_size is not None else int(np.floor(c.memory_fraction * n_train))
-            loggers = make_loggers(c.logger, folder=run / "logs" / c.logger / f"order{k}", name=f"{run.name}-order{k}")
+            loggers = (make_loggers(c.logger, folder=run / "logs" / c.logger / f"order{k}", name=f"{run.name}-order{k}")
+                       if is_main() else [])
             try:
                 results, student = run_order(stream=stream, teacher=teacher, memory_size=memory, epochs=c.epochs,
                                              lr=c.lr, batch_size=c.batch_size, cfer=_cfer_options(config),
                                              checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
                                              progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
                                              loggers=loggers, freeze_stages=config.model.freeze_stages,
+                                             device=config.device,
                                              **_own_student(config, data, seed=config.seed + k))
             finally:
                 close_loggers(loggers)
             classes = tuple(stream.class_names)
-            save_model(student, student_path, arch=config.model.student_arch or config.model.arch, classes=classes,
-                       extra={"image_size": config.data.image_size, "order": list(order)})
+            if is_main():
+                save_model(student, student_path, arch=config.model.student_arch or config.model.arch,
+                           classes=classes, extra={"image_size": config.data.image_size, "order": list(order)})
             rec = jsonable({"order": list(order), "class_names": list(classes), "memory_size": memory,
                             "memory_per_class": memory // len(classes),
                             "step_classes": [[classes[j] for j in s] for s in stream.step_classes],
                             **results.to_dict()})
-            write_json(done, rec)
+            if is_main():
+                write_json(done, rec)
+            barrier()
         records.append(rec)
         if k == 0:
             first_student, first_classes = student, classes
+    teacher.cpu()  # the distillation moved it to the run's device; the stages after this run on the CPU
     return {"records": records, "student": first_student, "student_classes": first_classes}
 
 
@@ -300,3 +309,6 @@ STAGES: tuple[Stage, ...] = (
     Stage("explain", "explain/summary.json", _explain, lambda s: _read_json(s.folder / "explain" / "summary.json")),
 )
 """The main job's stages, in order (the report is written after them)."""
+
+DISTRIBUTED_STAGES = ("data", "teacher", "continual")
+"""The stages every process of a ``torchrun`` job runs (DDP); rank 0 alone runs the others."""

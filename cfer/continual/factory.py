@@ -233,7 +233,7 @@ def _class_order_check():  # noqa: ANN202
     """A plugin that stops Avalanche's iCaRL, before it trains, on a stream it cannot read."""
     from avalanche.core import SupervisedPlugin
 
-    class ClassOrderCheck(SupervisedPlugin):
+    class ClassOrderCheck(SupervisedPlugin, supports_distributed=True):
         def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
             bench = getattr(strategy.experience, "benchmark", None)
             if not (hasattr(bench, "n_classes_per_exp") and hasattr(bench, "classes_order")):

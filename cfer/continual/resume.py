@@ -37,6 +37,7 @@ from cfer.continual.factory import CferConfig
 from cfer.continual.growing import head_width
 from cfer.continual.metrics import ContinualResults
 from cfer.continual.runner import run_stream
+from cfer.distributed import barrier, is_main, resolve_device
 from cfer.models.io import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,16 +133,19 @@ def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
 
 def _make_strategy(student: nn.Module, optimizer: torch.optim.Optimizer, teacher: nn.Module, memory_size: int,
                    total_classes: int, *, epochs: int, batch_size: int, cfer: CferConfig,
-                   loggers: Sequence[object] = (), basic_epochs: int = 0) -> "SupervisedTemplate":
+                   loggers: Sequence[object] = (), basic_epochs: int = 0,
+                   device: torch.device = torch.device("cpu")) -> "SupervisedTemplate":
     from cfer.continual.factory import make_strategy
     from cfer.continual.metrics import make_evaluator
+    from cfer.continual.plugins.ddp import DistributedPlugin, per_process_batch
     from cfer.continual.plugins.epochs import BasicEpochsPlugin
 
     return make_strategy("cfer", model=student, optimizer=optimizer, train_epochs=epochs,
-                         train_mb_size=batch_size, eval_mb_size=256, memory_size=memory_size,
+                         train_mb_size=per_process_batch(batch_size), eval_mb_size=256, memory_size=memory_size,
                          total_classes=total_classes, teacher=teacher, cfer=cfer,
-                         evaluator=make_evaluator(loggers=loggers),
-                         plugins=[BasicEpochsPlugin(basic_epochs=basic_epochs, later_epochs=epochs)])
+                         evaluator=make_evaluator(loggers=loggers), device=device,
+                         plugins=[BasicEpochsPlugin(basic_epochs=basic_epochs, later_epochs=epochs),
+                                  DistributedPlugin()])
 
 
 def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer,  # noqa: ANN001
@@ -166,7 +170,8 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
               epochs: int = 4, lr: float = 2e-3, batch_size: int = 32, cfer: CferConfig = CferConfig(),
               seed: int = 0, progress: bool = False, desc: str = "compound steps",
               loggers: Sequence[object] = (), student: nn.Module | None = None,
-              basic_epochs: int = 0, freeze_stages: int = 0) -> tuple[ContinualResults, nn.Module]:
+              basic_epochs: int = 0, freeze_stages: int = 0,
+              device: str | torch.device = "cpu") -> tuple[ContinualResults, nn.Module]:
     """Train the cfer student over ``stream``, checkpointing after every experience.
 
     Args:
@@ -197,6 +202,15 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
             frozen (``cfer.models.freeze_stages``), as the teacher was trained (re-applied on
             resume: ``requires_grad`` is not part of a checkpoint). Applies to the teacher's
             copy; a ``student`` of its own trains every layer.
+        device: Where the student (and the teacher it distils from) train: a
+            :func:`cfer.distributed.resolve_device` spelling or a device. The final student
+            is returned on the CPU.
+
+    Under ``torchrun`` (:mod:`cfer.distributed`) every process runs this with the same
+    arguments: ``batch_size`` is the global mini-batch (each process takes its share, see
+    :class:`~cfer.continual.plugins.ddp.DistributedPlugin`), the replay memory is selected
+    from scores gathered from all processes (the same items on every one), evaluation is
+    sharded and summed, and only rank 0 writes the checkpoint.
 
     Returns:
         The accuracy matrix and derived metrics, and the final student.
@@ -228,9 +242,12 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         student.load_state_dict(state["model"])
     else:
         seed_everything(seed)
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    student.to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     strategy = _make_strategy(student, optimizer, teacher, memory_size, len(stream.class_names), epochs=epochs,
-                              batch_size=batch_size, cfer=cfer, loggers=loggers, basic_epochs=basic_epochs)
+                              batch_size=batch_size, cfer=cfer, loggers=loggers, basic_epochs=basic_epochs,
+                              device=device)
     if state is not None:
         _distillation(strategy).load_state_dict(state["plugins"]["distillation"])
         params = _named_parameters(strategy)
@@ -253,9 +270,11 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         logger.info("resuming %s from experience %d of %d", checkpoint, int(state["step"]) + 1, stream.n_steps)
 
     def save(i: int, res: ContinualResults) -> None:
-        _save(checkpoint, step=i, strategy=strategy, optimizer=optimizer, results=res, meta=meta)
+        if is_main():
+            _save(checkpoint, step=i, strategy=strategy, optimizer=optimizer, results=res, meta=meta)
+        barrier()
 
-    run_stream(strategy, stream, progress=progress, desc=desc, results=results, after_step=save)
+    run_stream(strategy, stream, progress=progress and is_main(), desc=desc, results=results, after_step=save)
     student = strategy.model
-    student.eval()
+    student.cpu().eval()
     return results, student

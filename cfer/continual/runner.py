@@ -70,7 +70,8 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
         strategy.train(experience)
         seconds = time.perf_counter() - t0
         metrics = strategy.eval(test[: i + 1])
-        accs = experience_accuracies(metrics, n_experiences=i + 1, stream=name)
+        accs = _reduced(strategy, n_experiences=i + 1) or experience_accuracies(metrics, n_experiences=i + 1,
+                                                                                 stream=name)
         results.add_step(accuracies=accs, seconds=seconds)
         if after_step is not None:
             after_step(i, results)
@@ -81,3 +82,20 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
     if bar is not None:
         bar.close()
     return results
+
+
+def _reduced(strategy, *, n_experiences: int) -> list[float] | None:  # noqa: ANN001
+    """Under ``torchrun``, the accuracies summed over the processes' shards by the strategy's
+    :class:`~cfer.continual.plugins.ddp.DistributedPlugin` (Avalanche's own metrics then
+    cover one shard each); None otherwise."""
+    from cfer.distributed import world_size
+
+    if world_size() == 1:
+        return None
+    from cfer.continual.plugins.ddp import DistributedPlugin
+
+    for plugin in getattr(strategy, "plugins", ()):
+        if isinstance(plugin, DistributedPlugin):
+            return [plugin.accuracies[j] for j in range(n_experiences)]
+    raise RuntimeError("under torchrun the strategy needs cfer.continual.plugins.ddp.DistributedPlugin (it shards "
+                       "evaluation and sums it over the processes); add it to the strategy's plugins")

@@ -29,6 +29,17 @@ from cfer import taxonomy
 from cfer.continual.growing import build_model
 from cfer.data.augment import FaceAugment
 from cfer.data.base import FaceDataset
+from cfer.distributed import (
+    all_reduce_sum,
+    autocast,
+    check_precision,
+    is_main,
+    resolve_device,
+    shard,
+    sync_buffers,
+    world_size,
+    wrap_ddp,
+)
 from cfer.models.decay import decay_groups
 from cfer.models.ensemble_loss import criterion_for
 from cfer.schedule import lr_at
@@ -75,6 +86,18 @@ class TeacherConfig:
         freeze_stages: Freeze the backbone's stem and its first ``freeze_stages`` blocks or
             stages (``cfer.models.freeze_stages``): fine-tune a pretrained encoder from its
             later layers. 0 trains everything.
+        device: ``"auto"`` (this rank's GPU when CUDA works, else the CPU), ``"cpu"``,
+            ``"cuda"`` or ``"cuda:N"`` (:func:`cfer.distributed.resolve_device`). The trained
+            teacher is returned on the CPU.
+        precision: ``"fp32"``, ``"bf16"`` (mixed precision with ``torch.autocast``, CPU or
+            CUDA) or ``"fp16"`` (CUDA, with a gradient scaler).
+        compile: Train through ``torch.compile(model)`` (needs a C++ compiler on the CPU).
+
+    Under ``torchrun`` (:mod:`cfer.distributed`) the model is wrapped in
+    ``DistributedDataParallel``: each of the N processes takes every N-th item of each
+    global mini-batch of ``batch_size`` (the same batches as one process, the same
+    learning rate), the validation accuracy is computed on shards and summed, and every
+    process ends with the same teacher.
     """
 
     arch: str = "resemotenet_slim"
@@ -93,8 +116,16 @@ class TeacherConfig:
     label_smoothing: float = 0.0
     warmup_epochs: int = 0
     schedule: str = "constant"
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        from cfer.distributed import PRECISIONS, resolve_device
+
+        resolve_device(self.device)  # refuses a bad spelling, or CUDA where there is none
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if isinstance(self.augment, bool):
             object.__setattr__(self, "augment", "shift" if self.augment else "none")
         for name, allowed in (("augment", AUGMENTS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
@@ -197,6 +228,28 @@ def evaluate_classes(model: nn.Module, data: FaceDataset, *, classes: tuple[str,
     return evaluate(model, sub, label_map=label_map), len(sub)
 
 
+def _for_training(model: nn.Module, *, device: torch.device, compiled: bool) -> nn.Module:
+    """What the training forward calls: the model, under DDP when in a distributed job, compiled if asked."""
+    net = wrap_ddp(model, device=device)
+    if compiled:
+        net = torch.compile(net)
+    return net
+
+
+@torch.no_grad()
+def _sharded_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device,
+                      precision: str) -> float:
+    """Accuracy on ``(x, y)``: each process scores its shard, the counts are summed."""
+    model.eval()
+    xs, ys = shard(x), shard(y)
+    correct = torch.zeros((), dtype=torch.long)
+    for i in range(0, len(xs), 256):
+        with autocast(device, precision):
+            out = model(xs[i:i + 256].to(device))
+        correct += (out.argmax(1).cpu() == ys[i:i + 256]).sum()
+    return int(all_reduce_sum(correct)) / len(x)
+
+
 def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig = TeacherConfig(),
                   classes: tuple[str, ...] | None = None) -> TeacherResult:
     """Train the basic-expression teacher with early stopping on ``val``.
@@ -241,56 +294,75 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
 
     xt, yt = pick(train, "train")
     xv, yv = pick(val, "val")
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
     model = build_model(arch=config.arch, num_classes=len(classes), in_chans=xt.shape[1],
                         img_size=xt.shape[-1], seed=config.seed, weights=config.weights)
     if config.freeze_stages:
         from cfer.models.freeze import freeze_stages
 
         freeze_stages(model, stages=config.freeze_stages)
+    model.to(device)
     opt = _optimizer(model, config)
     criterion = criterion_for(model, label_smoothing=config.label_smoothing)  # an ensemble's loss, else CE
     augment = (FaceAugment(image_size=xt.shape[-1], channels=xt.shape[1], strength=config.augment_strength)
                if config.augment == "faces" else None)
+    world = world_size()
+    net = _for_training(model, device=device, compiled=config.compile)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
     steps_per_epoch = -(-len(xt) // config.batch_size)
     total_steps, warmup_steps, step = config.max_epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch, 0
     g = torch.Generator().manual_seed(config.seed)
     best, best_state, best_epoch, since, history = -1.0, None, 0, 0, []
     epochs = range(config.max_epochs)
-    if config.progress:
+    if config.progress and is_main():
         from tqdm.auto import tqdm
 
         epochs = tqdm(epochs, desc="teacher", unit="epoch")
+    if world > 1:
+        logger.info("teacher: DDP over %d processes, %d faces per process and global batch of %d", world,
+                    -(-config.batch_size // world), config.batch_size)
     # Dropout draws from torch's global generator: seed it for the loop, so the same config
     # gives the same teacher in any process and after any earlier work, and leave the
-    # caller's generator as it was.
+    # caller's generator as it was. Every rank draws the same shuffles and shifts from ``g``
+    # and takes its shard of each global batch after the augmentation.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         for epoch in epochs:
             model.train()
             perm = torch.randperm(len(xt), generator=g)
-            total = 0.0
+            total = torch.zeros(())
             for i in range(0, len(xt), config.batch_size):
                 idx = perm[i:i + config.batch_size]
                 xb, yb = xt[idx], yt[idx]
                 if config.augment == "shift":
                     xb = _augment(xb, g)
-                elif augment is not None:
-                    xb, yb = augment(xb, yb)
                 if config.schedule == "cosine" or warmup_steps:
                     _set_lr(opt, config, step=step, total=total_steps, warmup=warmup_steps)
                 step += 1
+                if len(idx) < world:  # a last batch too small to give every process an item (all skip it)
+                    continue
+                xb, yb = shard(xb), shard(yb)
+                if augment is not None:
+                    xb, yb = augment(xb, yb)
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                 opt.zero_grad()
-                loss = criterion(model(xb), yb)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            model.eval()
-            with torch.no_grad():
-                acc = sum((model(xv[i:i + 256]).argmax(1) == yv[i:i + 256]).sum().item()
-                          for i in range(0, len(xv), 256)) / len(xv)
-            history.append({"epoch": epoch, "train_loss": total / len(xt), "val_accuracy": acc,
+                with autocast(device, config.precision):
+                    loss = criterion(net(xb), yb)
+                # DDP averages the processes' gradients; weigh each by its share of the global
+                # batch so that the average is the global batch's mean loss even when it does
+                # not divide evenly.
+                scaled = loss * (len(yb) * world / len(idx)) if world > 1 else loss
+                scaler.scale(scaled).backward()
+                scaler.step(opt)
+                scaler.update()
+                total += loss.detach().float().cpu() * len(yb)
+            sync_buffers(model)  # rank 0's BatchNorm statistics everywhere before validation
+            acc = _sharded_accuracy(model, xv, yv, device=device, precision=config.precision)
+            train_loss = float(all_reduce_sum(total)) / len(xt)
+            history.append({"epoch": epoch, "train_loss": train_loss, "val_accuracy": acc,
                             "lr": opt.param_groups[0]["lr"]})
-            logger.info("teacher epoch %d: loss %.3f, val acc %.3f", epoch, total / len(xt), acc)
+            logger.info("teacher epoch %d: loss %.3f, val acc %.3f", epoch, train_loss, acc)
             if acc > best:
                 best, best_state, best_epoch, since = acc, copy.deepcopy(model.state_dict()), epoch, 0
             else:
@@ -298,5 +370,5 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
                 if since >= config.patience:
                     break
     model.load_state_dict(best_state)
-    model.eval()
+    model.cpu().eval()
     return TeacherResult(model=model, classes=classes, best_epoch=best_epoch, best_val_accuracy=best, history=history)

@@ -33,6 +33,19 @@ from torch import nn
 
 from cfer.data.augment import augment_batch, face_augmentation
 from cfer.data.base import FaceDataset
+from cfer.distributed import (
+    all_reduce_sum,
+    autocast,
+    barrier,
+    check_precision,
+    is_main,
+    rank,
+    resolve_device,
+    shard,
+    sync_buffers,
+    world_size,
+    wrap_ddp,
+)
 from cfer.models.decay import decay_groups
 from cfer.pretrain.mae import MaskedAutoencoder
 from cfer.schedule import lr_at
@@ -42,6 +55,7 @@ __all__ = ["PretrainConfig", "PretrainResult", "build_mae", "pretrain_mae", "lr_
 logger = logging.getLogger(__name__)
 
 ENCODER_FORMAT = "cfer-encoder/1"
+_RUNTIME = ("progress", "device", "compile")  # how a run executes, not what it learns
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,15 @@ class PretrainConfig:
         augment: Face augmentation strength (0: none; see :func:`face_augmentation`).
         seed: Seed of initialisation, shuffling, augmentation and masking.
         progress: Show a tqdm bar over the steps with the loss.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
+            (:func:`cfer.distributed.resolve_device`); the result is returned on the CPU.
+        precision: ``"fp32"``, ``"bf16"`` (``torch.autocast``, CPU or CUDA) or ``"fp16"`` (CUDA).
+        compile: Train through ``torch.compile`` (needs a C++ compiler on the CPU).
+
+    Under ``torchrun`` each process takes every N-th face of each global batch of
+    ``batch_size`` (same batches and learning rate as one process; DDP averages the
+    gradients) and masks its own shard with its own seed; only rank 0 writes the
+    checkpoint. A run may resume on another device or without ``compile``.
     """
 
     arch: str = "vit_face_tiny"
@@ -85,8 +108,16 @@ class PretrainConfig:
     augment: float = 1.0
     seed: int = 0
     progress: bool = False
+    device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        from cfer.distributed import PRECISIONS, resolve_device
+
+        resolve_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         for name in ("image_size", "epochs", "batch_size", "decoder_dim", "decoder_depth", "decoder_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -100,9 +131,10 @@ class PretrainConfig:
             raise ValueError("warmup_epochs, augment and weight_decay must be >= 0")
 
     def resumable_with(self, other: "PretrainConfig") -> list[str]:
-        """The fields (besides ``progress``) in which ``other`` differs from this config."""
+        """The fields (besides ``progress``, ``device`` and ``compile``, which do not change what
+        is learnt) in which ``other`` differs from this config."""
         mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
-        return [k for k in mine if k != "progress" and mine[k] != theirs[k]]
+        return [k for k in mine if k not in _RUNTIME and mine[k] != theirs[k]]
 
 
 @dataclass
@@ -212,7 +244,13 @@ def pretrain_mae(*, images: np.ndarray | torch.Tensor | FaceDataset, config: Pre
         raise ValueError(f"pretraining needs at least 2 faces, got {len(x_all)}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH (the file the first run wrote)")
-    model = build_mae(config, in_chans=int(x_all.shape[1]))
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    world, me = world_size(), rank()
+    if config.batch_size < world:
+        raise ValueError(f"batch_size {config.batch_size} is smaller than the {world} processes; each needs at "
+                         "least one face of every global batch")
+    model = build_mae(config, in_chans=int(x_all.shape[1])).to(device)
     optimizer = _optimizer(model, config)
     steps_per_epoch = max(1, len(x_all) // config.batch_size)  # as many as _batches gives
     total = steps_per_epoch * config.epochs
@@ -233,26 +271,35 @@ def pretrain_mae(*, images: np.ndarray | torch.Tensor | FaceDataset, config: Pre
         optimizer.load_state_dict(state["optimizer"])
         step, start, result.history = int(state["step"]), int(state["epoch"]), list(state["history"])
         logger.info("resuming %s after epoch %d of %d", checkpoint, start, config.epochs)
+    net = wrap_ddp(model, device=device)
+    if config.compile:
+        net = torch.compile(net)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
     transform = face_augmentation(image_size=config.image_size, strength=config.augment) if config.augment else None
     bar = tqdm(total=total, initial=step, desc=f"pretrain {config.arch}", unit="step", disable=not config.progress,
-               dynamic_ncols=True)
+               dynamic_ncols=True) if is_main() else tqdm(disable=True)
     model.train()
     try:
         for epoch in range(start, config.epochs):
             t0, losses, seen = time.perf_counter(), [], 0
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed * 100_003 + epoch)
-                for idx in _batches(len(x_all), config.batch_size):
-                    x = x_all[idx]
+                batches = _batches(len(x_all), config.batch_size)  # the same on every rank
+                if world > 1:  # each rank masks and augments its shard with its own draws
+                    torch.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * me)
+                for idx in batches:
+                    x = x_all[shard(idx)]
                     if transform is not None:
                         x = augment_batch(x, transform=transform)
                     lr = lr_at(step, total=total, warmup=warmup, lr=config.lr, min_lr=config.min_lr)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    loss = model(x).loss
+                    with autocast(device, config.precision):
+                        loss = net(x.to(device, non_blocking=True)).loss
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"the loss became {loss.item()} at step {step}; lower lr "
                                                  f"(now {config.lr}) or raise warmup_epochs")
@@ -261,20 +308,23 @@ def pretrain_mae(*, images: np.ndarray | torch.Tensor | FaceDataset, config: Pre
                     losses.append(float(loss.detach()))
                     bar.update(1)
                     bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
+            sync_buffers(model)
             took = time.perf_counter() - t0
-            result.history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr, "seconds": took,
+            mean_loss = float(all_reduce_sum(torch.tensor(float(np.mean(losses)), dtype=torch.float64))) / world
+            result.history.append({"epoch": epoch + 1, "loss": mean_loss, "lr": lr, "seconds": took,
                                    "images_per_s": seen / max(took, 1e-9)})
             logger.info("epoch %d/%d: loss %.4f (%.1f images/s)", epoch + 1, config.epochs, result.history[-1]["loss"],
                         result.history[-1]["images_per_s"])
-            if checkpoint is not None:
+            if checkpoint is not None and is_main():
                 save_checkpoint(checkpoint, {**(extra or {}), "config": dataclasses.asdict(config), "epoch": epoch + 1,
                                              "step": step, "n_images": len(x_all), "model": model.state_dict(),
                                              "optimizer": optimizer.state_dict(), "history": result.history})
-            if on_epoch is not None:
+            if on_epoch is not None and is_main():
                 on_epoch(result)
+            barrier()  # the other ranks go on once rank 0 has written the epoch's files
     finally:
         bar.close()
-    model.eval()
+    model.cpu().eval()
     return result
 
 

@@ -8,6 +8,8 @@
   bias (``LogitAdjustmentPlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
   experience (``BasicEpochsPlugin``);
+* :mod:`~cfer.continual.plugins.ddp`: any strategy under ``torchrun``: DDP training,
+  sharded and reduced evaluation (``DistributedPlugin``);
 * :mod:`~cfer.continual.plugins.criterion`: how plugins that change the criterion compose;
 * :mod:`~cfer.continual.plugins.monitor`: the distillation terms and the replay memory as
   an Avalanche metric, for loggers (``CferTermsMetric``);
@@ -31,6 +33,7 @@ _NAMES = {
     "logit_distillation": "distillation", "feature_distillation": "distillation",
     "PredictiveSortingBuffer": "psmr", "PredictiveSortingSelection": "psmr", "psmr_plugin": "psmr",
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
+    "DistributedPlugin": "ddp", "per_process_batch": "ddp",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
     "CferTermsMetric": "monitor", "TERM_NAMES": "monitor",
     "MetricsCSVLogger": "csvlog", "ResumableCSVLogger": "csvlog", "ScalarWandBLogger": "wandb_offline",

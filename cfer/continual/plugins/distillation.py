@@ -87,7 +87,7 @@ def feature_distillation(student: torch.Tensor, teacher: torch.Tensor, *, kind: 
     raise ValueError(f"feature loss must be 'mse' or 'cosine', got {kind!r}")
 
 
-class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment):
+class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_distributed=True):
     """Logit + feature distillation from a frozen basic teacher.
 
     Args:

@@ -13,7 +13,7 @@ from avalanche.core import SupervisedPlugin
 __all__ = ["BasicEpochsPlugin"]
 
 
-class BasicEpochsPlugin(SupervisedPlugin):
+class BasicEpochsPlugin(SupervisedPlugin, supports_distributed=True):
     """Train the first (basic) experience for ``basic_epochs`` epochs and every later
     experience for ``later_epochs``.
 

@@ -26,7 +26,7 @@ from cfer.continual.plugins.criterion import CriterionAdjustment, adjust_criteri
 __all__ = ["LogitAdjustmentPlugin"]
 
 
-class LogitAdjustmentPlugin(SupervisedPlugin, CriterionAdjustment):
+class LogitAdjustmentPlugin(SupervisedPlugin, CriterionAdjustment, supports_distributed=True):
     """Train with prior-adjusted logits (see module docstring).
 
     Args:

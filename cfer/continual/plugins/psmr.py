@@ -36,6 +36,8 @@ from avalanche.training.storage_policy import BalancedExemplarsBuffer, Exemplars
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cfer.distributed import gather_shards, shard, world_size
+
 __all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin", "MemoryBudgetWarning"]
 
 logger = logging.getLogger(__name__)
@@ -68,11 +70,17 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
 
     @torch.no_grad()
     def scores(self, strategy, data) -> torch.Tensor:  # noqa: ANN001
-        """Output for the true class of every item of ``data``."""
+        """Output for the true class of every item of ``data``.
+
+        Under ``torchrun`` each process scores every ``world_size``-th item and the scores
+        are gathered, so every process sorts the same scores and keeps the same items."""
         model = self.teacher if self.scorer == "teacher" else strategy.model
         was = model.training
         model.eval()
         out = []
+        n = len(data)
+        if world_size() > 1:
+            data = data.subset(shard(list(range(n))))
         try:
             bs = self.batch_size or getattr(strategy, "eval_mb_size", None) or 256
             for x, y, *_ in DataLoader(data, batch_size=bs, shuffle=False):
@@ -83,10 +91,10 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
                 else:
                     vals = logits.gather(1, y.clamp_max(logits.shape[1] - 1)[:, None])[:, 0]
                     vals = torch.where(y < logits.shape[1], vals, torch.full_like(vals, -float("inf")))
-                out.append(vals.cpu())
+                out.append(vals.float().cpu())
         finally:
             model.train(was)
-        return torch.cat(out) if out else torch.empty(0)
+        return gather_shards(torch.cat(out) if out else torch.empty(0), total=n)
 
     def make_sorted_indices(self, strategy, data) -> list[int]:  # noqa: ANN001
         s = self.scores(strategy, data)

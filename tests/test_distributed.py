@@ -1,0 +1,71 @@
+"""cfer.distributed outside a torchrun job, the --nproc launcher's argument handling, and the
+per-process batch rule. The multi-process behaviour is in tests/app/test_ddp.py."""
+
+import pytest
+import torch
+
+from cfer import distributed as dist
+from cfer.app.launch import local_threads, without_nproc
+from cfer.continual.plugins.ddp import per_process_batch
+
+
+def test_outside_torchrun_everything_is_the_identity():
+    assert (dist.rank(), dist.world_size(), dist.is_main(), dist.is_distributed()) == (0, 1, True, False)
+    x = torch.arange(5.0)
+    assert torch.equal(dist.shard(x), x)
+    assert torch.equal(dist.all_reduce_sum(x), x)
+    assert dist.broadcast_object({"a": 1}) == {"a": 1}
+    assert dist.all_gather_objects(3) == [3]
+    assert torch.equal(dist.gather_shards(x, total=5), x)
+    model = torch.nn.Linear(2, 2)
+    assert dist.wrap_ddp(model) is model
+
+
+def test_shards_partition_every_global_batch():
+    items = list(range(11))
+    parts = [dist.shard(items, of=3, at=r) for r in range(3)]
+    assert sorted(sum(parts, [])) == items
+    assert parts[1] == [1, 4, 7, 10]
+
+
+def test_resolve_device_and_precision_refuse_with_the_fix():
+    assert dist.resolve_device("cpu") == torch.device("cpu")
+    assert dist.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="cuda:N"):
+        dist.resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="use --device cpu"):
+            dist.resolve_device("cuda")
+    with pytest.raises(ValueError, match="needs a CUDA device; on the CPU use 'bf16'"):
+        dist.check_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        dist.check_precision("fp8")
+
+
+def test_bf16_autocast_runs_matmuls_in_bf16_on_the_cpu():
+    a = torch.ones(4, 4)
+    with dist.autocast("cpu", "bf16"):
+        assert (a @ a).dtype == torch.bfloat16
+    with dist.autocast("cpu", "fp32"):
+        assert (a @ a).dtype == torch.float32
+
+
+def test_nproc_is_stripped_from_what_the_processes_run():
+    assert without_nproc(["run", "--nproc", "2", "--epochs", "1"]) == ["run", "--epochs", "1"]
+    assert without_nproc(["teacher", "--nproc=4", "--out", "t.pt"]) == ["teacher", "--out", "t.pt"]
+
+
+def test_threads_are_capped_by_the_cores_per_local_process(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert local_threads(6) == 6  # one process: unchanged
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert local_threads(6) == 2 and local_threads(1) == 1
+
+
+def test_the_global_batch_must_divide_over_the_processes():
+    assert per_process_batch(32, world=2) == 16
+    with pytest.raises(ValueError, match="does not divide over 3 processes; choose a multiple of 3"):
+        per_process_batch(32, world=3)
