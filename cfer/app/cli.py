@@ -293,6 +293,7 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--precision",), "precision", "fp32 (default), bf16 (mixed precision, CPU or CUDA) or fp16 (CUDA) for the "
      "teacher"),
     (("--compile",), "compile", "train the teacher through torch.compile"),
+    (("--workers",), "workers", "worker processes loading the continual stream's training batches (default 0)"),
 ]
 _RUN_FLAGS = {"data.crop_faces", "data.align_faces", "data.grey", "data.skip_invalid", "compile"}
 

@@ -377,6 +377,7 @@ class RunConfig:
         precision: ``fp32``, ``bf16`` (mixed precision, CPU or CUDA) or ``fp16`` (CUDA) for the
             teacher's training.
         compile: Train the teacher through ``torch.compile``.
+        workers: Worker processes loading the continual stream's training batches (0: none).
         data, classes, model, teacher, continual, fewshot, explain: The sections.
     """
 
@@ -385,6 +386,7 @@ class RunConfig:
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
+    workers: int = 0
     data: DataSection = field(default_factory=DataSection)
     classes: ClassesSection = field(default_factory=ClassesSection)
     model: ModelSection = field(default_factory=ModelSection)
@@ -399,6 +401,8 @@ class RunConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must lie in [0, {MAX_SEED}] (what NumPy and torch accept), got {self.seed}")
         _positive("run", "threads", self.threads)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"workers must be a whole number >= 0 (0: load in the main process), got {self.workers!r}")
         if not isinstance(self.device, str) or not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
             raise ValueError(f"device must be one of {list(DEVICES)} or cuda:N, got {self.device!r}")
         if self.precision not in PRECISIONS:

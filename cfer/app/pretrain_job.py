@@ -103,8 +103,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     import torch
 
     from cfer.app.launch import join, local_threads
-    from cfer.app.runfolder import hold_lock
-    from cfer.distributed import barrier, broadcast_object, is_main
+    from cfer.distributed import broadcast_object, is_main
     from cfer.models.io import load_checkpoint
 
     resume = args.resume is not None
@@ -126,24 +125,15 @@ def run_pretrain(args: argparse.Namespace) -> int:
         if is_main():
             _claim(out, resume=False)
         opts = _options(args)
-    if is_main():
-        out.mkdir(parents=True, exist_ok=True)
-        with hold_lock(out):
-            return _pretrain(args, out=out, opts=opts, resume=resume, device=device)
-    barrier()  # rank 0 has checked and locked the folder
     return _pretrain(args, out=out, opts=opts, resume=resume, device=device)
 
 
 def _pretrain(args: argparse.Namespace, *, out: Path, opts: dict[str, Any], resume: bool, device: str) -> int:
-    import torch
-
-    from cfer.atomic import save_figure, write_json
-    from cfer.distributed import barrier, is_main
-    from cfer.pretrain import PretrainConfig, pretrain_mae, reconstruction_figure
+    from cfer.app.runfolder import hold_lock
+    from cfer.distributed import is_main
+    from cfer.pretrain import PretrainConfig
     from cfer.pretrain.train import as_image_tensor
 
-    if is_main():
-        barrier()  # the other ranks wait for the folder's checks and lock
     config = PretrainConfig(arch=opts["arch"], image_size=opts["image_size"], mask_ratio=opts["mask_ratio"],
                             epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"],
                             min_lr=min(1e-5, opts["lr"]), warmup_epochs=min(3.0, opts["epochs"] / 5),
@@ -161,6 +151,21 @@ def _pretrain(args: argparse.Namespace, *, out: Path, opts: dict[str, Any], resu
     build_mae(config, in_chans=1 if opts["grey"] else 3)  # an image size the patches do not fit fails before any work
     faces = _faces(opts, progress=not args.no_progress)
     x = as_image_tensor(faces)
+    if not is_main():  # rank 0 holds the folder; the others only train
+        return _train(args, out=out, opts=opts, x=x, config=config, resume=resume)
+    out.mkdir(parents=True, exist_ok=True)  # only now: bad options and data leave nothing behind
+    with hold_lock(out):
+        _claim(out, resume=resume)  # again: what another process wrote before we held the lock
+        return _train(args, out=out, opts=opts, x=x, config=config, resume=resume)
+
+
+def _train(args: argparse.Namespace, *, out: Path, opts: dict[str, Any], x, config, resume: bool) -> int:  # noqa: ANN001
+    import torch
+
+    from cfer.atomic import save_figure, write_json
+    from cfer.distributed import is_main
+    from cfer.pretrain import pretrain_mae, reconstruction_figure
+
     record = {"options": opts, "n_images": len(x), "in_chans": int(x.shape[1]), "encoder": "encoder.pt",
               "use": f"cfer run --arch {config.arch} --weights {out / 'encoder.pt'} --image-size {config.image_size}"
                      + (" --grey" if opts["grey"] else "")}

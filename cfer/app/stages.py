@@ -180,7 +180,7 @@ def _continual(state: RunState) -> dict:
                                              checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
                                              progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
                                              loggers=loggers, freeze_stages=config.model.freeze_stages,
-                                             device=config.device,
+                                             device=config.device, num_workers=config.workers,
                                              **_own_student(config, data, seed=config.seed + k))
             finally:
                 close_loggers(loggers)

@@ -171,7 +171,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
               seed: int = 0, progress: bool = False, desc: str = "compound steps",
               loggers: Sequence[object] = (), student: nn.Module | None = None,
               basic_epochs: int = 0, freeze_stages: int = 0,
-              device: str | torch.device = "cpu") -> tuple[ContinualResults, nn.Module]:
+              device: str | torch.device = "cpu", num_workers: int = 0) -> tuple[ContinualResults, nn.Module]:
     """Train the cfer student over ``stream``, checkpointing after every experience.
 
     Args:
@@ -205,6 +205,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         device: Where the student (and the teacher it distils from) train: a
             :func:`cfer.distributed.resolve_device` spelling or a device. The final student
             is returned on the CPU.
+        num_workers: Worker processes of the training data loaders (0: none).
 
     Under ``torchrun`` (:mod:`cfer.distributed`) every process runs this with the same
     arguments: ``batch_size`` is the global mini-batch (each process takes its share, see
@@ -274,7 +275,8 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
             _save(checkpoint, step=i, strategy=strategy, optimizer=optimizer, results=res, meta=meta)
         barrier()
 
-    run_stream(strategy, stream, progress=progress and is_main(), desc=desc, results=results, after_step=save)
+    run_stream(strategy, stream, progress=progress and is_main(), desc=desc, results=results, after_step=save,
+               num_workers=num_workers)
     student = strategy.model
     student.cpu().eval()
     return results, student

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",  # noqa: ANN001
                evaluate_on: str = "test", results: ContinualResults | None = None,
-               after_step: Callable[[int, ContinualResults], None] | None = None) -> ContinualResults:
+               after_step: Callable[[int, ContinualResults], None] | None = None,
+               num_workers: int = 0) -> ContinualResults:
     """Train ``strategy`` on every experience of ``stream``, evaluating after each.
 
     Args:
@@ -41,6 +42,8 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
         results: Results of the steps already done (a resumed run goes on after them).
         after_step: Called with the step index and the results after each step (e.g. to
             write a checkpoint).
+        num_workers: Worker processes of the training data loaders (Avalanche's, the replay
+            loader included; 0: load in this process). Avalanche pins memory on CUDA.
 
     Returns:
         The accuracy matrix and the derived metrics.
@@ -67,7 +70,7 @@ def run_stream(strategy, stream, *, progress: bool = False, desc: str = "steps",
         bar = tqdm(total=start + len(steps), initial=start, desc=desc, unit="step", leave=False)
     for i, experience in steps:
         t0 = time.perf_counter()
-        strategy.train(experience)
+        strategy.train(experience, **({"num_workers": num_workers} if num_workers else {}))
         seconds = time.perf_counter() - t0
         metrics = strategy.eval(test[: i + 1])
         accs = _reduced(strategy, n_experiences=i + 1) or experience_accuracies(metrics, n_experiences=i + 1,

@@ -303,6 +303,8 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
 
         freeze_stages(model, stages=config.freeze_stages)
     model.to(device)
+    if device.type == "cuda":  # page-locked host memory: the copies to the GPU overlap the compute
+        xt, yt, xv, yv = (t.pin_memory() for t in (xt, yt, xv, yv))
     opt = _optimizer(model, config)
     criterion = criterion_for(model, label_smoothing=config.label_smoothing)  # an ensemble's loss, else CE
     augment = (FaceAugment(image_size=xt.shape[-1], channels=xt.shape[1], strength=config.augment_strength)

@@ -251,6 +251,8 @@ def pretrain_mae(*, images: np.ndarray | torch.Tensor | FaceDataset, config: Pre
         raise ValueError(f"batch_size {config.batch_size} is smaller than the {world} processes; each needs at "
                          "least one face of every global batch")
     model = build_mae(config, in_chans=int(x_all.shape[1])).to(device)
+    if device.type == "cuda":  # page-locked host memory: the copies to the GPU overlap the compute
+        x_all = x_all.pin_memory()
     optimizer = _optimizer(model, config)
     steps_per_epoch = max(1, len(x_all) // config.batch_size)  # as many as _batches gives
     total = steps_per_epoch * config.epochs

@@ -20,7 +20,7 @@ def test_pretrain_writes_its_run_folder_and_the_encoder_loads_into_create_backbo
     printed = capsys.readouterr().out
     assert "cfer pretrain vit_face_micro on 44 faces (32 px, grey)" in printed
     assert f"cfer run --arch vit_face_micro --weights {out / 'encoder.pt'} --image-size 32 --grey" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "encoder.pt", "pretrain.json",
+    assert sorted(p.name for p in out.iterdir()) == [".cfer.lock", "checkpoint.pt", "encoder.pt", "pretrain.json",
                                                       "reconstruction.png"]
     record = json.loads((out / "pretrain.json").read_text())
     assert record["status"] == "finished" and record["n_images"] == 44 and record["in_chans"] == 1
@@ -36,6 +36,18 @@ def test_pretrain_writes_its_run_folder_and_the_encoder_loads_into_create_backbo
         capsys.readouterr().err
     assert cli.main(["pretrain", "--resume", str(out), "--epochs", "3"]) == 2
     assert "--resume goes on with the run's saved options; drop --epochs" in capsys.readouterr().err
+
+
+def test_a_pretraining_folder_is_locked_while_a_process_works_in_it(tmp_path, capsys):
+    from cfer.app.runfolder import hold_lock
+
+    out = tmp_path / "mae"
+    out.mkdir()
+    with hold_lock(out):  # another process's run, as far as the command can tell
+        assert cli.main(["pretrain", "--out", str(out), "--epochs", "1", *TINY]) == 2
+    assert "another cfer process (pid" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".cfer.lock"]  # nothing written
+    assert cli.main(["pretrain", "--out", str(out), "--epochs", "1", *TINY]) == 0  # free again: it runs
 
 
 def test_a_killed_pretraining_resumes_to_the_losses_of_an_uninterrupted_one(tmp_path, capsys, monkeypatch):
