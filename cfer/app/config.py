@@ -28,17 +28,15 @@ from cfer import taxonomy
 from cfer.app.config_checks import finite as _finite
 from cfer.app.config_checks import fraction as _fraction
 from cfer.app.config_checks import positive as _positive
+from cfer.app.config_checks import run_level as _run_level
 from cfer.continual.loggers import LOGGERS
 from cfer.data.faces import FaceCropper
 from cfer.data.readers import FORMATS
-from cfer.distributed import DEVICES, PRECISIONS
 from cfer.explain.methods import METHODS as CAM_METHODS
 from cfer.fewshot.episodes import CLASSIFIERS
 
-__all__ = [
-    "DataSection", "ClassesSection", "ModelSection", "TeacherSection", "ContinualSection", "FewShotSection",
-    "ExplainSection", "RunConfig", "DEFAULT_IMAGE_SIZE", "MAX_SEED",
-]
+__all__ = ["DataSection", "ClassesSection", "ModelSection", "TeacherSection", "ContinualSection", "FewShotSection",
+           "ExplainSection", "RunConfig", "DEFAULT_IMAGE_SIZE", "MAX_SEED"]
 
 DEFAULT_IMAGE_SIZE = 48
 """The image side of every command's default (``--image-size``)."""
@@ -369,15 +367,10 @@ class RunConfig:
 
     Attributes:
         seed: Seed of the data, splits, initialisation, class orders, shuffling and episodes.
-        threads: Torch CPU threads (per process; under ``torchrun`` capped at the machine's
-            cores divided by its processes).
-        device: ``auto`` (the GPU when CUDA works, else the CPU), ``cpu``, ``cuda`` or
-            ``cuda:N`` for the teacher and the continual stream (few-shot episodes, Grad-CAM
-            and the report run on the CPU).
-        precision: ``fp32``, ``bf16`` (mixed precision, CPU or CUDA) or ``fp16`` (CUDA) for the
-            teacher's training.
-        compile: Train the teacher through ``torch.compile``.
-        workers: Worker processes loading the continual stream's training batches (0: none).
+        threads: Torch CPU threads per process (under ``torchrun``: at most cores / processes).
+        device, precision, compile, workers: Where the teacher and the stream train (``auto``,
+            ``cpu``, ``cuda``, ``cuda:N``), the teacher's mixed precision (``fp32``, ``bf16``,
+            ``fp16`` on CUDA), ``torch.compile``, loader workers (docs/distributed.md).
         data, classes, model, teacher, continual, fewshot, explain: The sections.
     """
 
@@ -396,18 +389,7 @@ class RunConfig:
     explain: ExplainSection = field(default_factory=ExplainSection)
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
-        if not 0 <= self.seed <= MAX_SEED:
-            raise ValueError(f"seed must lie in [0, {MAX_SEED}] (what NumPy and torch accept), got {self.seed}")
-        _positive("run", "threads", self.threads)
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
-            raise ValueError(f"workers must be a whole number >= 0 (0: load in the main process), got {self.workers!r}")
-        if not isinstance(self.device, str) or not (self.device in DEVICES or re.fullmatch(r"cuda:\d+", self.device)):
-            raise ValueError(f"device must be one of {list(DEVICES)} or cuda:N, got {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r} (fp16 needs a "
-                             "CUDA device; bf16 works on CPUs too)")
+        _run_level(self, max_seed=MAX_SEED)
         order = self.continual.order
         if order is not None:
             if self.classes.compound is not None and sorted(order) != sorted(self.classes.compound):

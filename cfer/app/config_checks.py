@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
-__all__ = ["finite", "positive", "fraction"]
+__all__ = ["finite", "positive", "fraction", "run_level"]
 
 
 def finite(section: Any, prefix: str) -> None:
@@ -38,3 +39,21 @@ def fraction(section: str, name: str, value: float, *, zero_ok: bool = False) ->
     if not (lo_ok and value <= 1):
         bound = "[0, 1]" if zero_ok else "(0, 1]"
         raise ValueError(f"{section}.{name} must lie in {bound}, got {value!r}")
+
+
+def run_level(config: Any, *, max_seed: int) -> None:
+    """The options of the run itself: ``seed``, ``threads``, ``workers``, ``device``, ``precision``."""
+    from cfer.distributed import DEVICES, PRECISIONS
+
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int):
+        raise ValueError(f"seed must be a whole number, got {config.seed!r}")
+    if not 0 <= config.seed <= max_seed:
+        raise ValueError(f"seed must lie in [0, {max_seed}] (what NumPy and torch accept), got {config.seed}")
+    positive("run", "threads", config.threads)
+    if isinstance(config.workers, bool) or not isinstance(config.workers, int) or config.workers < 0:
+        raise ValueError(f"workers must be a whole number >= 0 (0: load in the main process), got {config.workers!r}")
+    if not isinstance(config.device, str) or not (config.device in DEVICES or re.fullmatch(r"cuda:\d+", config.device)):
+        raise ValueError(f"device must be one of {list(DEVICES)} or cuda:N, got {config.device!r}")
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {config.precision!r} (fp16 needs a "
+                         "CUDA device; bf16 works on CPUs too)")

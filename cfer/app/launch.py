@@ -89,6 +89,9 @@ def join(*, device: str, seed: int) -> None:
     cuda = resolve_device(device).type == "cuda"
     DistributedHelper.init_distributed(random_seed=seed, backend="nccl" if cuda else "gloo", use_cuda=cuda)
     atexit.register(_leave)
+    prefix = logging.Formatter(f"%(levelname)s [rank {DistributedHelper.rank}] %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # the command's log lines say which process wrote them
+        handler.setFormatter(prefix)
     logger.info("rank %d of %d joined (%s)", DistributedHelper.rank, world_size(), "nccl" if cuda else "gloo")
     if not is_main():  # one summary on the terminal: rank 0's (errors still reach stderr from every rank)
         sys.stdout = open(os.devnull, "w")

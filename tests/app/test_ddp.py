@@ -216,3 +216,43 @@ def test_a_killed_ddp_run_resumes_under_ddp_to_the_same_metrics(tmp_path):
     a = json.loads((whole / "metrics.json").read_text())
     b = json.loads((cut / "metrics.json").read_text())
     assert _comparable(b) == _comparable(a)
+
+
+# -- cfer pretrain: the same losses within tolerance, one writer ---------------------------------
+PRETRAIN_ARGS = ["--arch", "vit_face_micro", "--subjects", "4", "--per-class", "1", "--image-size", "32", "--grey",
+                 "--batch-size", "16", "--epochs", "3", "--no-progress", "--threads", "1"]
+
+
+def _pretrain_worker(rank: int, port: int, folder: str) -> None:
+    _join(rank, port)
+    from cfer.app import cli
+
+    written, real_replace = [], os.replace
+
+    def replace(src, dst, *a, **k):
+        written.append(str(dst))
+        return real_replace(src, dst, *a, **k)
+
+    os.replace = replace
+    try:
+        assert cli.main(["pretrain", "--out", str(Path(folder) / "mae2"), *PRETRAIN_ARGS]) == 0
+    finally:
+        os.replace = real_replace
+    Path(folder, f"pretrain_written.rank{rank}.json").write_text(json.dumps(written))
+
+
+def test_pretrain_in_two_processes_learns_like_one_and_only_rank_0_writes(tmp_path):
+    from cfer.app import cli
+
+    torch.set_num_threads(1)
+    assert cli.main(["pretrain", "--out", str(tmp_path / "mae1"), *PRETRAIN_ARGS]) == 0
+    _spawn(_pretrain_worker, str(tmp_path))
+    one, two = (json.loads((tmp_path / d / "pretrain.json").read_text()) for d in ("mae1", "mae2"))
+    assert two["status"] == "finished" and len(two["history"]) == 3
+    # Each process masks its shard with its own draws: the losses follow one process's closely, not exactly.
+    for a, b in zip(one["history"], two["history"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.1)
+    assert two["history"][-1]["loss"] < two["history"][0]["loss"]
+    written = [json.loads((tmp_path / f"pretrain_written.rank{r}.json").read_text()) for r in range(2)]
+    assert written[1] == []
+    assert {str(tmp_path / "mae2" / f) for f in ("checkpoint.pt", "encoder.pt", "pretrain.json")} <= set(written[0])
