@@ -5,13 +5,14 @@ environment ``torchrun`` gives: ``RANK``, ``WORLD_SIZE``, ...), one thread each,
 **global** batch for every process count; 1 and N processes alternate ``--repeats`` times in
 one run and the table gives the median of each and their ratio.
 
-* pretraining: ``pretrain_mae`` (``vit_face_tiny``, 64 px, 75% masking, batch 64); images/s
-  of the last epoch (the first warms up);
-* teacher: ``train_teacher`` (``resemotenet_slim``, 48 px, batch 64, fixed epochs, no early
-  stop); images/s over the training epochs after the first, validation included.
+* pretraining: ``pretrain_mae`` (``vit_face_tiny``, 64 px, 75% masking, global batch
+  ``--batch``, default 64 as in cfer); images/s of the last epoch (the first warms up);
+* teacher: ``train_teacher`` (``resemotenet_slim``, 48 px, global batch ``--batch``, fixed
+  epochs, no early stop); images/s over the epochs after the first, validation included.
 
 Usage:
     python benchmarks/ddp_scaling.py --json docs/results/ddp_scaling.json
+    python benchmarks/ddp_scaling.py --batch 256 --pretrain-subjects 64 --json docs/results/ddp_scaling_b256.json
     python benchmarks/ddp_scaling.py --device cuda --nproc 1 2 4     # on a machine with GPUs
 """
 
@@ -55,7 +56,8 @@ def _worker(rank: int, world: int, port: int, job: str, device: str, out: str, s
 
         faces = render_faces(classes="all", n_subjects=sizes["pretrain_subjects"], per_class=1, image_size=64,
                              channels=1, seed=0)
-        cfg = PretrainConfig(arch="vit_face_tiny", image_size=64, epochs=2, batch_size=64, warmup_epochs=0.5,
+        cfg = PretrainConfig(arch="vit_face_tiny", image_size=64, epochs=2, batch_size=sizes["batch"],
+                             warmup_epochs=0.5,
                              device=device)
         res = pretrain_mae(images=faces, config=cfg)
         value, n = res.history[-1]["images_per_s"], len(faces)
@@ -80,7 +82,7 @@ def _worker(rank: int, world: int, port: int, job: str, device: str, out: str, s
         log.setLevel(logging.INFO)
         log.addFilter(Clock())
         train_teacher(train=sp["train"], val=sp["val"], config=TeacherConfig(
-            arch="resemotenet_slim", max_epochs=epochs, patience=epochs, batch_size=64, device=device))
+            arch="resemotenet_slim", max_epochs=epochs, patience=epochs, batch_size=sizes["batch"], device=device))
         n = len(sp["train"])
         value = n * (len(stamps) - 1) / (stamps[-1] - stamps[0])
     if is_main():
@@ -103,11 +105,12 @@ def main() -> None:
     p.add_argument("--pretrain-subjects", type=int, default=32, help="identities x 21 classes = faces per epoch")
     p.add_argument("--teacher-subjects", type=int, default=24)
     p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=64, help="global batch of both jobs (cfer's default: 64)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sizes = {"pretrain_subjects": a.pretrain_subjects, "teacher_subjects": a.teacher_subjects,
-             "teacher_epochs": a.teacher_epochs}
+             "teacher_epochs": a.teacher_epochs, "batch": a.batch}
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {a.device}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load {os.getloadavg()[0]:.2f}",
           flush=True)

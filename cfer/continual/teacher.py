@@ -177,10 +177,15 @@ class TeacherResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(len(x), generator=g) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+def _shift_draws(n: int, g: torch.Generator) -> tuple[torch.Tensor, int, int]:
+    """The ``shift`` augmentation's draws for a global batch of ``n``: a flip per face, one shift."""
+    flip = torch.rand(n, generator=g) < 0.5
     dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    return flip, dx, dy
+
+
+def _shift(x: torch.Tensor, flip: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
 
 
@@ -336,15 +341,16 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
             total = torch.zeros(())
             for i in range(0, len(xt), config.batch_size):
                 idx = perm[i:i + config.batch_size]
-                xb, yb = xt[idx], yt[idx]
-                if config.augment == "shift":
-                    xb = _augment(xb, g)
+                mine = shard(idx)  # this process's faces of the global batch (all of it in one process)
+                xb, yb = xt[mine], yt[mine]
+                if config.augment == "shift":  # drawn for the whole batch, as one process would
+                    flip, dx, dy = _shift_draws(len(idx), g)
+                    xb = _shift(xb, shard(flip), dx, dy)
                 if config.schedule == "cosine" or warmup_steps:
                     _set_lr(opt, config, step=step, total=total_steps, warmup=warmup_steps)
                 step += 1
                 if len(idx) < world:  # a last batch too small to give every process an item (all skip it)
                     continue
-                xb, yb = shard(xb), shard(yb)
                 if augment is not None:
                     xb, yb = augment(xb, yb)
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)

@@ -133,3 +133,28 @@ def test_label_smoothing_reaches_the_loss():
     ens(torch.rand(2, 3, 32, 32))
     crit = criterion_for(ens, label_smoothing=0.2)
     assert isinstance(crit, EnsembleCriterion) and crit.label_smoothing == 0.2
+
+
+def test_bf16_mixed_precision_learns_and_returns_fp32_weights_on_the_cpu(splits):
+    config = TeacherConfig(arch="resemotenet_slim", max_epochs=8, patience=8, batch_size=16, precision="bf16",
+                           device="cpu")
+    res = train_teacher(train=splits["train"], val=splits["val"], config=config)
+    assert res.best_val_accuracy > 2 / 7
+    assert {p.dtype for p in res.model.parameters()} == {torch.float32}
+    assert next(res.model.parameters()).device.type == "cpu"
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        train_teacher(train=splits["train"], val=splits["val"], config=TeacherConfig(arch="cfer_tiny", precision="fp16",
+                                                                                     device="cpu"))
+    with pytest.raises(ValueError, match="cuda:N"):
+        TeacherConfig(device="gpu0")
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_the_same_teacher(splits):
+    """torch.compile (Inductor, a C++ compiler on the CPU) changes the speed, not what is learnt."""
+    base = dict(arch="cfer_tiny", max_epochs=2, patience=5, batch_size=32, augment="none", device="cpu")
+    eager = train_teacher(train=splits["train"], val=splits["val"], config=TeacherConfig(**base))
+    compiled = train_teacher(train=splits["train"], val=splits["val"], config=TeacherConfig(**base, compile=True))
+    for a, b in zip(eager.history, compiled.history):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+    assert [h["val_accuracy"] for h in compiled.history] == [h["val_accuracy"] for h in eager.history]
