@@ -141,9 +141,18 @@ def gather_shards(values: torch.Tensor, *, total: int) -> torch.Tensor:
     return out
 
 
-def wrap_ddp(model: torch.nn.Module, *, device: torch.device | str = "cpu") -> torch.nn.Module:
+def wrap_ddp(model: torch.nn.Module, *, device: torch.device | str = "cpu",
+             static_graph: bool = True) -> torch.nn.Module:
     """``model`` in ``DistributedDataParallel`` (on ``device``'s GPU for CUDA) in a distributed
     job; ``model`` itself otherwise.
+
+    Set for cfer's training loops, which use every trainable parameter in every step: the
+    gradients live in DDP's buckets (``gradient_as_bucket_view``, one copy fewer a step), the
+    graph is declared static (``static_graph``: DDP skips its per-step search for ready
+    buckets; measured on the 2-core CPU, the MAE step under DDP fell from about 226 to 202 ms)
+    and buffers are not broadcast before every forward (``broadcast_buffers=False``): the loops
+    call :func:`sync_buffers` after every epoch instead, and training itself normalises with
+    batch statistics.
 
     DDP's notice that a gradient's strides differ from its bucket's is silenced: cfer's
     one-channel stems (grey faces) give weights with a dimension of size 1, whose strides
@@ -155,9 +164,8 @@ def wrap_ddp(model: torch.nn.Module, *, device: torch.device | str = "cpu") -> t
 
     quiet_stride_notice()
     device = torch.device(device)
-    # gradient_as_bucket_view: the gradients live in DDP's buckets (one copy fewer per step)
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                   gradient_as_bucket_view=True)
+                                   gradient_as_bucket_view=True, static_graph=static_graph, broadcast_buffers=False)
 
 
 def sync_buffers(model: torch.nn.Module) -> None:

@@ -235,7 +235,7 @@ def evaluate_classes(model: nn.Module, data: FaceDataset, *, classes: tuple[str,
 
 def _for_training(model: nn.Module, *, device: torch.device, compiled: bool) -> nn.Module:
     """What the training forward calls: the model, under DDP when in a distributed job, compiled if asked."""
-    net = wrap_ddp(model, device=device)
+    net = wrap_ddp(model, device=device, static_graph=not compiled)
     if compiled:
         net = torch.compile(net)
     return net

@@ -273,7 +273,7 @@ def pretrain_mae(*, images: np.ndarray | torch.Tensor | FaceDataset, config: Pre
         optimizer.load_state_dict(state["optimizer"])
         step, start, result.history = int(state["step"]), int(state["epoch"]), list(state["history"])
         logger.info("resuming %s after epoch %d of %d", checkpoint, start, config.epochs)
-    net = wrap_ddp(model, device=device)
+    net = wrap_ddp(model, device=device, static_graph=not config.compile)
     if config.compile:
         net = torch.compile(net)
     scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
