@@ -331,8 +331,8 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
                     -(-config.batch_size // world), config.batch_size)
     # Dropout draws from torch's global generator: seed it for the loop, so the same config
     # gives the same teacher in any process and after any earlier work, and leave the
-    # caller's generator as it was. Every rank draws the same shuffles and shifts from ``g``
-    # and takes its shard of each global batch after the augmentation.
+    # caller's generator as it was. Every rank draws the same shuffles, flips and shifts from
+    # ``g`` for each global batch and applies them to its own shard of it.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         for epoch in epochs:
