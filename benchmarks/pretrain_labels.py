@@ -69,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--patience", type=int, default=20, help="ViT patience with all labels (scaled by 1/fraction)")
     ap.add_argument("--vit-lr", type=float, default=5e-4, help="ViT learning rate from MAE weights")
     ap.add_argument("--scratch-lr", type=float, default=2e-4, help="ViT learning rate from random init")
+    ap.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise lr decay from MAE weights (1: none)")
     ap.add_argument("--pretrain-images", type=int, default=100_000, help="faces seen by each pretraining")
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="5-way episodes with these shots")
     ap.add_argument("--queries", type=int, default=5)
@@ -167,6 +168,8 @@ def _teacher(arch: str, weights: Path | None, train, splits: dict, fraction: flo
     base = TeacherConfig(arch=arch) if arch == args.cnn else vit_recipe(args)  # the CNN: cfer's fast defaults
     if arch != args.cnn and weights is None:
         base = dataclasses.replace(base, lr=args.scratch_lr)
+    elif arch != args.cnn:
+        base = dataclasses.replace(base, layer_decay=args.layer_decay)
     config = dataclasses.replace(base, arch=arch, weights=None if weights is None else str(weights), seed=seed,
                                  max_epochs=round(base.max_epochs * scale), patience=round(base.patience * scale),
                                  warmup_epochs=round(base.warmup_epochs * scale))

@@ -40,7 +40,7 @@ from cfer.distributed import (
     world_size,
     wrap_ddp,
 )
-from cfer.models.decay import decay_groups
+from cfer.models.decay import decay_groups, layer_decay_groups
 from cfer.models.ensemble_loss import criterion_for
 from cfer.schedule import lr_at
 
@@ -92,6 +92,10 @@ class TeacherConfig:
         precision: ``"fp32"``, ``"bf16"`` (mixed precision with ``torch.autocast``, CPU or
             CUDA) or ``"fp16"`` (CUDA, with a gradient scaler).
         compile: Train through ``torch.compile(model)`` (needs a C++ compiler on the CPU).
+        layer_decay: Layer-wise learning-rate decay for fine-tuning a pretrained encoder
+            (``adamw`` only): the head and the last block learn at ``lr``, each earlier block
+            or stage at ``layer_decay`` times the next one's rate
+            (:func:`cfer.models.decay.layer_decay_groups`). 1: every layer at ``lr``.
 
     Under ``torchrun`` (:mod:`cfer.distributed`) the model is wrapped in
     ``DistributedDataParallel``: each of the N processes takes every N-th item of each
@@ -119,6 +123,7 @@ class TeacherConfig:
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
+    layer_decay: float = 1.0
 
     def __post_init__(self) -> None:
         from cfer.distributed import PRECISIONS, resolve_device
@@ -143,6 +148,10 @@ class TeacherConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"layer_decay must lie in (0, 1] (1: none), got {self.layer_decay}")
+        if self.layer_decay < 1 and self.optimizer != "adamw":
+            raise ValueError("layer_decay needs optimizer='adamw' (its parameter groups carry the decay)")
 
 
 PHOTO_RECIPE = TeacherConfig(augment="faces", optimizer="adamw", lr=1e-3, weight_decay=0.05, label_smoothing=0.1,
@@ -190,6 +199,11 @@ def _shift(x: torch.Tensor, flip: torch.Tensor, dx: int, dy: int) -> torch.Tenso
 
 
 def _optimizer(model: nn.Module, config: TeacherConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adamw" and config.layer_decay < 1:
+        groups = layer_decay_groups(model, weight_decay=config.weight_decay, layer_decay=config.layer_decay)
+        for g in groups:
+            g["lr"] = config.lr * g["lr_scale"]
+        return torch.optim.AdamW(groups, lr=config.lr)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(decay_groups(model, weight_decay=config.weight_decay), lr=config.lr)
     return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
@@ -202,7 +216,7 @@ def _set_lr(opt: torch.optim.Optimizer, config: TeacherConfig, *, step: int, tot
     else:
         lr = config.lr * min(1.0, (step + 1) / warmup)
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 @torch.no_grad()
