@@ -328,11 +328,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, FileNotFoundError, FaceDetectorUnavailableError) as exc:
         hint = " (on the command line: --skip-invalid)" if "skip_invalid" in str(exc) else ""
-        print(f"cfer {args.command}: error: {exc}{hint}", file=sys.stderr)
+        _error(f"cfer {args.command}: error: {exc}{hint}")
         return 2
     except OSError as exc:  # a read-only, full or wrong output place: one line, no traceback
-        print(f"cfer {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        _error(f"cfer {args.command}: error: {_os_error(exc)}")
         return 2
+
+
+def _error(message: str) -> None:
+    from cfer.app.launch import say
+
+    say(message)
 
 
 def _os_error(exc: OSError) -> str:

@@ -106,7 +106,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         metrics = run_pipeline(config, out_dir=out, resume=args.resume is not None, progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; go on with: cfer run --resume {out}", file=sys.stderr)
+        from cfer.app.launch import resume_hint, say
+
+        say(f"\ninterrupted; go on with: {resume_hint('run', out)}")
         return 130
     if not metrics:  # a torchrun rank other than 0: rank 0 reports
         return 0

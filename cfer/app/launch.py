@@ -1,8 +1,8 @@
 """Many processes for one command: ``cfer ... --nproc N`` and ``torchrun ... -m cfer ...``.
 
 * :func:`launch` is what ``--nproc N`` does: it starts the same command under PyTorch's own
-  launcher (``python -m torch.distributed.run --standalone --nproc_per_node N -m cfer ...``,
-  i.e. ``torchrun``) and returns its exit status. Users of clusters call ``torchrun``
+  launcher (``torch.distributed.run``, i.e. ``torchrun --standalone --nproc-per-node N -m
+  cfer ...``) and returns the exit status. Users of clusters call ``torchrun``
   themselves with their own rendezvous options.
 * :func:`join` is what every command that trains does first: when ``torchrun`` started the
   process it joins the process group through Avalanche's ``DistributedHelper`` (gloo on the
@@ -22,13 +22,12 @@ import atexit
 import logging
 import os
 import signal
-import subprocess
 import sys
 from typing import Sequence
 
 from cfer.distributed import is_distributed, is_main, launched_by_torchrun, resolve_device, world_size
 
-__all__ = ["join", "launch", "local_threads", "without_nproc"]
+__all__ = ["join", "launch", "local_threads", "resume_hint", "say", "without_nproc"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,30 +47,42 @@ def without_nproc(argv: Sequence[str]) -> list[str]:
 
 def launch(argv: Sequence[str], *, nproc: int) -> int:
     """Run ``cfer argv`` in ``nproc`` processes under ``torchrun`` on this machine; returns
-    the exit status (the first failing process's, as torchrun reports it).
+    0, or the exit status of the first process that failed.
+
+    torchrun's own launcher (``torch.distributed.run``) starts and watches the processes; a
+    failure ends with one line naming the failed ranks (each printed its own error above)
+    instead of the launcher's traceback. Ctrl-C stops every process.
 
     Raises:
         ValueError: If ``nproc`` < 1.
+        KeyboardInterrupt: After the processes were stopped.
     """
     if nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {nproc}")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "cfer", *without_nproc(argv)]
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    print("launching: " + " ".join(cmd[1:]), file=sys.stderr)
-    proc = subprocess.Popen(cmd, env=env)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    rest = without_nproc(argv)
+    print(f"cfer: {nproc} processes (torchrun --standalone --nproc-per-node {nproc} -m cfer {' '.join(rest)})",
+          file=sys.stderr)
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        # torchrun stops its workers on SIGINT (a terminal's Ctrl-C reaches it too): let it,
-        # rather than killing it and leaving them behind.
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        raise
+        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "cfer", *rest]))
+    except ChildFailedError as exc:
+        # A process that failed by itself exits > 0; the others torchrun then stopped (signal: < 0).
+        failed = sorted((r, f.exitcode) for r, f in exc.failures.items()
+                        if isinstance(f.exitcode, int) and f.exitcode > 0)
+        stopped = nproc - len(failed)
+        codes = ", ".join(f"rank {rank}: exit code {code}" for rank, code in failed) or "killed by a signal"
+        print(f"cfer: {len(failed) or len(exc.failures)} of {nproc} processes failed ({codes})"
+              + (f"; {stopped} stopped" if failed and stopped else ""), file=sys.stderr)
+        return failed[0][1] if failed and failed[0][1] < 256 else 1
+    except SignalException as exc:  # torchrun turns SIGINT / SIGTERM into this after stopping the processes
+        if exc.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        return 128 + int(exc.sigval)
+    return 0
 
 
 def join(*, device: str, seed: int) -> None:
@@ -113,3 +124,17 @@ def local_threads(threads: int) -> int:
         logger.warning("%d threads per process for %d processes on %d cores: using %d", threads, local,
                        os.cpu_count(), cap)
     return min(threads, cap)
+
+
+def say(message: str) -> None:
+    """Print ``message`` to stderr once: under torchrun every process meets the same error or
+    interruption, and rank 0 says it (``RANK`` from torchrun's environment, so this holds before
+    the process group exists too)."""
+    if not launched_by_torchrun() or os.environ.get("RANK") == "0":
+        print(message, file=sys.stderr)
+
+
+def resume_hint(command: str, out: object) -> str:
+    """``cfer COMMAND --resume OUT``, with ``--nproc N`` when N processes ran it."""
+    n = world_size()
+    return f"cfer {command} --resume {out}" + (f" --nproc {n}" if n > 1 else "")

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -181,7 +180,9 @@ def _train(args: argparse.Namespace, *, out: Path, opts: dict[str, Any], x, conf
         result = pretrain_mae(images=x, config=config, checkpoint=out / "checkpoint.pt", resume=resume,
                               on_epoch=after_epoch, extra={"options": opts})
     except KeyboardInterrupt:
-        print(f"\ninterrupted; go on with: cfer pretrain --resume {out}", file=sys.stderr)
+        from cfer.app.launch import resume_hint, say
+
+        say(f"\ninterrupted; go on with: {resume_hint('pretrain', out)}")
         return 130
     if not is_main():
         return 0
