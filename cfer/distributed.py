@@ -105,8 +105,13 @@ def all_gather_objects(obj: Any) -> list[Any]:
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """The sum of ``tensor`` over the ranks (a new tensor; the input is unchanged)."""
     out = tensor.clone()
-    if is_distributed():
-        torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
+    if not is_distributed():
+        return out
+    if torch.distributed.get_backend() == "nccl" and out.device.type != "cuda":  # NCCL reduces GPU tensors only
+        moved = out.to(torch.device("cuda", torch.cuda.current_device()))
+        torch.distributed.all_reduce(moved, op=torch.distributed.ReduceOp.SUM)
+        return moved.to(tensor.device)
+    torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
     return out
 
 
