@@ -49,9 +49,10 @@ def launch(argv: Sequence[str], *, nproc: int) -> int:
     """Run ``cfer argv`` in ``nproc`` processes under ``torchrun`` on this machine; returns
     0, or the exit status of the first process that failed.
 
-    torchrun's own launcher (``torch.distributed.run``) starts and watches the processes; a
-    failure ends with one line naming the failed ranks (each printed its own error above)
-    instead of the launcher's traceback. Ctrl-C stops every process.
+    torchrun's own launcher (``torch.distributed.run``) starts and watches the processes. A
+    failure ends with one line naming the failed ranks and their exit status, after the error
+    itself (printed once, by rank 0: :func:`say`), instead of the launcher's traceback. Ctrl-C
+    stops every process.
 
     Raises:
         ValueError: If ``nproc`` < 1.
