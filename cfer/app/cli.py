@@ -86,7 +86,7 @@ def _synthetic_options(p: argparse.ArgumentParser, *, subjects: int, per_class: 
     g.add_argument("--data-seed", type=int, default=12345, help="seed of the pool's faces")
 
 
-def _nproc_option(p: argparse.ArgumentParser) -> None:
+def _nproc_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
                    help="train in N processes on this machine (DDP under torchrun; the batch size stays the global "
                         "one; on CPUs give each --threads 1 or cores/N)")
@@ -100,9 +100,7 @@ def _device_options(p: argparse.ArgumentParser, *, resumable: bool = False) -> N
                    help="fp32 (default), bf16 (mixed precision, CPU or CUDA) or fp16 (CUDA)")
     g.add_argument("--compile", action="store_true", default=None if resumable else False,
                    help="train through torch.compile")
-    g.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
-                   help="train in N processes on this machine (DDP under torchrun; the batch size stays the "
-                        "global one; on CPUs give each --threads 1 or cores/N)")
+    _nproc_option(g)
 
 
 def build_parser() -> argparse.ArgumentParser:
