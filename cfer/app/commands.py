@@ -47,6 +47,15 @@ def _hide_library_notices() -> None:
     warnings.showwarning = show
 
 
+def _face_options_need_data(args: argparse.Namespace) -> None:
+    """Refuse --crop-faces / --align-faces without --data: on the synthetic faces they would do nothing."""
+    if getattr(args, "data", None) is None:
+        for flag in ("crop_faces", "align_faces"):
+            if getattr(args, flag, False):
+                raise ValueError(f"--{flag.replace('_', '-')} applies to --data only; the synthetic faces are rendered "
+                                 "centred and level: add --data PATH or drop it")
+
+
 def _read(args: argparse.Namespace, path: Path, *, image_size: int | None = None, subset: str | None = None):  # noqa: ANN202
     """Read ``path`` with the shared data options (see ``cli.add_data_options``)."""
     from cfer.data.align import face_cropper
@@ -201,6 +210,7 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
     from cfer.distributed import is_main
     from cfer.models.io import save_model
 
+    _face_options_need_data(args)
     join(device=args.device, seed=args.seed)
     if args.threads is not None:
         torch.set_num_threads(local_threads(args.threads))
@@ -234,6 +244,7 @@ def _model_and_faces(args: argparse.Namespace, *, classes: str | list[str] | Non
     from cfer.continual.growing import load_model
     from cfer.models.io import input_channels
 
+    _face_options_need_data(args)
     model, model_classes = load_model(args.model)
     size = getattr(model, "cfer_meta", {}).get("image_size") or args.image_size
     channels = input_channels(model)

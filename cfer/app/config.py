@@ -100,8 +100,8 @@ class DataSection:
             close = difflib.get_close_matches(str(self.format), FORMATS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown data.format {self.format!r}{hint}; choose one of {list(FORMATS)}")
-        if self.format is not None and self.path is None:
-            raise ValueError("data.format was given without data.path; add --data PATH or drop --format")
+        if self.path is None and (given := [k for k in ("format", "crop_faces", "align_faces") if getattr(self, k)]):
+            raise ValueError(f"data.{given[0]} needs data.path; add --data PATH or drop --{given[0].replace('_', '-')}")
         if self.format == "fer2013":
             raise ValueError("FER2013 holds only basic expressions, and a run needs compound classes too; put "
                              "FER2013's basic images and your compound images in one CSV manifest (--format csv)")

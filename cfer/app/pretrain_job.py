@@ -106,6 +106,10 @@ def run_pretrain(args: argparse.Namespace) -> int:
     from cfer.models.io import load_checkpoint
 
     resume = args.resume is not None
+    if not resume:
+        from cfer.app.commands import _face_options_need_data
+
+        _face_options_need_data(args)
     device = args.device or "auto"
     join(device=device, seed=args.seed or 0)
     if args.threads is not None:

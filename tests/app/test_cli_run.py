@@ -38,6 +38,11 @@ def test_print_config_merges_file_and_flags(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--epochs", "0"], "continual.epochs must be a positive whole number"),
     (["--format", "csv"], "add --data PATH or drop --format"),
+    (["--crop-faces"], "data.crop_faces needs data.path; add --data PATH or drop --crop-faces"),
+    (["--align-faces"], "data.align_faces needs data.path; add --data PATH or drop --align-faces"),
+    (["--device", "gpu"], "device must be one of ['auto', 'cpu', 'cuda'] or cuda:N"),
+    (["--precision", "fp8"], "precision must be one of ['fp32', 'bf16', 'fp16']"),
+    (["--workers", "-1"], "workers must be a whole number >= 0"),
     (["--data", "nowhere/", "--format", "imagefolder"], "does not exist"),
     (["--arch", "resnet19"], "close names"),
     (["--basic", "happy,sadd"], "unknown expression 'sadd'; closest known names: ['sad'"),
@@ -238,3 +243,12 @@ def test_ctrl_c_stops_with_the_resume_command(tmp_path):
     assert proc.returncode == 130
     assert f"interrupted; go on with: cfer run --resume {out}" in err
     assert load_checkpoint(ckpt)["step"] >= 0  # what was done is kept, whole
+
+
+@pytest.mark.parametrize("command", ["teacher", "pretrain"])
+def test_face_options_without_data_are_refused_not_ignored(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    assert cli.main([command, "--out", str(out), "--align-faces"]) == 2
+    assert "--align-faces applies to --data only; the synthetic faces are rendered centred and level" in \
+        capsys.readouterr().err
+    assert not out.exists()
