@@ -51,7 +51,8 @@ def test_bad_values_fail_with_a_message_naming_the_fix(values, message):
 
 @pytest.mark.parametrize("values, message", [
     ({"data": {"path": "/does/not/exist", "format": "csv"}}, "does not exist"),
-    ({"data": {"crop_faces": True, "crop_cascade": "haarcascade_frontalfase.xml"}}, "unknown data.crop_cascade"),
+    ({"data": {"path": ".", "format": "imagefolder", "crop_faces": True, "crop_cascade": "haarcascade_frontalfase.xml"}},
+     "unknown data.crop_cascade"),
     ({"model": {"arch": "resnet_18"}}, "'resnet18'"),
     ({"model": {"weights": "/no/such/weights.pt"}}, "is not a file"),
 ])
@@ -140,7 +141,10 @@ def test_the_teacher_recipe_is_fast_on_synthetic_faces_and_photo_on_a_dataset(tm
 def test_align_faces_and_the_recipe_are_run_options(capsys):
     from cfer.app import cli
 
-    assert cli.main(["run", "--align-faces", "--teacher-recipe", "photo", "--print-config"]) == 0
+    assert cli.main(["run", "--data", "faces/", "--format", "imagefolder", "--align-faces", "--teacher-recipe", "photo",
+                     "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["data"]["align_faces"] is True and printed["data"]["crop_faces"] is False
     assert printed["teacher"]["recipe"] == "photo" and printed["teacher"]["epochs"] is None
+    assert cli.main(["run", "--align-faces", "--print-config"]) == 2  # without --data it would do nothing
+    assert "data.align_faces needs data.path" in capsys.readouterr().err
