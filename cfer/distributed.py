@@ -219,11 +219,12 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return torch.device("cuda", index)
 
 
-def check_precision(precision: str, device: torch.device | str = "cpu") -> None:
-    """Refuse a mixed-precision option the device cannot run (``fp16`` needs CUDA)."""
+def check_precision(precision: str, device: torch.device | str | None = "cpu") -> None:
+    """Refuse an unknown mixed-precision option, or one ``device`` cannot run (``fp16`` needs
+    CUDA; ``device=None`` checks the spelling alone)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-    if precision == "fp16" and torch.device(device).type != "cuda":
+    if device is not None and precision == "fp16" and torch.device(device).type != "cuda":
         raise ValueError("precision 'fp16' needs a CUDA device; on the CPU use 'bf16' (or 'fp32')")
 
 

@@ -126,11 +126,10 @@ class TeacherConfig:
     layer_decay: float = 1.0
 
     def __post_init__(self) -> None:
-        from cfer.distributed import PRECISIONS, resolve_device
+        from cfer.distributed import check_precision, resolve_device
 
         resolve_device(self.device)  # refuses a bad spelling, or CUDA where there is none
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision, None)  # the device's own limits are checked where training starts
         if isinstance(self.augment, bool):
             object.__setattr__(self, "augment", "shift" if self.augment else "none")
         for name, allowed in (("augment", AUGMENTS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):

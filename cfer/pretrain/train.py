@@ -113,11 +113,10 @@ class PretrainConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        from cfer.distributed import PRECISIONS, resolve_device
+        from cfer.distributed import check_precision, resolve_device
 
         resolve_device(self.device)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision, None)  # the device's own limits are checked where training starts
         for name in ("image_size", "epochs", "batch_size", "decoder_dim", "decoder_depth", "decoder_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

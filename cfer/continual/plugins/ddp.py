@@ -119,9 +119,13 @@ class DistributedPlugin(SupervisedPlugin, supports_distributed=True):
                 distributed_sampling=False, pin_memory=strategy.device.type == "cuda")
 
     def after_eval_iteration(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        if not self._active():  # one process: Avalanche's own metrics cover the whole experience
+            return
         pred = strategy.mb_output.argmax(1).cpu()
         self._counts += torch.tensor([int((pred == strategy.mb_y.cpu()).sum()), len(pred)])
 
     def after_eval_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        if not self._active():
+            return
         correct, total = (int(v) for v in all_reduce_sum(self._counts))
         self.accuracies[int(strategy.experience.current_experience)] = correct / max(total, 1)
