@@ -6,6 +6,10 @@
   (``PredictiveSortingBuffer``, an ``ExemplarsBuffer``);
 * :mod:`~cfer.continual.plugins.logit_adjustment`: logit adjustment against the new-class
   bias (``LogitAdjustmentPlugin``);
+* :mod:`~cfer.continual.plugins.ncm`: prediction by nearest class mean over the replay
+  memory (``NearestMeanPlugin``);
+* :mod:`~cfer.continual.plugins.balanced`: a class-balanced fine-tuning pass on the memory
+  after each step (``BalancedFinetunePlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
   experience (``BasicEpochsPlugin``);
 * :mod:`~cfer.continual.plugins.ddp`: any strategy under ``torchrun``: DDP training,
@@ -32,6 +36,8 @@ _NAMES = {
     "BasicDistillationPlugin": "distillation", "gamma_schedule": "distillation",
     "logit_distillation": "distillation", "feature_distillation": "distillation",
     "PredictiveSortingBuffer": "psmr", "PredictiveSortingSelection": "psmr", "psmr_plugin": "psmr",
+    "ConcatReplayPlugin": "psmr", "herding_order": "psmr",
+    "NearestMeanPlugin": "ncm", "BalancedFinetunePlugin": "balanced",
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
     "DistributedPlugin": "ddp", "per_process_batch": "ddp",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",

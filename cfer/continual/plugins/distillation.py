@@ -2,7 +2,7 @@
 
 At compound step ``i`` (the basic experience is step 0) the training loss becomes
 
-    loss = (1 - g_i) * CE(y, s) + g_i * KD + w_f * F
+    loss = (1 - g_i) * CE(y, s) + g_i * KD + w_p * P + w_f * F
 
 * ``CE(y, s)``: the strategy's own criterion; the plugin scales it by ``1 - g_i``
   through :mod:`cfer.continual.plugins.criterion` (so another plugin that changes the
@@ -20,6 +20,9 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
   default ``i`` is the experience index, so the first compound step has ``i = 1``
   (``g = 0.076``); the authors' public code counts compound steps from 0 (``g = 0.1`` at
   the first one): ``first_step=0`` reproduces that;
+* ``P`` (off by default, not in the published method): the same tempered cross-entropy
+  from the **previous step's** frozen student, on the outputs it had (the compound classes
+  learnt so far included), weighted by ``previous_weight``;
 * ``F``: feature distillation, the student's pre-logit features mapped by a learned
   linear projection (identity-initialised when the widths match) towards the teacher's
   pre-logit features, by mean squared error (``"mse"``) or ``1 - cosine`` (``"cosine"``),
@@ -107,6 +110,8 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         feature_from: ``"input"`` or ``"output"``: the side of ``feature_layer`` read.
         teacher_feature_layer: The teacher's module (default: ``feature_layer``).
         teacher_feature_from: The side of it read (default: ``feature_from``).
+        previous_weight: Weight of distillation from the previous step's student (0: off,
+            as published).
 
     Raises:
         ValueError: For a bad option, or a given teacher whose feature layer cannot be
@@ -129,6 +134,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         feature_from: Literal["input", "output"] = "input",
         teacher_feature_layer: str | None = None,
         teacher_feature_from: Literal["input", "output"] | None = None,
+        previous_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -137,6 +143,10 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             raise ValueError(f"gamma0 must lie in [0, 1], got {gamma0}")
         if feature_weight < 0:
             raise ValueError(f"feature_weight must be >= 0, got {feature_weight}")
+        if previous_weight < 0:
+            raise ValueError(f"previous_weight must be >= 0, got {previous_weight}")
+        self.previous_weight = previous_weight
+        self.previous: nn.Module | None = None  # the frozen student of the step before
         if feature_loss not in ("mse", "cosine"):
             raise ValueError(f"feature_loss must be 'mse' or 'cosine', got {feature_loss!r}")
         for name, side in (("feature_from", feature_from), ("teacher_feature_from", teacher_feature_from or "input")):
@@ -295,6 +305,13 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             kd = logit_distillation(student_logits, t_logits, temperature=self.temperature, t_squared=self.t_squared)
             strategy.loss = strategy.loss + g * kd
             self.last.update(kd=float(kd.detach()), gamma=g)
+        if self.previous_weight > 0 and self.previous is not None and self._step > self.first_step:
+            with torch.no_grad():
+                p_logits = self.previous(x)
+            n = p_logits.shape[1]
+            pkd = logit_distillation(student_logits[:, :n], p_logits, temperature=self.temperature)
+            strategy.loss = strategy.loss + self.previous_weight * pkd
+            self.last["previous"] = float(pkd.detach())
         if self.feature_weight > 0 and self._tap is not None:
             s_feat, t_feat = self._tap.features, self._t_tap.features
             if s_feat is None or s_feat.shape[0] != x.shape[0]:
@@ -313,6 +330,8 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             if tap is not None:
                 tap.remove()
         self._tap = self._t_tap = None
+        if self.previous_weight > 0:
+            self.previous = self._freeze(strategy.model)
         if self.teacher is None:
             self.teacher = self._freeze(strategy.model)
             if self.teacher_feature_layer is None and self.teacher_feature_from is None:  # the student's layer

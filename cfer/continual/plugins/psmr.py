@@ -12,7 +12,11 @@ Per class, predict on that class's training samples, sort them by the output for
 Old classes are only **truncated** (their existing order is kept and the tail cut), as
 in the reference code; ``rescore_old=True`` re-sorts them with the current scorer first.
 New-class samples are chosen by predictive sorting (``new_class_selection="sorted"``,
-the method as described) or at random (``"random"``, as the reference code does). The
+the method as described), at random (``"random"``, as the reference code does), or by
+``"sorted_herding"``: predictive sorting keeps the better-recognised half of the class
+(at least the quota), and herding (Welling 2009, iCaRL's rule) picks from it, in order,
+the items whose running feature mean stays closest to that half's mean, so the memory
+holds well-recognised items that are not near-copies of each other. The
 scorer is the strategy's current model (``scorer="current"``) or a given frozen model
 (``scorer="teacher"``). The buffer stores index subsets of the experience datasets, never
 copies of the images.
@@ -32,13 +36,16 @@ from typing import Literal
 
 import numpy as np
 import torch
+from avalanche.benchmarks.utils import concat_datasets
+from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import BalancedExemplarsBuffer, ExemplarsBuffer, ExemplarsSelectionStrategy
 from torch import nn
 from torch.utils.data import DataLoader
 
 from cfer.distributed import gather_shards, shard, world_size
 
-__all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin", "MemoryBudgetWarning"]
+__all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin", "ConcatReplayPlugin",
+           "herding_order", "MemoryBudgetWarning"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +145,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         teacher: Frozen model for ``scorer="teacher"``.
         score: ``"softmax"`` or ``"logit"``.
         rescore_old: Re-sort old classes with the scorer before truncating them.
-        new_class_selection: ``"sorted"`` or ``"random"``.
+        new_class_selection: ``"sorted"``, ``"random"`` or ``"sorted_herding"``.
         seed: Seed of the random selection (a private generator).
     """
 
@@ -152,7 +159,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         teacher: nn.Module | None = None,
         score: Literal["softmax", "logit"] = "softmax",
         rescore_old: bool = False,
-        new_class_selection: Literal["sorted", "random"] = "sorted",
+        new_class_selection: Literal["sorted", "random", "sorted_herding"] = "sorted",
         seed: int = 0,
     ) -> None:
         if max_size < 0:
@@ -161,8 +168,9 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
             raise ValueError(f"total_classes must be >= 1, got {total_classes}")
         if mode not in ("grow", "limit"):
             raise ValueError(f"mode must be 'grow' or 'limit', got {mode!r}")
-        if new_class_selection not in ("sorted", "random"):
-            raise ValueError(f"new_class_selection must be 'sorted' or 'random', got {new_class_selection!r}")
+        if new_class_selection not in ("sorted", "random", "sorted_herding"):
+            raise ValueError("new_class_selection must be 'sorted', 'random' or 'sorted_herding', "
+                             f"got {new_class_selection!r}")
         super().__init__(max_size, adaptive_size=True)
         self.total_classes = total_classes
         self.mode = mode
@@ -199,6 +207,11 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
             members = np.flatnonzero(targets == c)
             if self.new_class_selection == "sorted":
                 order = self.selection.make_sorted_indices(agent, data.subset(members.tolist()))
+            elif self.new_class_selection == "sorted_herding":
+                ranked = self.selection.make_sorted_indices(agent, data.subset(members.tolist()))
+                pool = ranked[: max(quota, (len(ranked) + 1) // 2)]
+                order = [pool[i] for i in herding_order(self._features(agent, data.subset(members[pool].tolist())),
+                                                        n=quota)]
             else:
                 order = self._rng.permutation(len(members)).tolist()
             experience = int(getattr(exp, "current_experience", -1))
@@ -206,6 +219,25 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         for buf in self.buffer_groups.values():
             buf.resize(agent, quota)
         logger.debug("PSMR buffer: %d classes x %d = %d items", len(self.buffer_groups), quota, len(self.buffer))
+
+    @torch.no_grad()
+    def _features(self, agent, data) -> torch.Tensor:  # noqa: ANN001
+        """L2-normalised pre-logit features of ``data`` under the scorer."""
+        from cfer.models.features import FeatureTap, find_feature_layer
+
+        model = self.selection.teacher if self.selection.scorer == "teacher" else agent.model
+        layer, side = find_feature_layer(model)
+        was = model.training
+        model.eval()
+        out = []
+        try:
+            with FeatureTap(model, layer=layer, side=side) as tap:
+                for x, *_ in DataLoader(data, batch_size=256, shuffle=False):
+                    model(x.to(agent.device))
+                    out.append(nn.functional.normalize(tap.features.float(), dim=1).cpu())
+        finally:
+            model.train(was)
+        return torch.cat(out)
 
     def resize(self, strategy, new_size: int) -> None:  # noqa: ANN001
         self.max_size = new_size
@@ -251,9 +283,56 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         self._rng.bit_generator.state = json.loads(state["rng"])
 
 
-def psmr_plugin(*, max_size: int, total_classes: int, **kwargs):  # noqa: ANN003, ANN201
-    """Avalanche's ``ReplayPlugin`` with a :class:`PredictiveSortingBuffer`."""
-    from avalanche.training.plugins import ReplayPlugin
+def herding_order(features: torch.Tensor, *, n: int) -> list[int]:
+    """Greedy herding: ``n`` row indices of ``features`` whose running mean stays closest
+    to the mean of all rows, in the order chosen.
 
+    Example:
+        >>> herding_order(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), n=2)
+        [2, 0]
+    """
+    target = features.mean(0)
+    chosen: list[int] = []
+    total = torch.zeros_like(target)
+    free = torch.ones(len(features), dtype=torch.bool)
+    for k in range(min(n, len(features))):
+        dist = ((target - (total + features) / (k + 1)) ** 2).sum(1)
+        dist[~free] = float("inf")
+        i = int(torch.argmin(dist))
+        chosen.append(i)
+        total += features[i]
+        free[i] = False
+    return chosen
+
+
+def psmr_plugin(*, max_size: int, total_classes: int, batches: Literal["mixed", "concat"] = "mixed",
+                **kwargs) -> ReplayPlugin:  # noqa: ANN003
+    """Avalanche's ``ReplayPlugin`` with a :class:`PredictiveSortingBuffer`.
+
+    Args:
+        max_size: The budget ``M``.
+        total_classes: Classes the stream will have.
+        batches: ``"mixed"``: every mini-batch is half new data, half memory, and an epoch
+            is one pass over the new data (Avalanche's ``ReplayPlugin``, the published
+            method); ``"concat"``: an epoch is one pass over the new data and the whole
+            memory together (as iCaRL trains; about ``1 + M / new items`` times the updates).
+        **kwargs: :class:`PredictiveSortingBuffer`'s options.
+    """
+    if batches not in ("mixed", "concat"):
+        raise ValueError(f"batches must be 'mixed' or 'concat', got {batches!r}")
     policy = PredictiveSortingBuffer(max_size=max_size, total_classes=total_classes, **kwargs)
+    if batches == "concat":
+        return ConcatReplayPlugin(mem_size=max_size, storage_policy=policy)
     return ReplayPlugin(mem_size=max_size, storage_policy=policy)
+
+
+class ConcatReplayPlugin(ReplayPlugin, supports_distributed=True):
+    """Avalanche's ``ReplayPlugin``, training on the new data and the whole memory concatenated
+    (an epoch is one pass over both) instead of half-memory mini-batches."""
+
+    def after_train_dataset_adaptation(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        if len(self.storage_policy.buffer):
+            strategy.adapted_dataset = concat_datasets((strategy.adapted_dataset, self.storage_policy.buffer))
+
+    def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        return None  # the strategy's own loader, over the concatenated data

@@ -255,3 +255,33 @@ def test_one_training_forward_per_mini_batch_for_a_timm_model_without_pre_logits
         assert torch.allclose(probe_features(plugin.teacher, x, layer="fc"), t)
         assert torch.allclose(pre_logits(plugin.teacher, x, feature_layer="fc"), t)
     assert plugin.last["feat"] > 0
+
+
+def test_previous_student_distillation_is_the_formula_from_the_second_compound_step(tiny_stream):
+    class PrevProbe(_Probe):
+        def before_backward(self, strategy, **kwargs):
+            prev = None
+            if self.previous is not None:
+                with torch.no_grad():
+                    prev = self.previous(strategy.mb_x)
+            super().before_backward(strategy, **kwargs)
+            if self.records and len(self.records[-1]) == 5:
+                self.records[-1] = (*self.records[-1], prev)
+
+    plugin = PrevProbe(feature_weight=0.0, previous_weight=2.0)
+    model, strategy = _strategy(plugin, tiny_stream)
+    run_stream(strategy, tiny_stream)
+    steps = {r[0] for r in plugin.records}
+    assert steps == {1, 2}
+    for step, ce, x, out, total, prev in plugin.records:
+        with torch.no_grad():
+            t = plugin.teacher(x)
+        g = 0.1 * math.exp(-step / (1 + math.e))
+        expected = (1 - g) * ce + g * logit_distillation(out, t, temperature=3.0)
+        if step == 2:  # the student after the first compound step, over the 8 classes it knew
+            assert prev is not None and prev.shape[1] == tiny_stream.n_basic + 2 < out.shape[1]
+            expected = expected + 2.0 * logit_distillation(out[:, : prev.shape[1]], prev, temperature=3.0)
+        assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert all(not p.requires_grad for p in plugin.previous.parameters()) and not plugin.previous.training
+    with pytest.raises(ValueError, match="previous_weight must be >= 0"):
+        BasicDistillationPlugin(previous_weight=-1)
