@@ -20,6 +20,7 @@ _NAMES = {
     "TeacherConfig": "teacher", "TeacherResult": "teacher", "train_teacher": "teacher", "evaluate": "teacher",
     "evaluate_classes": "teacher",
     "STRATEGIES": "factory", "CferConfig": "factory", "make_strategy": "factory",
+    "PRESETS": "presets", "preset_config": "presets",
     "ContinualResults": "metrics", "make_evaluator": "metrics", "experience_accuracies": "metrics",
     "run_stream": "runner",
     "Confusion": "confusion", "confusion": "confusion", "constituent_share": "confusion",

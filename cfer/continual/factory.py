@@ -6,9 +6,12 @@ mini-batch size and replay budget; baselines are Avalanche's own implementations
 =============  ===================================================================
 name           what it is
 =============  ===================================================================
-``cfer``       distillation from the frozen basic teacher (logits + features) and
-               predictive-sorting replay (:mod:`cfer.continual.plugins.distillation`,
-               :mod:`cfer.continual.plugins.psmr`)
+``cfer``       cfer's default preset: distillation from the frozen basic teacher
+               (logits + features), predictive-sorting replay, logit adjustment and
+               nearest-class-mean prediction (:mod:`cfer.continual.presets`; options
+               through ``cfer=CferConfig(...)``)
+``published``  the method as published (Maiden & Nakisa 2023), exactly: logit
+               distillation and PSMR in grow mode, nothing else
 ``naive``      fine-tuning on each experience (lower bound)
 ``joint``      Avalanche ``Cumulative``: retrain on all data seen so far (upper bound)
 ``lwf``        Learning without Forgetting (previous model's logits)
@@ -41,7 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["STRATEGIES", "CferConfig", "make_strategy"]
 
-STRATEGIES: tuple[str, ...] = ("cfer", "naive", "joint", "lwf", "replay", "herding", "icarl", "der", "ewc")
+STRATEGIES: tuple[str, ...] = ("cfer", "published", "naive", "joint", "lwf", "replay", "herding", "icarl", "der", "ewc")
 
 # Hyper-parameters of the baselines: Avalanche's defaults where it has them.
 _LWF_ALPHA, _LWF_TEMPERATURE = 1.0, 2.0
@@ -52,6 +55,9 @@ _DER_ALPHA, _DER_BETA = 0.1, 0.5
 @dataclass(frozen=True)
 class CferConfig:
     """Options of the ``cfer`` strategy (distillation, PSMR and bias correction).
+
+    The defaults are the ``cfer`` preset (:mod:`cfer.continual.presets`); each attribute
+    says what the ``published`` preset has.
 
     Attributes:
         gamma0: Initial logit-distillation weight (published: 0.1).
@@ -68,9 +74,22 @@ class CferConfig:
         psmr_mode: ``"grow"`` (m per class, published) or ``"limit"`` (M re-balanced).
         psmr_scorer: ``"current"`` model or the frozen ``"teacher"`` ranks the samples.
         psmr_rescore_old: Re-sort old classes before truncating them.
-        psmr_new_class_selection: ``"sorted"`` (the method) or ``"random"`` (the authors' code).
+        psmr_new_class_selection: ``"sorted"`` (the method), ``"random"`` (the authors' code)
+            or ``"sorted_herding"`` (herding within the better-recognised half).
         logit_adjustment: ``tau`` of :class:`~cfer.continual.plugins.logit_adjustment.LogitAdjustmentPlugin`
             (0: off, the published method).
+        nearest_mean: Predict by nearest class mean
+            (:class:`~cfer.continual.plugins.ncm.NearestMeanPlugin`): ``"off"`` (the
+            published method), ``"memory"`` or ``"memory+new"``.
+        balanced_epochs: Epochs of the class-balanced fine-tuning pass on the memory after
+            each step (:class:`~cfer.continual.plugins.balanced.BalancedFinetunePlugin`;
+            0: off, the published method).
+        balanced_lr: Learning rate of that pass.
+        previous_weight: Weight of logit distillation from the previous step's frozen
+            student, over all the classes it knew (0: off, the published method).
+        replay_batches: ``"mixed"`` (half new data, half memory per mini-batch; an epoch
+            is a pass over the new data: Avalanche's ``ReplayPlugin``, the published
+            method) or ``"concat"`` (an epoch is a pass over new data and memory together).
     """
 
     gamma0: float = 0.1
@@ -81,11 +100,26 @@ class CferConfig:
     feature_loss: str = "mse"
     feature_layer: str | None = None
     feature_from: str = "input"
-    psmr_mode: str = "grow"
+    psmr_mode: str = "limit"
     psmr_scorer: str = "current"
     psmr_rescore_old: bool = False
     psmr_new_class_selection: str = "sorted"
-    logit_adjustment: float = 0.0
+    logit_adjustment: float = 1.0
+    nearest_mean: str = "memory"
+    balanced_epochs: int = 0
+    balanced_lr: float = 1e-4
+    replay_batches: str = "concat"
+    previous_weight: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.replay_batches not in ("mixed", "concat"):
+            raise ValueError(f"replay_batches must be 'mixed' or 'concat', got {self.replay_batches!r}")
+        if self.previous_weight < 0:
+            raise ValueError(f"previous_weight must be >= 0 (0: off), got {self.previous_weight}")
+        if self.nearest_mean not in ("off", "memory", "memory+new"):
+            raise ValueError(f"nearest_mean must be 'off', 'memory' or 'memory+new', got {self.nearest_mean!r}")
+        if self.balanced_epochs < 0 or not self.balanced_lr > 0:
+            raise ValueError("balanced_epochs must be >= 0 (0: off) and balanced_lr > 0")
 
 
 def make_strategy(
@@ -122,7 +156,8 @@ def make_strategy(
         plugins: Extra plugins; the caller's sequence is copied, never mutated.
         evaluator: An Avalanche ``EvaluationPlugin`` (default: :func:`cfer.continual.metrics.make_evaluator`).
         device: Torch device.
-        cfer: Options of the cfer strategy's plugins.
+        cfer: Options of the cfer strategy's plugins (the default is the ``cfer`` preset;
+            ``published`` takes none).
 
     Returns:
         An Avalanche strategy (a ``SupervisedTemplate``).
@@ -197,23 +232,42 @@ def make_strategy(
         classifier = nn.Linear(model.num_features, total_classes)
         return ICaRL(feature_extractor=_FeatureExtractor(model), classifier=classifier, memory_size=memory_size,
                      buffer_transform=None, fixed_memory=True, plugins=[_class_order_check(), *extra], **common)
-    # cfer
+    # cfer and published
     from cfer.continual.plugins.distillation import BasicDistillationPlugin
     from cfer.continual.plugins.logit_adjustment import LogitAdjustmentPlugin
     from cfer.continual.plugins.psmr import psmr_plugin
 
     if total_classes is None:
-        raise ValueError("the cfer strategy needs total_classes (the number of classes the stream will have)")
+        raise ValueError(f"the {key} strategy needs total_classes (the number of classes the stream will have)")
+    if key == "published":
+        from cfer.continual.presets import preset_config
+
+        if cfer != CferConfig():
+            raise ValueError("the 'published' strategy is the method as published and takes no cfer options; "
+                             "use make_strategy('cfer', cfer=CferConfig(...)) to change them")
+        cfer = preset_config("published")
     distill = BasicDistillationPlugin(teacher=teacher, temperature=cfer.temperature, gamma0=cfer.gamma0,
                                       first_step=cfer.first_step, t_squared=cfer.t_squared,
                                       feature_weight=cfer.feature_weight, feature_loss=cfer.feature_loss,
-                                      feature_layer=cfer.feature_layer, feature_from=cfer.feature_from)
+                                      feature_layer=cfer.feature_layer, feature_from=cfer.feature_from,
+                                      previous_weight=cfer.previous_weight)
     replay = psmr_plugin(max_size=memory_size, total_classes=total_classes, mode=cfer.psmr_mode,
                          scorer=cfer.psmr_scorer, teacher=teacher if cfer.psmr_scorer == "teacher" else None,
-                         rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection)
+                         rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection,
+                         batches=cfer.replay_batches)
     own = [distill, replay]
     if cfer.logit_adjustment > 0:
         own.append(LogitAdjustmentPlugin(tau=cfer.logit_adjustment))
+    # After the replay plugin: both read the memory it has just updated, fine-tuning first.
+    if cfer.balanced_epochs > 0:
+        from cfer.continual.plugins.balanced import BalancedFinetunePlugin
+
+        own.append(BalancedFinetunePlugin(epochs=cfer.balanced_epochs, lr=cfer.balanced_lr,
+                                          batch_size=train_mb_size))
+    if cfer.nearest_mean != "off":
+        from cfer.continual.plugins.ncm import NearestMeanPlugin
+
+        own.append(NearestMeanPlugin(source=cfer.nearest_mean))
     return Naive(model=model, criterion=ce, plugins=[*own, *extra], **common)
 
 
@@ -230,7 +284,8 @@ class _FeatureExtractor(nn.Module):
 
 
 def _class_order_check():  # noqa: ANN202
-    """A plugin that stops Avalanche's iCaRL, before it trains, on a stream it cannot read."""
+    """A plugin that stops Avalanche's iCaRL, before it trains, on a stream it cannot read,
+    and gives it the sizes it would otherwise learn only from a training forward pass."""
     from avalanche.core import SupervisedPlugin
 
     class ClassOrderCheck(SupervisedPlugin, supports_distributed=True):
@@ -240,6 +295,25 @@ def _class_order_check():  # noqa: ANN202
                 raise ValueError("Avalanche's iCaRL reads experience.benchmark.n_classes_per_exp and classes_order, "
                                  "which experiences of class_incremental_benchmark / benchmark_from_datasets "
                                  "lack; build the stream with nc_benchmark or cfer.continual.stream.make_stream")
+
+        @torch.no_grad()
+        def after_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+            # Avalanche's iCaRL learns the input and embedding sizes in its first training
+            # forward; an experience trained for 0 epochs (a student that starts as a copy of
+            # a trained teacher, BasicEpochsPlugin(basic_epochs=0)) has none, and building
+            # its exemplar set then fails. Probe one item instead (this plugin runs first).
+            from avalanche.training.supervised.icarl import _ICaRLPlugin
+
+            for plugin in strategy.plugins:
+                if isinstance(plugin, _ICaRLPlugin) and plugin.input_size is None:
+                    x = strategy.experience.dataset[0][0][None].to(strategy.device)
+                    extractor = strategy.model.feature_extractor
+                    was = extractor.training
+                    extractor.eval()  # batch-norm statistics untouched
+                    plugin.input_size = x.shape[1:]
+                    plugin.output_size = strategy.model.train_classifier.out_features
+                    plugin.embedding_size = extractor(x).shape[1]
+                    extractor.train(was)
 
     return ClassOrderCheck()
 

@@ -199,7 +199,9 @@ def build_model(*, arch: str, num_classes: int, in_chans: int = 3, img_size: int
 def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Module, tuple[str, ...]]:
     """Rebuild a classifier saved by :func:`cfer.models.io.save_model`; returns ``(model, classes)``.
 
-    What was saved as ``extra`` (e.g. ``{"image_size": 48}``) is on ``model.cfer_meta``.
+    What was saved as ``extra`` (e.g. ``{"image_size": 48}``) is on ``model.cfer_meta``. A
+    student saved with class means (:func:`cfer.continual.plugins.ncm.attached_class_means`)
+    predicts by nearest class mean again.
 
     Raises:
         FileNotFoundError: If the file does not exist.
@@ -216,4 +218,8 @@ def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Mod
     model.load_state_dict(payload["state_dict"])
     model.eval()
     model.cfer_meta = dict(payload.get("extra") or {})
+    if "class_means" in model.cfer_meta:  # a student that predicts by nearest class mean
+        from cfer.continual.plugins.ncm import attach_class_means
+
+        attach_class_means(model, model.cfer_meta["class_means"], scale=float(model.cfer_meta["class_means_scale"]))
     return model, tuple(payload["classes"])

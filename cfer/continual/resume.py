@@ -125,6 +125,13 @@ def _distillation(strategy):  # noqa: ANN001, ANN202
     return _plugin(strategy, BasicDistillationPlugin)
 
 
+def _nearest_mean(strategy):  # noqa: ANN001, ANN202
+    """The strategy's nearest-class-mean plugin, or None."""
+    from cfer.continual.plugins.ncm import NearestMeanPlugin
+
+    return next((p for p in strategy.plugins if isinstance(p, NearestMeanPlugin)), None)
+
+
 def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
     """What the optimiser trains, by name: the model's parameters and the distillation plugin's."""
     own = {f"distillation.{n}": p for n, p in _distillation(strategy).named_parameters().items()}
@@ -155,7 +162,8 @@ def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer, 
     save_checkpoint(path, {
         "step": step,
         "model": strategy.model.state_dict(),
-        "plugins": {"distillation": _distillation(strategy).state_dict()},
+        "plugins": {"distillation": _distillation(strategy).state_dict(),
+                    **({"nearest_mean": ncm.state_dict()} if (ncm := _nearest_mean(strategy)) is not None else {})},
         "optimizer": optimizer.state_dict(),
         "optimizer_params": order,
         "buffer": _replay_policy(strategy).state_dict(),
@@ -250,7 +258,14 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
                               batch_size=batch_size, cfer=cfer, loggers=loggers, basic_epochs=basic_epochs,
                               device=device)
     if state is not None:
-        _distillation(strategy).load_state_dict(state["plugins"]["distillation"])
+        distill = _distillation(strategy)
+        distill.load_state_dict(state["plugins"]["distillation"])
+        if distill.previous_weight > 0:  # the previous step's student is the checkpoint's (before any hook)
+            distill.previous = distill._freeze(student)
+        ncm = _nearest_mean(strategy)
+        if ncm is not None and "nearest_mean" in state["plugins"]:  # predict as the run did after that step
+            ncm.load_state_dict(state["plugins"]["nearest_mean"])
+            ncm.attach(student)
         params = _named_parameters(strategy)
         optimizer.param_groups.clear()
         optimizer.state.clear()

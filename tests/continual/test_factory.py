@@ -53,3 +53,18 @@ def test_unknown_names_and_missing_options():
         make_strategy("cfer", model=model, optimizer=opt)
     with pytest.raises(ValueError, match="needs a cfer.continual.growing.GrowingClassifier"):
         make_strategy("herding", model=model, optimizer=opt)
+
+
+def test_icarl_takes_a_student_that_skips_the_basic_experience(tiny_stream):
+    """A student copied from a trained teacher trains 0 epochs on the basic experience;
+    Avalanche's iCaRL then had no embedding size and failed building its exemplar set."""
+    model = _model(tiny_stream)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    strategy = make_strategy("icarl", model=model, optimizer=opt, train_epochs=1, train_mb_size=16, memory_size=30,
+                             total_classes=len(tiny_stream.class_names),
+                             plugins=[BasicEpochsPlugin(basic_epochs=0, later_epochs=1)])
+    res = run_stream(strategy, tiny_stream)
+    assert [len(r) for r in res.matrix] == [1, 2, 3]
+    icarl = next(p for p in strategy.plugins if type(p).__name__ == "_ICaRLPlugin")
+    assert icarl.embedding_size == model.num_features
+    assert sum(len(x) for x in icarl.x_memory) == 30  # the exemplar set was built, the basic classes included

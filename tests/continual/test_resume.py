@@ -23,7 +23,7 @@ class _Killed(Exception):
 
 def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_path, monkeypatch):
     _, teacher, stream = setup
-    settings = dict(epochs=2, cfer=CferConfig(logit_adjustment=1.0))
+    settings = dict(epochs=2, cfer=CferConfig())  # the cfer preset: every mechanism with a state
     full, student = resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
                                         checkpoint=tmp_path / "full.pt", seed=3)
     assert len(full.matrix) == stream.n_steps == 4
@@ -49,9 +49,16 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_pa
     assert all(isinstance(i, int) for c in state["buffer"]["classes"].values() for i in c["indices"])
 
     torch.manual_seed(12345)  # whatever the process did in between must not matter
-    resumed, _ = resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
-                                     checkpoint=ckpt, seed=3)
+    resumed, again = resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
+                                         checkpoint=ckpt, seed=3)
     assert resumed.matrix == full.matrix
+    # the same weights, not only the same accuracies: the previous step's student (its
+    # distillation term) and the class means come back with the checkpoint
+    for (name, a), b in zip(student.state_dict().items(), again.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    x = torch.stack([stream.test_stream[0].dataset[i][0] for i in range(4)])
+    with torch.no_grad():
+        assert torch.allclose(student.eval()(x), again.eval()(x), atol=1e-4)
     assert resumed.matrix[:2] == state["results"]["matrix"]
 
 
