@@ -7,8 +7,16 @@ final model's macro-F1 over all seen classes next to the accuracies),
 optionally writes one JSON record per strategy (``--json``) and a plot of seen-class
 accuracy against step (``--plot``).
 
+Any data set ``cfer run`` reads works with ``--data PATH --format FORMAT`` (with the same
+face options and the same subject-disjoint train/validation/test splits as ``cfer run``):
+the first step holds ``--first`` (default: cfer's basic classes the data has), the later
+steps ``--later`` (default: the compound classes it has), in ``--orders`` random orders.
+A data set of basic expressions only (CK+48) is split into a first step and later steps.
+
 Usage:
     python benchmarks/continual_compare.py                 # default run (<= 20 min, 2 cores)
+    python benchmarks/continual_compare.py --data data/CK+48 --format imagefolder \
+        --subject-pattern '^(S\\d+)_' --first happy,sad,surprised --later angry,disgusted,fearful --per-step 1
     python benchmarks/continual_compare.py --quick         # smoke run (<= 3 min)
     python benchmarks/continual_compare.py --strategies cfer naive --orders 3 --json out.json --plot out.png
 """
@@ -40,12 +48,12 @@ from cfer.data.synthetic import make_synthetic_splits
 
 COLUMNS = [
     ("average_accuracy", "avg acc over steps"),
-    ("final_accuracy", "final acc (all 21)"),
+    ("final_accuracy", "final acc (all classes)"),
     ("final_basic_accuracy", "final basic acc"),
     ("final_compound_accuracy", "final compound acc"),
     ("mean_newest_accuracy", "newest-class acc"),
     ("forgetting", "forgetting"),
-    ("final_macro_f1", "final macro-F1 (all 21)"),
+    ("final_macro_f1", "final macro-F1 (all classes)"),
     ("mean_step_time_s", "s / step"),
 ]
 JSON_ONLY = ("final_macro_f1_basic", "final_macro_f1_compound")
@@ -54,8 +62,14 @@ JSON_ONLY = ("final_macro_f1_basic", "final_macro_f1_compound")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--strategies", nargs="+", default=[*STRATEGIES, "cfer+la"], choices=[*STRATEGIES, "cfer+la"],
-                    help="'cfer+la' is cfer with logit adjustment (--logit-adjustment)")
+    ap.add_argument("--strategies", nargs="+", default=[*STRATEGIES, "cfer+la"], type=_strategy_name,
+                    help="strategy names; a cfer variant adds options with '+': la (logit adjustment, "
+                         "--logit-adjustment), ncm / ncmnew (nearest class mean over the memory / memory and new "
+                         "items), bft (balanced fine-tuning, --balanced-epochs), nofeat (no feature distillation), "
+                         "grow (PSMR grow mode), cat (train on new data and the whole memory "
+                         "concatenated), herd (PSMR sorts, then herds within the top half), prev / prevW (distil "
+                         "the previous student, weight 1 / W), eN (N epochs per compound step instead of "
+                         "--epochs); e.g. cfer+la+ncm")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--arch", default="resemotenet_slim")
@@ -75,16 +89,104 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--feature-weight", type=float, default=1.0, help="cfer's feature-distillation weight")
     ap.add_argument("--logit-adjustment", type=float, default=1.0,
                     help="tau of the logit adjustment in the 'cfer+la' variant ('cfer' has none, as published)")
+    ap.add_argument("--balanced-epochs", type=int, default=2, help="epochs of the 'bft' variant's pass")
+    ap.add_argument("--balanced-lr", type=float, default=1e-4, help="learning rate of the 'bft' variant's pass")
     ap.add_argument("--evaluate-on", choices=("test", "val"), default="test",
                     help="'val' to choose hyper-parameters on the validation subjects; report on 'test'")
+    ap.add_argument("--data", type=Path, default=None, help="a data set cfer run reads (default: synthetic faces)")
+    ap.add_argument("--format", default="imagefolder", help="its format, as cfer run's --format")
+    ap.add_argument("--subject-pattern", default=None,
+                    help=r"imagefolder: regex capturing the subject, e.g. '^(S\d+)_'")
+    ap.add_argument("--crop-faces", action="store_true", help="detect and crop the face in each image")
+    ap.add_argument("--align-faces", action="store_true", help="eyes level at fixed places in the crop")
+    ap.add_argument("--crop-cascade", default=None, help="Haar cascade of the face crop (as cfer run's)")
+    ap.add_argument("--crop-margin", type=float, default=None, help="border around the detected face (as cfer run's)")
+    ap.add_argument("--crop-min-neighbors", type=int, default=None, help="overlapping detections a face needs")
+    ap.add_argument("--grey", action="store_true", help="single-channel images")
+    ap.add_argument("--skip-invalid", action="store_true", help="skip unreadable images and unknown class folders "
+                                                                "(CK+48's contempt)")
+    ap.add_argument("--first", default=None, help="comma-separated classes of the first step (default: cfer's "
+                                                  "basic classes present in the data)")
+    ap.add_argument("--later", default=None, help="comma-separated classes of the later steps (default: the compound "
+                                                  "classes present in the data)")
     ap.add_argument("--quick", action="store_true", help="small smoke run: 2 orders, fewer subjects/epochs")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--only-orders", type=int, nargs="+", default=None, metavar="K",
+                    help="run only these of the --orders class orders (0-based), e.g. to share orders between "
+                         "processes; --merge joins their --json files")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="print one table (and --plot) from --json files of the same setting, e.g. run in parallel "
+                         "with different --strategies")
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.quick:
         args.orders, args.epochs, args.basic_epochs = min(args.orders, 2), 2, 3
         args.subjects, args.per_class, args.per_step = (8, 2, 4), 3, 5
     return args
+
+
+VARIANTS = ("la", "ncm", "ncmnew", "bft", "nofeat", "grow", "cat", "herd", "prev")
+
+
+def _strategy_name(name: str) -> str:
+    base, *opts = name.split("+")
+    bad = [o for o in opts if o not in VARIANTS and not (o[:1] == "e" and o[1:].isdigit() and int(o[1:]) > 0)
+           and not (o[:4] == "prev" and o[4:].isdigit())]
+    if base not in STRATEGIES or (opts and base != "cfer") or bad:
+        raise argparse.ArgumentTypeError(f"{name!r}: use one of {list(STRATEGIES)}, or cfer+OPT[+OPT...] with OPT in "
+                                         f"{list(VARIANTS)}")
+    return name
+
+
+def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
+    """The :class:`CferConfig` of ``cfer`` (the preset) or of a ``cfer+opt+...`` variant: the
+    published method with feature distillation (``--feature-weight``) and ``--psmr-mode``,
+    plus the options named."""
+    if name == "cfer":
+        return CferConfig()
+    opts = set(name.split("+")[1:])
+    return CferConfig(gamma0=args.gamma0, feature_weight=0.0 if "nofeat" in opts else args.feature_weight,
+                      psmr_mode="grow" if "grow" in opts else args.psmr_mode,
+                      logit_adjustment=args.logit_adjustment if "la" in opts else 0.0,
+                      nearest_mean="memory+new" if "ncmnew" in opts else "memory" if "ncm" in opts else "off",
+                      balanced_epochs=args.balanced_epochs if "bft" in opts else 0, balanced_lr=args.balanced_lr,
+                      replay_batches="concat" if "cat" in opts else "mixed",
+                      psmr_new_class_selection="sorted_herding" if "herd" in opts else "sorted",
+                      previous_weight=max([1.0 if o == "prev" else float(o[4:]) for o in opts if o[:4] == "prev"]
+                                          or [0.0]))
+
+
+def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple[str, ...], tuple[str, ...]]:
+    """Train/val/test faces and the classes of the first and later steps: synthetic faces,
+    or ``--data`` read and split by person exactly as ``cfer run`` does it."""
+    from cfer import taxonomy
+
+    if args.data is None:
+        splits = make_synthetic_splits(subjects=tuple(args.subjects), per_class=args.per_class,
+                                       image_size=args.image_size, channels=1 if args.grey else 3, seed=args.seed)
+    else:
+        from cfer.app.config_io import config_from_dict
+        from cfer.app.prepare import load_dataset, split_run_data
+
+        config = config_from_dict({"seed": args.seed, "data": {
+            "path": str(args.data), "format": args.format, "image_size": args.image_size, "grey": args.grey,
+            "crop_faces": args.crop_faces, "align_faces": args.align_faces, "subject_pattern": args.subject_pattern,
+            "skip_invalid": args.skip_invalid, **{k: v for k, v in (("crop_cascade", args.crop_cascade),
+            ("crop_margin", args.crop_margin), ("crop_min_neighbors", args.crop_min_neighbors)) if v is not None}}})
+        splits = split_run_data(load_dataset(config), config=config)
+    have = set.intersection(*(set(splits[k].classes[i] for i in np.unique(splits[k].labels)) for k in splits))
+    first = (taxonomy.normalize_many(args.first.split(",")) if args.first
+             else tuple(c for c in taxonomy.BASIC if c in have))
+    later = (taxonomy.normalize_many(args.later.split(",")) if args.later
+             else tuple(c for c in taxonomy.COMPOUND if c in have and c not in first))
+    missing = sorted(c for c in (*first, *later) if c not in have)
+    if missing or not first or not later:
+        raise SystemExit(f"classes {missing or list(first) + list(later)} are not in every split of the data (it "
+                         f"has {sorted(have)} in train, val and test); choose --first and --later among those")
+    if args.data is not None:
+        print(f"# {args.data}: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} faces; first step "
+              f"{list(first)}, later steps {list(later)}", file=sys.stderr)
+    return splits, first, later
 
 
 def final_scores(model: torch.nn.Module, data: FaceDataset, *, classes: tuple[str, ...]) -> dict:
@@ -103,9 +205,9 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
                         seed=args.seed)
     model.load_state_dict(copy.deepcopy(init_state))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    epochs = BasicEpochsPlugin(basic_epochs=args.basic_epochs, later_epochs=args.epochs)
-    cfer_opts = CferConfig(gamma0=args.gamma0, feature_weight=args.feature_weight, psmr_mode=args.psmr_mode,
-                           logit_adjustment=args.logit_adjustment if name == "cfer+la" else 0.0)
+    own = [int(o[1:]) for o in name.split("+")[1:] if o[:1] == "e" and o[1:].isdigit()]
+    epochs = BasicEpochsPlugin(basic_epochs=args.basic_epochs, later_epochs=own[-1] if own else args.epochs)
+    cfer_opts = cfer_options(name, args) if name.startswith("cfer") else CferConfig()
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
                              plugins=[epochs], cfer=cfer_opts)
@@ -116,22 +218,26 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return report_merged(args)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    splits = make_synthetic_splits(subjects=tuple(args.subjects), per_class=args.per_class,
-                                   image_size=args.image_size, seed=args.seed)
+    splits, first, later = load_splits(args)
     memory_size = int(args.memory_fraction * len(splits["train"]))
-    orders = compound_orders(n_orders=args.orders, seed=args.seed)
-    init = build_model(arch=args.arch, num_classes=6, in_chans=3, img_size=args.image_size, seed=args.seed)
+    orders = compound_orders(classes=later, n_orders=args.orders, seed=args.seed)
+    init = build_model(arch=args.arch, num_classes=len(first), in_chans=1 if args.grey else 3,
+                       img_size=args.image_size, seed=args.seed)
     init_state = init.state_dict()
     records: dict[str, list[dict]] = {n: [] for n in args.strategies}
     print(f"# continual comparison: {len(args.strategies)} strategies x {len(orders)} orders, arch {args.arch}, "
           f"{args.per_step} compound classes per step, M={memory_size}, train={len(splits['train'])} faces",
           file=sys.stderr)
     for k, order in enumerate(orders):
+        if args.only_orders is not None and k not in args.only_orders:
+            continue
         stream = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], per_step=args.per_step,
-                             order=order)
+                             basic=first, compound=later, order=order)
         for name in args.strategies:
             t0 = time.perf_counter()
             rec = run_one(name, stream, args, init_state, memory_size, splits[args.evaluate_on])
@@ -142,56 +248,118 @@ def main(argv: list[str] | None = None) -> int:
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     total = time.perf_counter() - t_start
 
-    print(f"\nevaluated on {args.evaluate_on}; cfer: gamma0={args.gamma0}, feature weight={args.feature_weight}, "
-          f"PSMR mode={args.psmr_mode}; cfer+la: logit adjustment tau={args.logit_adjustment}")
+    print(f"\nevaluated on {args.evaluate_on}; cfer+OPT variants: gamma0={args.gamma0}, feature weight="
+          f"{args.feature_weight}, PSMR mode={args.psmr_mode}, logit adjustment tau={args.logit_adjustment}")
     print(f"{len(orders)} class orders, {args.per_step} compound classes per step, {args.arch} "
           f"{args.image_size}x{args.image_size}, {args.basic_epochs}+{args.epochs} epochs, "
           f"replay budget {memory_size}, "
           f"total {total / 60:.1f} min\n")
+    summary = print_tables(records)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        out = [{"strategy": n, "summary": summary[n], "runs": records[n]} for n in records]
+        args.json.write_text(json.dumps({"args": {k: (list(v) if isinstance(v, tuple) else v)
+                                                  for k, v in vars(args).items() if k not in ("json", "plot", "merge")},
+                                         "total_seconds": total, "results": out}, indent=1, default=str))
+        print(f"\nJSON written to {args.json}")
+    if args.plot is not None:
+        plot(records, args.plot)
+    return 0
+
+
+def print_tables(records: dict[str, list[dict]]) -> dict:
+    """Print the mean ± std table and, with ``cfer`` among the strategies, the paired
+    differences against it; return the summary (mean and std per strategy and column)."""
     print("| strategy | " + " | ".join(label for _, label in COLUMNS) + " |")
     print("|---|" + "---|" * len(COLUMNS))
     summary = {}
-    for name in args.strategies:
+    for name, runs in records.items():
         cells, summary[name] = [], {}
         for key, _ in COLUMNS:
-            vals = np.array([r[key] for r in records[name]], float)
+            vals = np.array([r[key] for r in runs], float)
             summary[name][key] = {"mean": float(vals.mean()), "std": float(vals.std())}
             fmt = "{:.1f} ± {:.1f}" if key == "mean_step_time_s" else "{:.3f} ± {:.3f}"
             cells.append(fmt.format(vals.mean(), vals.std()))
         print(f"| {name} | " + " | ".join(cells) + " |")
         for key in JSON_ONLY:
-            vals = np.array([r[key] for r in records[name] if r[key] is not None], float)
+            vals = np.array([r[key] for r in runs if r[key] is not None], float)
             summary[name][key] = {"mean": float(vals.mean()), "std": float(vals.std())} if len(vals) else None
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        out = [{"strategy": n, "summary": summary[n], "runs": records[n]} for n in args.strategies]
-        args.json.write_text(json.dumps({"args": {k: (list(v) if isinstance(v, tuple) else v)
-                                                  for k, v in vars(args).items() if k not in ("json", "plot")},
-                                         "total_seconds": total, "results": out}, indent=1, default=str))
-        print(f"\nJSON written to {args.json}")
+    if "cfer" in records and len(records) > 1:
+        print(paired_table(records, reference="cfer"))
+    return summary
+
+
+PAIRED = (("average_accuracy", "avg acc over steps"), ("final_accuracy", "final acc"),
+          ("forgetting", "forgetting"))
+
+
+def paired_table(records: dict[str, list[dict]], *, reference: str) -> str:
+    """``reference`` minus each other strategy, order by order (the same class orders and
+    seeds), as mean ± std of the differences, and the step-time ratio."""
+    ref = {tuple(r["order"]): r for r in records[reference]}
+    lines = [f"\npaired differences, {reference} minus each strategy (mean ± std over the same class orders):\n",
+             "| strategy | orders | " + " | ".join(f"Δ {label}" for _, label in PAIRED) + " | s/step ratio |",
+             "|---|---|" + "---|" * (len(PAIRED) + 1)]
+    for name, runs in records.items():
+        if name == reference:
+            continue
+        pairs = [(ref[tuple(r["order"])], r) for r in runs if tuple(r["order"]) in ref]
+        if not pairs:
+            continue
+        cells = []
+        for key, _ in PAIRED:
+            d = np.array([a[key] - b[key] for a, b in pairs], float)
+            cells.append(f"{d.mean():+.3f} ± {d.std():.3f}")
+        ratio = np.mean([a["mean_step_time_s"] for a, _ in pairs]) / np.mean([b["mean_step_time_s"] for _, b in pairs])
+        lines.append(f"| {name} | {len(pairs)} | " + " | ".join(cells) + f" | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def report_merged(args: argparse.Namespace) -> int:
+    """Print the tables of several ``--json`` files of the same setting as one."""
+    records: dict[str, list[dict]] = {}
+    settings = set()
+    for path in args.merge:
+        data = json.loads(Path(path).read_text())
+        a = data["args"]
+        settings.add((a["per_step"], a["arch"], a["epochs"], a["basic_epochs"], tuple(a["subjects"]), a["per_class"],
+                      a["memory_fraction"], a["seed"], a["evaluate_on"]))
+        for res in data["results"]:
+            records.setdefault(res["strategy"], []).extend(res["runs"])
+    if len(settings) != 1:
+        raise SystemExit(f"--merge: the files hold different settings {sorted(settings)}; merge runs of one setting")
+    print(f"merged {len(args.merge)} files: {len(records)} strategies\n")
+    print_tables(records)
     if args.plot is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        for name in args.strategies:
-            curves = np.array([r["seen_accuracy"] for r in records[name]])
-            m, s = curves.mean(0), curves.std(0)
-            x = np.arange(len(m))
-            ax.plot(x, m, marker="o", ms=3, label=name, lw=2.4 if name.startswith("cfer") else 1.3)
-            ax.fill_between(x, m - s, m + s, alpha=0.12)
-        ax.set_xlabel("step (0 = basic classes)")
-        ax.set_ylabel("accuracy on all seen classes")
-        ax.set_title(f"basic -> compound stream, mean ± std over {len(orders)} class orders")
-        ax.grid(alpha=0.3)
-        ax.legend(ncol=3, fontsize=8)
-        fig.tight_layout()
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=120)
-        print(f"plot written to {args.plot}")
+        plot(records, args.plot)
     return 0
+
+
+def plot(records: dict[str, list[dict]], path: Path) -> None:
+    """Seen-class accuracy against step, mean ± std over the orders, one line a strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    n_orders = 0
+    for name, runs in records.items():
+        curves = np.array([r["seen_accuracy"] for r in runs])
+        n_orders = max(n_orders, len(runs))
+        m, s = curves.mean(0), curves.std(0)
+        x = np.arange(len(m))
+        ax.plot(x, m, marker="o", ms=3, label=name, lw=2.4 if name in ("cfer", "published") else 1.3)
+        ax.fill_between(x, m - s, m + s, alpha=0.12)
+    ax.set_xlabel("step (0 = basic classes)")
+    ax.set_ylabel("accuracy on all seen classes")
+    ax.set_title(f"basic -> compound stream, mean ± std over {n_orders} class orders")
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=3, fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
 
 
 if __name__ == "__main__":

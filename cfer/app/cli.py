@@ -275,7 +275,11 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--epochs",), "continual.epochs", "epochs per compound step"),
     (("--memory-fraction",), "continual.memory_fraction", "replay budget as a share of the training set"),
     (("--memory-size",), "continual.memory_size", "replay budget in items (overrides --memory-fraction)"),
-    (("--psmr-mode",), "continual.psmr_mode", "grow or limit"),
+    (("--strategy",), "continual.strategy", "cfer (default: the best preset) or published (the method as published, "
+     "exactly)"),
+    (("--psmr-mode",), "continual.psmr_mode", "grow or limit (default: the preset's)"),
+    (("--nearest-mean",), "continual.nearest_mean", "off, memory or memory+new: predict by nearest class mean "
+     "(default: the preset's)"),
     (("--logger",), "continual.logger", "training curves to RUN/logs/KIND/: none (default), tensorboard, csv "
                                         "or wandb-offline"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from cfer import taxonomy
+from cfer.app.config_checks import continual_method as _continual_method
 from cfer.app.config_checks import finite as _finite
 from cfer.app.config_checks import fraction as _fraction
 from cfer.app.config_checks import positive as _positive
@@ -248,11 +249,14 @@ class ContinualSection:
         batch_size: Mini-batch size.
         memory_fraction: Replay budget ``M`` as a share of the training set (published: 0.3).
         memory_size: Replay budget in items (overrides ``memory_fraction``).
-        psmr_mode: ``grow`` (m per class, published) or ``limit`` (M re-balanced).
-        gamma0: Logit-distillation weight at the start of the schedule (published: 0.1).
-        temperature: Distillation temperature (published: 3).
-        feature_weight: Weight of feature distillation (0: logits only, as published).
-        logit_adjustment: ``tau`` of logit adjustment (0: off, as published).
+        strategy: ``cfer`` (the default preset) or ``published`` (the method as published,
+            exactly; it takes none of the options below): :mod:`cfer.continual.presets`.
+        psmr_mode, gamma0, temperature, feature_weight, logit_adjustment, nearest_mean:
+            Change the ``cfer`` preset's value (None: the preset's): PSMR ``grow`` or
+            ``limit``; the logit-distillation weight at the start of the schedule;
+            the distillation temperature; the feature-distillation weight; ``tau`` of
+            logit adjustment; nearest-class-mean prediction (``off``, ``memory``,
+            ``memory+new``).
         basic_epochs: Epochs on the basic experience for a student of its own
             (``model.student_arch``); a copy of the teacher skips it.
         logger: Where the training curves go besides the report: ``none``, ``tensorboard``,
@@ -268,11 +272,13 @@ class ContinualSection:
     batch_size: int = 32
     memory_fraction: float = 0.3
     memory_size: int | None = None
-    psmr_mode: str = "grow"
-    gamma0: float = 0.1
-    temperature: float = 3.0
-    feature_weight: float = 1.0
-    logit_adjustment: float = 0.0
+    strategy: str = "cfer"
+    psmr_mode: str | None = None
+    gamma0: float | None = None
+    temperature: float | None = None
+    feature_weight: float | None = None
+    logit_adjustment: float | None = None
+    nearest_mean: str | None = None
     basic_epochs: int = 10
     logger: str = "none"
 
@@ -291,13 +297,7 @@ class ContinualSection:
         _fraction("continual", "memory_fraction", self.memory_fraction, zero_ok=True)
         if self.memory_size is not None and (isinstance(self.memory_size, bool) or self.memory_size < 0):
             raise ValueError(f"continual.memory_size must be >= 0 items, got {self.memory_size!r}")
-        if self.psmr_mode not in ("grow", "limit"):
-            raise ValueError(f"continual.psmr_mode must be 'grow' or 'limit', got {self.psmr_mode!r}")
-        _fraction("continual", "gamma0", self.gamma0, zero_ok=True)
-        if not self.temperature > 0:
-            raise ValueError(f"continual.temperature must be > 0, got {self.temperature}")
-        if self.feature_weight < 0 or self.logit_adjustment < 0:
-            raise ValueError("continual.feature_weight and continual.logit_adjustment must be >= 0 (0 switches off)")
+        _continual_method(self)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,13 @@ import math
 import re
 from typing import Any
 
-__all__ = ["finite", "positive", "fraction", "run_level"]
+__all__ = ["finite", "positive", "fraction", "run_level", "continual_method"]
+
+STRATEGIES = ("cfer", "published")
+"""The presets ``continual.strategy`` names (:mod:`cfer.continual.presets`)."""
+
+METHOD_KEYS = ("psmr_mode", "gamma0", "temperature", "feature_weight", "logit_adjustment", "nearest_mean")
+"""``continual`` keys that change the ``cfer`` preset (None: the preset's value)."""
 
 
 def finite(section: Any, prefix: str) -> None:
@@ -57,3 +63,30 @@ def run_level(config: Any, *, max_seed: int) -> None:
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {config.precision!r} (fp16 needs a "
                          "CUDA device; bf16 works on CPUs too)")
+
+
+def continual_method(section: Any) -> None:
+    """``continual.strategy`` and the keys that change the ``cfer`` preset: their values,
+    and none of them with ``strategy: published`` (the method as published)."""
+    if section.strategy not in STRATEGIES:
+        raise ValueError(f"continual.strategy must be one of {list(STRATEGIES)}, got {section.strategy!r}")
+    given = {k: getattr(section, k) for k in METHOD_KEYS if getattr(section, k) is not None}
+    if section.strategy == "published" and given:
+        from cfer.continual.presets import preset_config
+
+        base = preset_config("published")
+        changed = sorted(k for k, v in given.items() if getattr(base, k) != v)
+        if changed:
+            raise ValueError(f"continual.strategy 'published' is the method as published and takes no "
+                             f"{', '.join('continual.' + k for k in changed)}; use --strategy cfer to change them")
+    if given.get("psmr_mode", "grow") not in ("grow", "limit"):
+        raise ValueError(f"continual.psmr_mode must be 'grow' or 'limit', got {section.psmr_mode!r}")
+    if given.get("nearest_mean", "off") not in ("off", "memory", "memory+new"):
+        raise ValueError("continual.nearest_mean must be 'off', 'memory' or 'memory+new', "
+                         f"got {section.nearest_mean!r}")
+    if "gamma0" in given:
+        fraction("continual", "gamma0", section.gamma0, zero_ok=True)
+    if not given.get("temperature", 1.0) > 0:
+        raise ValueError(f"continual.temperature must be > 0, got {section.temperature}")
+    if given.get("feature_weight", 0) < 0 or given.get("logit_adjustment", 0) < 0:
+        raise ValueError("continual.feature_weight and continual.logit_adjustment must be >= 0 (0 switches off)")

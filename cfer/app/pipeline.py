@@ -203,12 +203,20 @@ def _metrics(state: RunState) -> dict:
                  "fewshot_classes": list(data.fewshot_classes), "unused": dict(data.unused),
                  "skipped": dict(data.skipped)},
         "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS if k in _ALWAYS or k in teacher_info},
-        "continual": {"orders": records, "summary": _summary(records)},
+        "continual": {"strategy": _strategy(state.config), "orders": records, "summary": _summary(records)},
         "confusion": out["confusion"],
         "scores": _scores(out["confusion"]),
         "fewshot": out["fewshot"],
         "explain": out["explain"],
     }
+
+
+def _strategy(config: RunConfig) -> dict:
+    """The preset the run used and every option it resolved to (``metrics.json``)."""
+    from cfer.app.stages import strategy_options
+    from cfer.continual.presets import describe_preset
+
+    return describe_preset(config.continual.strategy, strategy_options(config))
 
 
 def _scores(confusions: dict) -> dict:

@@ -327,9 +327,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"<p>The teacher trained on the basic classes with the {_recipe_words(t.get('recipe'))} for "
         f"{t.get('epochs_run')} epochs (best validation accuracy "
         f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); {_student_start(config)} "
-        f"the compound classes with distillation from the frozen teacher (γ₀={config.continual.gamma0}, "
-        f"T={config.continual.temperature}, feature weight {config.continual.feature_weight}) and predictive-sorting "
-        f"replay ({config.continual.psmr_mode} mode).</p>",
+        f"the compound classes with {_strategy_words(metrics['continual'].get('strategy'))}.</p>",
         _figure("figures/accuracy_vs_step.png", "Test accuracy after each step."),
         _figure("figures/accuracy_matrix.png", "Accuracy on each test experience (columns) after each training step "
                 "(rows); the diagonal is the newest classes, the first column the basic classes."
@@ -365,6 +363,23 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
     body = "\n".join(parts)
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>cfer run report</title>"
             f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def _strategy_words(strategy: dict | None) -> str:
+    """How the student learnt, in words, from ``metrics["continual"]["strategy"]``."""
+    if not strategy:  # a run written before presets existed
+        return "distillation from the frozen teacher and predictive-sorting replay"
+    o = strategy["options"]
+    words = [f"the <b>{html.escape(strategy['preset'])}</b> strategy: distillation from the frozen teacher "
+             f"(γ₀={o['gamma0']}, T={o['temperature']}, feature weight {o['feature_weight']}), predictive-sorting "
+             f"replay ({o['psmr_mode']} mode)"]
+    if o.get("logit_adjustment"):
+        words.append(f"logit adjustment (τ={o['logit_adjustment']})")
+    if o.get("balanced_epochs"):
+        words.append(f"{o['balanced_epochs']} epochs of balanced fine-tuning on the memory after each step")
+    if o.get("nearest_mean", "off") != "off":
+        words.append(f"prediction by nearest class mean over the {html.escape(o['nearest_mean'])} items")
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
 
 
 def write_report(run_dir: str | Path, *, metrics: dict, config: RunConfig, timing: dict | None = None) -> Path:

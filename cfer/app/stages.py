@@ -127,12 +127,13 @@ def _orders(config: RunConfig, data: RunData) -> list[tuple[str, ...]]:
     return compound_orders(classes=data.compound, n_orders=config.continual.orders, seed=config.seed)
 
 
-def _cfer_options(config: RunConfig):  # noqa: ANN202
-    from cfer.continual.factory import CferConfig
+def strategy_options(config: RunConfig):  # noqa: ANN202
+    """The ``CferConfig`` of ``continual.strategy`` (a preset) with the config's changes."""
+    from cfer.app.config_checks import METHOD_KEYS
+    from cfer.continual.presets import preset_config
 
     c = config.continual
-    return CferConfig(gamma0=c.gamma0, temperature=c.temperature, feature_weight=c.feature_weight,
-                      psmr_mode=c.psmr_mode, logit_adjustment=c.logit_adjustment)
+    return preset_config(c.strategy, **{k: getattr(c, k) for k in METHOD_KEYS})
 
 
 def _own_student(config: RunConfig, data: RunData, *, seed: int) -> dict:
@@ -153,6 +154,7 @@ def _continual(state: RunState) -> dict:
     first order's student (the one few-shot and Grad-CAM look at)."""
     from cfer.continual.growing import load_model
     from cfer.continual.loggers import close_loggers, make_loggers
+    from cfer.continual.plugins.ncm import attached_class_means
     from cfer.continual.resume import run_order
     from cfer.continual.stream import make_stream
     from cfer.models.io import save_model
@@ -176,7 +178,7 @@ def _continual(state: RunState) -> dict:
                        if is_main() else [])
             try:
                 results, student = run_order(stream=stream, teacher=teacher, memory_size=memory, epochs=c.epochs,
-                                             lr=c.lr, batch_size=c.batch_size, cfer=_cfer_options(config),
+                                             lr=c.lr, batch_size=c.batch_size, cfer=strategy_options(config),
                                              checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
                                              progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
                                              loggers=loggers, freeze_stages=config.model.freeze_stages,
@@ -187,7 +189,8 @@ def _continual(state: RunState) -> dict:
             classes = tuple(stream.class_names)
             if is_main():
                 save_model(student, student_path, arch=config.model.student_arch or config.model.arch,
-                           classes=classes, extra={"image_size": config.data.image_size, "order": list(order)})
+                           classes=classes, extra={"image_size": config.data.image_size, "order": list(order),
+                                                   **attached_class_means(student)})
             rec = jsonable({"order": list(order), "class_names": list(classes), "memory_size": memory,
                             "memory_per_class": memory // len(classes),
                             "step_classes": [[classes[j] for j in s] for s in stream.step_classes],

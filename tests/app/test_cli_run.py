@@ -25,6 +25,14 @@ KILL_CONFIG = {
 LOGGED_CONFIG = {**KILL_CONFIG, "continual": {"epochs": 2, "per_step": 3, "orders": 1}}
 
 
+def test_the_strategy_flag_picks_a_preset(capsys):
+    assert cli.main(["run", "--strategy", "published", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["continual"]["strategy"] == "published"
+    assert cli.main(["run", "--nearest-mean", "off", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)["continual"]
+    assert printed["strategy"] == "cfer" and printed["nearest_mean"] == "off"
+
+
 def test_print_config_merges_file_and_flags(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"continual": {"epochs": 7, "per_step": 2}, "seed": 5}))
@@ -47,6 +55,9 @@ def test_print_config_merges_file_and_flags(tmp_path, capsys):
     (["--arch", "resnet19"], "close names"),
     (["--basic", "happy,sadd"], "unknown expression 'sadd'; closest known names: ['sad'"),
     (["--psmr-mode", "both"], "'grow' or 'limit'"),
+    (["--strategy", "icarl"], "continual.strategy must be one of ['cfer', 'published']"),
+    (["--strategy", "published", "--psmr-mode", "limit"], "takes no continual.psmr_mode; use --strategy cfer"),
+    (["--nearest-mean", "exemplars"], "continual.nearest_mean must be 'off', 'memory' or 'memory+new'"),
     (["--logger", "tensorbord"], "unknown continual.logger 'tensorbord' (did you mean --logger tensorboard?)"),
     (["--config", "missing.yaml"], "does not exist"),
     (["--seed", "-1"], "seed must lie in [0, 4294967295]"),

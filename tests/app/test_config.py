@@ -8,7 +8,8 @@ from cfer.app.config_io import config_from_dict, config_to_dict, dump_config, lo
 def test_defaults_round_trip_through_yaml():
     cfg = RunConfig()
     assert config_from_dict(yaml.safe_load(dump_config(cfg))) == cfg
-    assert config_to_dict(cfg)["continual"]["psmr_mode"] == "grow"
+    assert config_to_dict(cfg)["continual"]["strategy"] == "cfer"
+    assert config_to_dict(cfg)["continual"]["psmr_mode"] is None  # the preset's
     assert cfg.classes.basic == ("happy", "sad", "fearful", "angry", "surprised", "disgusted")
 
 
@@ -37,6 +38,10 @@ def test_a_yaml_file_sets_nested_keys_and_normalises_class_names(tmp_path):
     ({"continual": {"epochs": "two"}}, "whole number, got 'two'"),
     ({"continual": {"memory_fraction": 1.5}}, "[0, 1]"),
     ({"continual": {"psmr_mode": "fixed"}}, "'grow' or 'limit'"),
+    ({"continual": {"strategy": "icarl"}}, "continual.strategy must be one of ['cfer', 'published']"),
+    ({"continual": {"strategy": "published", "logit_adjustment": 1.0}},
+     "takes no continual.logit_adjustment; use --strategy cfer"),
+    ({"continual": {"nearest_mean": "herding"}}, "'off', 'memory' or 'memory+new'"),
     ({"fewshot": {"holdout": 3, "ways": 5}}, "hold out at least 5"),
     ({"fewshot": {"classifier": "knn"}}, "choose one of"),
     ({"explain": {"method": "gradcamm"}}, "did you mean 'gradcam'"),

@@ -4,12 +4,14 @@ import csv
 import json
 import re
 import warnings
+from dataclasses import asdict
 
 import pytest
 
 from cfer.app.config_io import config_from_dict, with_overrides
 from cfer.app.pipeline import RunExistsError, load_run_config, run_pipeline
 from cfer.app.report import summary_table
+from cfer.continual.presets import PRESETS
 
 TINY = {
     "model": {"arch": "cfer_tiny"},
@@ -59,6 +61,9 @@ def test_metrics_describe_the_stream_episodes_and_maps(tiny_run):
     assert orders[0]["memory_size"] == int(0.3 * 4 * 6 * 16)  # M = floor(0.3 |train|), 16 stream classes
     assert orders[0]["memory_per_class"] == int(0.3 * 4 * 6 * 16) // 16  # the quota the report shows
     assert saved["data"]["unused"] == {} and saved["data"]["skipped"] == {}
+    strategy = saved["continual"]["strategy"]  # the preset and every option it resolved to
+    assert strategy["preset"] == "cfer" and strategy["options"] == json.loads(json.dumps(asdict(PRESETS["cfer"])))
+    assert "the <b>cfer</b> strategy" in (out / "report.html").read_text()
     fs = {(r["encoder"], r["config"]["shots"]): r for r in saved["fewshot"]}
     assert set(fs) == {("teacher", 1), ("teacher", 3), ("student", 1), ("student", 3)}
     assert all(0 <= r["accuracy"] <= 1 and r["ci95"] > 0 and r["episodes"] == 50 for r in fs.values())
