@@ -1,15 +1,13 @@
 """The run report: ``metrics.json``, CSV tables, PNG figures and one ``report.html``.
 
-Figures are drawn at most :data:`cfer.app.figures.COLUMN_INCHES` wide at dpi 110, the
-page's column, so the browser never shrinks them; class names are shown in their display
-form (:func:`cfer.taxonomy.display_name`) on the page and in figures, canonical in CSV and
-JSON.
+Figures are drawn at most :data:`cfer.app.figures.COLUMN_INCHES` wide at dpi 110, the page's
+column, so the browser never shrinks them; class names are shown in their display form
+(:func:`cfer.taxonomy.display_name`) on the page and in figures, canonical in CSV and JSON.
 
 :func:`write_report` turns the metrics of :func:`cfer.app.pipeline.run_pipeline` into files a
-person reads (the HTML page links the figures by relative path, so the folder can be
-moved or zipped as a whole) and a program reads (JSON and CSV). :func:`summary_table`
-is the short text table the ``cfer run`` command prints at the end. Every file is
-written atomically.
+person reads (the HTML page links the figures by relative path, so the folder can be moved
+or zipped as a whole) and a program reads (JSON and CSV). :func:`summary_table` is the short
+text table the ``cfer run`` command prints at the end. Every file is written atomically.
 
 Example:
     >>> path = write_report("runs/demo", metrics=metrics, config=config)   # doctest: +SKIP
@@ -367,19 +365,13 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
 
 def _strategy_words(strategy: dict | None) -> str:
     """How the student learnt, in words, from ``metrics["continual"]["strategy"]``."""
-    if not strategy:  # a run written before presets existed
+    o = (strategy or {}).get("options")
+    if not o:  # a run written before presets existed
         return "distillation from the frozen teacher and predictive-sorting replay"
-    o = strategy["options"]
-    words = [f"the <b>{html.escape(strategy['preset'])}</b> strategy: distillation from the frozen teacher "
-             f"(γ₀={o['gamma0']}, T={o['temperature']}, feature weight {o['feature_weight']}), predictive-sorting "
-             f"replay ({o['psmr_mode']} mode)"]
-    if o.get("logit_adjustment"):
-        words.append(f"logit adjustment (τ={o['logit_adjustment']})")
-    if o.get("balanced_epochs"):
-        words.append(f"{o['balanced_epochs']} epochs of balanced fine-tuning on the memory after each step")
-    if o.get("nearest_mean", "off") != "off":
-        words.append(f"prediction by nearest class mean over the {html.escape(o['nearest_mean'])} items")
-    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else words[0]
+    return (f"the <b>{html.escape(strategy['preset'])}</b> strategy: distillation from the frozen teacher (γ₀="
+            f"{o['gamma0']}, T={o['temperature']}, feature weight {o['feature_weight']}), predictive-sorting replay ("
+            f"{o['psmr_mode']} mode), logit adjustment τ={o['logit_adjustment']}, prediction by "
+            f"{'the head' if o['nearest_mean'] == 'off' else 'nearest class mean'}")
 
 
 def write_report(run_dir: str | Path, *, metrics: dict, config: RunConfig, timing: dict | None = None) -> Path:
