@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from cfer.models.features import FeatureTap, find_feature_layer
 
-__all__ = ["NearestMeanPlugin", "class_means", "attach_class_means", "attached_class_means"]
+__all__ = ["NearestMeanPlugin", "class_means", "normalised_features", "attach_class_means", "attached_class_means"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,23 @@ _ATTACHED: "weakref.WeakKeyDictionary[nn.Module, NearestMeanPlugin]" = weakref.W
 
 
 @torch.no_grad()
+def normalised_features(model: nn.Module, data, *, layer: tuple[str, str], device: torch.device | str = "cpu",  # noqa: ANN001
+                        batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The L2-normalised pre-logit features of every item of ``data`` (eval mode) and its labels."""
+    was = model.training
+    model.eval()
+    feats, labels = [], []
+    try:
+        with FeatureTap(model, layer=layer[0], side=layer[1]) as tap:
+            for x, y, *_ in DataLoader(data, batch_size=batch_size, shuffle=False):
+                model(x.to(device))
+                feats.append(nn.functional.normalize(tap.features.float(), dim=1).cpu())
+                labels.append(torch.as_tensor(y))
+    finally:
+        model.train(was)
+    return torch.cat(feats), torch.cat(labels)
+
+
 def class_means(model: nn.Module, data, *, layer: tuple[str, str], device: torch.device | str = "cpu",  # noqa: ANN001
                 batch_size: int = 256) -> dict[int, tuple[torch.Tensor, int]]:
     """Per class of ``data``, the sum of the L2-normalised features and the item count.
@@ -62,21 +79,8 @@ def class_means(model: nn.Module, data, *, layer: tuple[str, str], device: torch
     Returns:
         ``{class: (feature sum, count)}`` (sums, so sources can be pooled).
     """
-    was = model.training
-    model.eval()
-    sums: dict[int, tuple[torch.Tensor, int]] = {}
-    try:
-        with FeatureTap(model, layer=layer[0], side=layer[1]) as tap:
-            for x, y, *_ in DataLoader(data, batch_size=batch_size, shuffle=False):
-                model(x.to(device))
-                f = nn.functional.normalize(tap.features.float(), dim=1).cpu()
-                for c in torch.unique(y).tolist():
-                    sel = f[y == c]
-                    s, n = sums.get(int(c), (torch.zeros(f.shape[1]), 0))
-                    sums[int(c)] = (s + sel.sum(0), n + len(sel))
-    finally:
-        model.train(was)
-    return sums
+    f, y = normalised_features(model, data, layer=layer, device=device, batch_size=batch_size)
+    return {int(c): (f[y == c].sum(0), int((y == c).sum())) for c in torch.unique(y).tolist()}
 
 
 class NearestMeanPlugin(SupervisedPlugin, supports_distributed=True):

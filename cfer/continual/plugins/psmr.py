@@ -220,24 +220,13 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
             buf.resize(agent, quota)
         logger.debug("PSMR buffer: %d classes x %d = %d items", len(self.buffer_groups), quota, len(self.buffer))
 
-    @torch.no_grad()
     def _features(self, agent, data) -> torch.Tensor:  # noqa: ANN001
         """L2-normalised pre-logit features of ``data`` under the scorer."""
-        from cfer.models.features import FeatureTap, find_feature_layer
+        from cfer.continual.plugins.ncm import normalised_features
+        from cfer.models.features import find_feature_layer
 
         model = self.selection.teacher if self.selection.scorer == "teacher" else agent.model
-        layer, side = find_feature_layer(model)
-        was = model.training
-        model.eval()
-        out = []
-        try:
-            with FeatureTap(model, layer=layer, side=side) as tap:
-                for x, *_ in DataLoader(data, batch_size=256, shuffle=False):
-                    model(x.to(agent.device))
-                    out.append(nn.functional.normalize(tap.features.float(), dim=1).cpu())
-        finally:
-            model.train(was)
-        return torch.cat(out)
+        return normalised_features(model, data, layer=find_feature_layer(model), device=agent.device)[0]
 
     def resize(self, strategy, new_size: int) -> None:  # noqa: ANN001
         self.max_size = new_size
