@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "cfer"
-BASE = {"cfer", "cfer.taxonomy", "cfer.atomic", "cfer.lazy", "cfer.schedule", "cfer.distributed"}
+BASE = {"cfer", "cfer.taxonomy", "cfer.atomic", "cfer.lazy", "cfer.schedule", "cfer.distributed", "cfer.cliplayout"}
 ALLOWED = {
     "base": set(),
     "data": {"base"},
