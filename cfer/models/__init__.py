@@ -18,6 +18,7 @@ Example:
 
 # Importing resemotenet, manet, dualview and vit_face registers their models with timm.
 from cfer.models import resemotenet as _resemotenet  # noqa: F401
+from cfer.models import temporal as _temporal  # noqa: F401
 from cfer.models import vit_face as _vit_face  # noqa: F401
 from cfer.models.backbones import CFER_MODELS, create_backbone, is_ensemble_arch
 from cfer.models.dualview import DualViewFusion, create_dualview
@@ -36,10 +37,12 @@ from cfer.models.io import (
 )
 from cfer.models.manet import MANet
 from cfer.models.resemotenet import ResEmoteNet
+from cfer.models.temporal import TemporalFusionNet
 from cfer.models.weights import load_weights
 
 __all__ = ["CFER_MODELS", "ResEmoteNet", "MANet", "DualViewFusion", "create_dualview", "create_backbone",
            "load_weights", "pre_logits", "find_feature_layer", "FeatureTap", "UnsafeFileError",
            "LateFusionEnsemble", "create_ensemble", "is_ensemble_arch", "EnsembleCriterion", "ensemble_loss",
            "criterion_for", "HubWeightsError", "is_hub_weights", "freeze_stages",
-           "safe_load", "save_model", "read_model_file", "save_checkpoint", "load_checkpoint"]
+           "safe_load", "save_model", "read_model_file", "save_checkpoint", "load_checkpoint",
+           "TemporalFusionNet"]
