@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--photos", action="store_true",
                    help="with --export: write photo-like JPEG frames that need face cropping "
                         "(cfer.data.synthetic.framed) instead of face crops")
+    s.add_argument("--video", action="store_true",
+                   help="with --export: write animated clips (MP4 with a voice track, one per clip) and manifest.csv; "
+                        "--out is then a labelled preview GIF")
+    s.add_argument("--frames", type=_positive_int, default=16, help="with --video: frames per clip (default 16)")
+    s.add_argument("--fps", type=_positive_int, default=8, help="with --video: frames per second (default 8)")
 
     d = sub.add_parser("data", help="load a dataset and print its summary")
     d.add_argument("path", type=Path, help="dataset root folder or CSV file")

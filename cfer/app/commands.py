@@ -133,6 +133,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     if args.photos and args.export is None:
         raise ValueError("--photos writes photo-like frames to the --export folder; add --export DIR")
+    if args.video:
+        return _synth_video(args)
     t0 = time.perf_counter()
     faces = render_faces(
         classes=_parse_classes(args.classes), n_subjects=args.subjects, per_class=args.per_class,
@@ -164,6 +166,21 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         n = export_image_folder(args.export, images=faces.images, labels=faces.class_names, subjects=faces.subjects,
                                 overwrite=True)
         print(f"exported {n} PNG files and manifest.csv to {args.export}")
+    return 0
+
+
+def _synth_video(args: argparse.Namespace) -> int:
+    from cfer.data.video.export import synth_video_command
+
+    if args.export is None or args.photos:
+        raise ValueError("--video writes clips to the --export folder (and cannot be combined with --photos); "
+                         "add --export DIR")
+    summary = synth_video_command(out=args.export, subjects=args.subjects, per_class=args.per_class,
+                                  frames=args.frames, fps=args.fps, image_size=args.image_size, grey=args.grey,
+                                  seed=args.seed, classes=args.classes, preview=args.out, progress=True)
+    print(f"exported {summary['clips']} clips ({summary['video_codec']} + {summary['audio_codec']}) and "
+          f"{summary['manifest']} in {summary['seconds']:.1f} s; preview: {summary['preview']}\n"
+          f"read them with: cfer data {summary['manifest']} --format clips")
     return 0
 
 

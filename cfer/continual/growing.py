@@ -171,15 +171,18 @@ def head_width(state_dict: dict) -> int:
 
 
 def build_model(*, arch: str, num_classes: int, in_chans: int = 3, img_size: int | None = None,
-                seed: int = 0, weights: str | Path | None = None) -> nn.Module:
+                seed: int = 0, weights: str | Path | None = None, options: dict | None = None) -> nn.Module:
     """A :class:`GrowingClassifier` on a fresh backbone (or one loaded from a local ``weights``
     file), all ``num_classes`` units active; for an ensemble arch (``"ensemble:a+b@48"``,
-    see :mod:`cfer.models.ensemble_arch`) a :class:`GrowingEnsemble` of those members."""
+    see :mod:`cfer.models.ensemble_arch`) a :class:`GrowingEnsemble` of those members.
+    ``options`` are keyword arguments of the backbone's builder (not for ensembles)."""
     from cfer.models import create_backbone, is_ensemble_arch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if is_ensemble_arch(arch):
+            if options:
+                raise ValueError("options are the builder's arguments of one backbone; an ensemble takes none")
             from cfer.models.ensemble_arch import parse_ensemble_arch
 
             per_member = None if weights is None or isinstance(weights, (str, Path)) else list(weights)
@@ -190,7 +193,7 @@ def build_model(*, arch: str, num_classes: int, in_chans: int = 3, img_size: int
 
                 load_weights(model, weights)
         else:
-            backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size, weights=weights)
+            backbone = create_backbone(arch, in_chans=in_chans, img_size=img_size, weights=weights, **(options or {}))
             model = GrowingClassifier(backbone=backbone, initial_classes=num_classes)
     model.grow(num_classes)
     return model

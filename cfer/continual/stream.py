@@ -124,6 +124,8 @@ def _with_global_targets(ds: FaceDataset, keep: Sequence[str]) -> FaceDataset:
             "choose basic/compound classes that the data contains"
         )
     sub = ds.subset(np.flatnonzero(np.isin(np.asarray(ds.classes)[ds.labels], list(keep))))
+    if not isinstance(sub, FaceDataset):  # clips (cfer.data.video.ClipDataset): same items, new labels
+        return sub.relabelled(labels=_global_ids(sub), classes=taxonomy.ALL_CLASSES)
     return FaceDataset(images=sub.images, labels=_global_ids(sub), classes=taxonomy.ALL_CLASSES,
                        subjects=sub.subjects, splits=sub.splits, transform=sub.transform,
                        skipped=sub.skipped)
@@ -141,6 +143,9 @@ def make_stream(
     seed: int = 0,
 ) -> CompoundStream:
     """Build the basic -> compound benchmark from any cfer datasets.
+
+    Faces (:class:`~cfer.data.FaceDataset`) or clips (:class:`cfer.data.video.ClipDataset`,
+    decoded lazily as the strategies iterate) make the same stream.
 
     Args:
         train: Training items (any :class:`~cfer.data.FaceDataset`).

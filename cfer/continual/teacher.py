@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from cfer import taxonomy
+from cfer.continual.evaluation import LazyItems, evaluate, evaluate_classes, inputs_of
 from cfer.continual.growing import build_model
 from cfer.data.augment import FaceAugment
 from cfer.data.base import FaceDataset
@@ -45,7 +46,7 @@ from cfer.models.ensemble_loss import criterion_for
 from cfer.schedule import lr_at
 
 __all__ = ["TeacherConfig", "TeacherResult", "PHOTO_RECIPE", "photo_recipe", "train_teacher", "evaluate",
-           "evaluate_classes"]
+           "evaluate_classes", "LazyItems"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class TeacherConfig:
             (``adamw`` only): the head and the last block learn at ``lr``, each earlier block
             or stage at ``layer_decay`` times the next one's rate
             (:func:`cfer.models.decay.layer_decay_groups`). 1: every layer at ``lr``.
+        arch_options: Keyword arguments of the model's builder (e.g. for a clip model
+            ``{"streams": ("frames", "motion"), "temporal": "gru"}``); empty: its defaults.
 
     Under ``torchrun`` (:mod:`cfer.distributed`) the model is wrapped in
     ``DistributedDataParallel``: each of the N processes takes every N-th item of each
@@ -124,6 +127,7 @@ class TeacherConfig:
     precision: str = "fp32"
     compile: bool = False
     layer_decay: float = 1.0
+    arch_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from cfer.distributed import check_precision, resolve_device
@@ -219,31 +223,12 @@ def _set_lr(opt: torch.optim.Optimizer, config: TeacherConfig, *, step: int, tot
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: FaceDataset, *, batch_size: int = 256,
-             label_map: np.ndarray | None = None) -> float:
-    """Accuracy of ``model`` on ``data`` (labels optionally mapped to output units)."""
-    was = model.training
-    model.eval()
-    x, y = data.tensors()
-    if label_map is not None:
-        y = torch.as_tensor(label_map[y.numpy()])
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
-    model.train(was)
-    return correct / max(len(x), 1)
-
-
-def evaluate_classes(model: nn.Module, data: FaceDataset, *, classes: tuple[str, ...]) -> tuple[float, int]:
-    """Accuracy of ``model`` (outputs in ``classes`` order) on the items of ``data`` whose class
-    is one of ``classes``; returns ``(accuracy, number of items)``.
-
-    Example:
-        >>> acc, n = evaluate_classes(teacher, test, classes=("happy", "sad"))   # doctest: +SKIP
-    """
-    sub = data.subset(np.flatnonzero(np.isin(np.asarray(data.classes)[data.labels], list(classes))))
-    label_map = np.array([classes.index(c) if c in classes else -1 for c in sub.classes])
-    return evaluate(model, sub, label_map=label_map), len(sub)
+def _options(config: TeacherConfig, train: object) -> dict:
+    """The model builder's options: the config's, plus the clip layout of a clip dataset."""
+    options = dict(config.arch_options)
+    if getattr(train, "layout", None) is not None:
+        options.setdefault("layout", train.layout)
+    return options
 
 
 def _for_training(model: nn.Module, *, device: torch.device, compiled: bool) -> nn.Module:
@@ -255,16 +240,17 @@ def _for_training(model: nn.Module, *, device: torch.device, compiled: bool) -> 
 
 
 @torch.no_grad()
-def _sharded_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: torch.device,
+def _sharded_accuracy(model: nn.Module, x: torch.Tensor | LazyItems, y: torch.Tensor, *, device: torch.device,
                       precision: str) -> float:
     """Accuracy on ``(x, y)``: each process scores its shard, the counts are summed."""
     model.eval()
-    xs, ys = shard(x), shard(y)
+    mine = shard(torch.arange(len(y)))  # positions, so that lazy inputs load only this shard
     correct = torch.zeros((), dtype=torch.long)
-    for i in range(0, len(xs), 256):
+    for i in range(0, len(mine), 256):
+        pos = mine[i:i + 256]
         with autocast(device, precision):
-            out = model(xs[i:i + 256].to(device))
-        correct += (out.argmax(1).cpu() == ys[i:i + 256]).sum()
+            out = model(x[pos].to(device))
+        correct += (out.argmax(1).cpu() == y[pos]).sum()
     return int(all_reduce_sum(correct)) / len(x)
 
 
@@ -278,9 +264,15 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
     cross-entropy plus ``lam`` times the members' KL to the fused output); any other arch
     a ``GrowingClassifier`` with cross-entropy.
 
+    Clips train the same way: ``train`` and ``val`` may be
+    :class:`cfer.data.video.ClipDataset` s (with a temporal ``arch`` such as
+    ``"temporal_slim"``); they are decoded batch by batch, a training set built with
+    ``train=True`` gives new random temporal crops every epoch, and the image augmentations
+    are refused (``augment="none"``).
+
     Args:
-        train: Training faces (only the ``classes`` are used).
-        val: Validation faces from other subjects; selects the best epoch.
+        train: Training faces or clips (only the ``classes`` are used).
+        val: Validation faces or clips from other subjects; selects the best epoch.
         config: Architecture and optimisation settings.
         classes: The teacher's classes, in output order (default: the basic classes
             that have training items, neutral first when it has).
@@ -306,16 +298,22 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
         for c in classes:
             if not (names == c).any():
                 raise ValueError(f"class {c!r} has no {name} items; the teacher needs every class in both splits")
-        x = torch.from_numpy(ds.images[keep]).permute(0, 3, 1, 2).float().div_(255.0)
+        x = inputs_of(ds, np.flatnonzero(keep))
         y = torch.as_tensor([classes.index(n) for n in names[keep]])
         return x, y
 
+    lazy = not isinstance(train, FaceDataset)
+    if lazy and config.augment != "none":
+        raise ValueError(f"augment={config.augment!r} is an image augmentation; clips are augmented by their "
+                         "dataset (ClipDataset(train=True): random temporal crops): pass "
+                         "TeacherConfig(augment='none')")
     xt, yt = pick(train, "train")
     xv, yv = pick(val, "val")
     device = resolve_device(config.device)
     check_precision(config.precision, device)
-    model = build_model(arch=config.arch, num_classes=len(classes), in_chans=xt.shape[1],
-                        img_size=xt.shape[-1], seed=config.seed, weights=config.weights)
+    model = build_model(arch=config.arch, num_classes=len(classes), in_chans=train.channels,
+                        img_size=train.image_size[-1], seed=config.seed, weights=config.weights,
+                        options=_options(config, train))
     if config.freeze_stages:
         from cfer.models.freeze import freeze_stages
 
@@ -325,7 +323,7 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
         xt, yt, xv, yv = (t.pin_memory() for t in (xt, yt, xv, yv))
     opt = _optimizer(model, config)
     criterion = criterion_for(model, label_smoothing=config.label_smoothing)  # an ensemble's loss, else CE
-    augment = (FaceAugment(image_size=xt.shape[-1], channels=xt.shape[1], strength=config.augment_strength)
+    augment = (FaceAugment(image_size=train.image_size[-1], channels=train.channels, strength=config.augment_strength)
                if config.augment == "faces" else None)
     world = world_size()
     net = _for_training(model, device=device, compiled=config.compile)
