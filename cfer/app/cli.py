@@ -60,8 +60,9 @@ def add_data_options(p: argparse.ArgumentParser, *, path: bool = True) -> None:
     g = p.add_argument_group("data")
     if path:
         g.add_argument("--data", type=Path, default=None, help="dataset folder or CSV file (default: synthetic faces)")
-    g.add_argument("--format", choices=FORMATS, default=None,
-                   help="format of the data: " + "; ".join(f"{k}: {r.notes}" for k, r in READERS.items()))
+    g.add_argument("--format", choices=(*FORMATS, "clips"), default=None,
+                   help="format of the data: " + "; ".join(f"{k}: {r.notes}" for k, r in READERS.items())
+                   + "; clips: a CSV manifest (path,label[,subject][,split]) of video files or frame folders")
     g.add_argument("--image-size", type=_positive_int, default=DEFAULT_IMAGE_SIZE,
                    help=f"image side in pixels (default {DEFAULT_IMAGE_SIZE})")
     g.add_argument("--grey", action="store_true", help="single-channel images")
@@ -241,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 # cfer.app.config converts and checks them (one place for every rule and error message).
 RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--data",), "data.path", "dataset folder or CSV file (default: cfer's synthetic faces)"),
-    (("--format",), "data.format", f"{', '.join(FORMATS)} (with --data)"),
+    (("--format",), "data.format", f"{', '.join(FORMATS)}, clips (a clip manifest; with --data)"),
     (("--image-size",), "data.image_size", f"image side in pixels (default {DEFAULT_IMAGE_SIZE})"),
     (("--crop-faces",), "data.crop_faces", "detect and crop the face in each image before resizing"),
     (("--align-faces",), "data.align_faces", "eyes level at fixed places in the crop (with --crop-faces: of the "

@@ -62,12 +62,19 @@ def _read(args: argparse.Namespace, path: Path, *, image_size: int | None = None
     from cfer.data.readers import read_dataset
 
     if args.format is None:
-        raise ValueError("--format is required with --data (imagefolder, csv, rafdb or fer2013)")
+        raise ValueError("--format is required with --data (imagefolder, csv, rafdb, fer2013 or clips)")
     try:
         crop = face_cropper(crop=args.crop_faces, align=getattr(args, "align_faces", False), margin=args.crop_margin,
                             min_neighbors=args.crop_min_neighbors, cascade=args.crop_cascade)
     except ValueError as exc:
         raise ValueError(f"--crop-margin/--crop-min-neighbors/--crop-cascade: {exc}") from None
+    if args.format == "clips":
+        from cfer.cliplayout import ClipLayout
+        from cfer.data.video import read_clip_manifest
+
+        return read_clip_manifest(path, layout=ClipLayout(image_size=image_size or args.image_size,
+                                                          channels=1 if args.grey else 3),
+                                  crop_faces=crop, skip_invalid=args.skip_invalid)
     return read_dataset(path, format=args.format, image_size=image_size or args.image_size,
                         channels=1 if args.grey else None, crop_faces=crop,
                         subject_pattern=args.subject_pattern, subset=subset, skip_invalid=args.skip_invalid,

@@ -54,7 +54,7 @@ class DataSection:
 
     Attributes:
         path: Dataset root folder or CSV file; ``None`` uses cfer's synthetic faces.
-        format: ``imagefolder``, ``csv``, ``rafdb`` or ``fer2013`` (required with ``path``).
+        format: ``imagefolder``, ``csv``, ``rafdb``, ``fer2013`` or ``clips`` (required with ``path``).
         image_size: Side of the square images the models see.
         grey: Read/render single-channel images.
         crop_faces: Detect and crop the face in each image (Haar cascade) before resizing.
@@ -97,10 +97,10 @@ class DataSection:
         if self.path is not None and self.format is None:
             raise ValueError(f"data.format is needed with data.path; choose one of {list(FORMATS)} "
                              "(--format imagefolder|csv|rafdb|fer2013)")
-        if self.format is not None and self.format not in FORMATS:
-            close = difflib.get_close_matches(str(self.format), FORMATS, n=1)
+        if self.format is not None and self.format not in (*FORMATS, "clips"):
+            close = difflib.get_close_matches(str(self.format), (*FORMATS, "clips"), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown data.format {self.format!r}{hint}; choose one of {list(FORMATS)}")
+            raise ValueError(f"unknown data.format {self.format!r}{hint}; choose one of {[*FORMATS, 'clips']}")
         if self.path is None and (given := [k for k in ("format", "crop_faces", "align_faces") if getattr(self, k)]):
             raise ValueError(f"data.{given[0]} needs data.path; add --data PATH or drop --{given[0].replace('_', '-')}")
         if self.format == "fer2013":

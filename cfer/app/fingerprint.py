@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -52,8 +53,13 @@ def fingerprint(splits: Mapping[str, FaceDataset]) -> dict:
     for name, ds in splits.items():
         items += _items(name, ds)
         digest = hashlib.sha256()
-        digest.update(repr(ds.images.shape).encode())
-        digest.update(np.ascontiguousarray(ds.images).tobytes())
+        if isinstance(ds, FaceDataset):
+            digest.update(repr(ds.images.shape).encode())
+            digest.update(np.ascontiguousarray(ds.images).tobytes())
+        else:  # clips are decoded lazily: their files' names, sizes and times stand for their pixels
+            for path in ds.paths or []:
+                st = Path(path).stat() if Path(path).exists() else None
+                digest.update(f"{path}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
         pixels[name] = digest.hexdigest()
     items.sort()
     return {"format": FINGERPRINT_FORMAT, "n": len(items), "items": items, "pixels": pixels}

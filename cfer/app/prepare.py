@@ -29,6 +29,7 @@ import numpy as np
 
 from cfer import taxonomy
 from cfer.app.config import RunConfig
+from cfer.cliplayout import ClipLayout
 from cfer.data.base import FaceDataset
 
 __all__ = ["RunData", "check_inputs", "prepare_data", "load_dataset", "split_run_data"]
@@ -143,9 +144,15 @@ def check_inputs(config: RunConfig) -> None:
             raise ValueError(f"model.freeze_stages: {exc}") from None
 
 
+def clip_layout(config: RunConfig) -> ClipLayout:
+    """The :class:`~cfer.cliplayout.ClipLayout` of a run on clips: 8 frames at ``data.image_size``."""
+    return ClipLayout(frames=8, image_size=config.data.image_size, channels=1 if config.data.grey else 3)
+
+
 def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:
     """Read the user's dataset as the config says (``data.path`` must be set), through
-    :func:`cfer.data.readers.read_dataset`."""
+    :func:`cfer.data.readers.read_dataset`, or :func:`cfer.data.video.read_clip_manifest` for
+    ``data.format: clips`` (clips decoded lazily)."""
     from cfer.data.readers import read_dataset
 
     d = config.data
@@ -157,6 +164,12 @@ def load_dataset(config: RunConfig, *, progress: bool = False) -> FaceDataset:
                         min_neighbors=d.crop_min_neighbors, cascade=d.crop_cascade)
     common = dict(format=d.format, image_size=d.image_size, channels=1 if d.grey else 3, progress=progress,
                   skip_invalid=d.skip_invalid, crop_faces=crop, subject_pattern=d.subject_pattern)
+    if d.format == "clips":
+        from cfer.data.video import read_clip_manifest
+
+        # A clip shorter than the layout's 8 frames repeats some (uniformly spaced) instead of failing.
+        return read_clip_manifest(d.path, layout=clip_layout(config), crop_faces=crop, skip_invalid=d.skip_invalid,
+                                  min_frames=2)
     if d.format == "rafdb":
         return _concat(read_dataset(d.rafdb_basic, subset="basic", **common),
                        read_dataset(d.path, subset="compound", **common))
@@ -210,6 +223,8 @@ def split_run_data(ds: FaceDataset, *, config: RunConfig) -> dict[str, FaceDatas
             names = np.where(np.random.default_rng(config.seed).random(len(train)) < 0.2, "val", "train")
         parts = {"train": train.subset(np.flatnonzero(names == "train")),
                  "val": train.subset(np.flatnonzero(names == "val")), "test": parts["test"]}
+    if hasattr(parts["train"], "with_train"):  # clips: random temporal crops for training
+        parts["train"] = parts["train"].with_train(True)
     return {k: parts[k] for k in ("train", "val", "test")}
 
 

@@ -1,14 +1,10 @@
 """The run report: ``metrics.json``, CSV tables, PNG figures and one ``report.html``.
 
-Figures are drawn at most :data:`cfer.app.figures.COLUMN_INCHES` wide at dpi 110, the page's
-column, so the browser never shrinks them; class names are shown in their display form
-(:func:`cfer.taxonomy.display_name`) on the page and in figures, canonical in CSV and JSON.
-
-:func:`write_report` turns the metrics of :func:`cfer.app.pipeline.run_pipeline` into files a
-person reads (the HTML page links the figures by relative path, so the folder can be moved
-or zipped as a whole) and a program reads (JSON and CSV). :func:`summary_table` is the short
-text table the ``cfer run`` command prints at the end. Every file is written atomically.
-
+Figures are at most :data:`cfer.app.figures.COLUMN_INCHES` wide at dpi 110 (the page's column); class names
+show in their display form (:func:`cfer.taxonomy.display_name`) on the page and in figures, canonical in CSV and
+JSON. :func:`write_report` writes files a person reads (the HTML page links the figures by relative path, so the
+folder can be moved or zipped) and a program reads (JSON, CSV), atomically; :func:`summary_table` is the text table
+``cfer run`` prints. On clips, Grad-CAM shows a strip of frames with their maps and the region curves.
 Example:
     >>> path = write_report("runs/demo", metrics=metrics, config=config)   # doctest: +SKIP
     >>> print(summary_table(metrics))                                        # doctest: +SKIP
@@ -346,11 +342,15 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
     ]
     for name in metrics["explain"]:
         label = model_label(name)  # an ensemble's fused maps first, then a row per member on its own head
-        parts.append(_figure(f"explain/{name}/overlays.png", f"Grad-CAM of the {label} (one test face per class)."))
+        clip = (run / "explain" / name / "curves.png").is_file()  # clips: a strip of frames, and region curves
+        parts.append(_figure(f"explain/{name}/overlays.png", f"Grad-CAM of the {label} (one test "
+                             f"{'clip per class, frame by frame' if clip else 'face per class'})."))
         parts.append(_figure(f"explain/{name}/regions.png", f"Region attention of the {label} per class."))
-        if (run / "explain" / name / "similarity.png").is_file():
-            parts.append(_figure(f"explain/{name}/similarity.png", f"How alike the {label}'s mean Grad-CAM maps of "
-                                 "each compound and each basic class are (correlation); outlined: the constituents."))
+        for png, text in (("similarity.png", f"How alike the {label}'s mean Grad-CAM maps of each compound and each "
+                           "basic class are (correlation); outlined: the constituents."),
+                          ("curves.png", f"Which regions light up when: the {label}'s region shares, frame by frame.")):
+            if (run / "explain" / name / png).is_file():
+                parts.append(_figure(f"explain/{name}/{png}", text))
     links = "".join(f'<li><a href="{html.escape(p.relative_to(run).as_posix())}">'
                     f"{html.escape(p.relative_to(run).as_posix())}</a></li>" for p in files)
     secs = ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in timing.items() if k.endswith("_s"))

@@ -24,6 +24,7 @@ import numpy as np
 from cfer.app.config import RunConfig
 from cfer.app.prepare import RunData, prepare_data
 from cfer.atomic import jsonable, write_json
+from cfer.data.base import FaceDataset
 from cfer.distributed import barrier, is_main
 
 __all__ = ["RunState", "Stage", "STAGES", "members"]
@@ -104,9 +105,10 @@ def _teacher(state: RunState) -> tuple[Any, dict]:
         info["members"] = {name: evaluate_classes(m, data.test, classes=result.classes)[0]
                            for name, m in zip(result.model.member_names, result.model.members)}
         info["fusion_weights"] = [float(w) for w in result.model.fusion_weights]
+    if tc.arch_options:  # a clip model: its layout and frame encoder rebuild it
+        info["arch_options"] = tc.arch_options
     if is_main():
-        save_model(result.model, state.folder / "teacher.pt", arch=config.model.arch, classes=result.classes,
-                   extra=info)
+        save_model(result.model, state.folder / "teacher.pt", arch=tc.arch, classes=result.classes, extra=info)
     return result.model, info
 
 
@@ -188,9 +190,15 @@ def _continual(state: RunState) -> dict:
                 close_loggers(loggers)
             classes = tuple(stream.class_names)
             if is_main():
-                save_model(student, student_path, arch=config.model.student_arch or config.model.arch,
-                           classes=classes, extra={"image_size": config.data.image_size, "order": list(order),
-                                                   **attached_class_means(student)})
+                arch, clip = config.model.student_arch or config.model.arch, {}
+                if config.data.format == "clips" and config.model.student_arch is None:  # the clip teacher's copy
+                    from cfer.app.recipe import clip_model
+
+                    arch, options = clip_model(config)
+                    clip = {"arch_options": options}
+                save_model(student, student_path, arch=arch, classes=classes,
+                           extra={"image_size": config.data.image_size, "order": list(order), **clip,
+                                  **attached_class_means(student)})
             rec = jsonable({"order": list(order), "class_names": list(classes), "memory_size": memory,
                             "memory_per_class": memory // len(classes),
                             "step_classes": [[classes[j] for j in s] for s in stream.step_classes],
@@ -291,9 +299,16 @@ def _explain(state: RunState) -> dict:
 
         items = tqdm(items, desc="Grad-CAM", unit="model")
     out = {}
+    clips = not isinstance(faces, FaceDataset)
     for name, (model, classes) in items:
-        result = analyse(model, classes=classes, faces=faces, method=config.explain.method)
-        save_analysis(result, folder / name, title=name)
+        if clips:  # per-frame maps and region curves
+            from cfer.explain.clip_analysis import analyse_clips, save_clip_analysis
+
+            result = analyse_clips(model, classes=classes, clips=faces, method=config.explain.method)
+            save_clip_analysis(result, folder / name, title=name)
+        else:
+            result = analyse(model, classes=classes, faces=faces, method=config.explain.method)
+            save_analysis(result, folder / name, title=name)
         summary = dict(result.summary)
         summary.pop("similarity", None)
         out[name] = summary

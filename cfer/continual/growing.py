@@ -202,7 +202,8 @@ def build_model(*, arch: str, num_classes: int, in_chans: int = 3, img_size: int
 def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Module, tuple[str, ...]]:
     """Rebuild a classifier saved by :func:`cfer.models.io.save_model`; returns ``(model, classes)``.
 
-    What was saved as ``extra`` (e.g. ``{"image_size": 48}``) is on ``model.cfer_meta``. A
+    What was saved as ``extra`` (e.g. ``{"image_size": 48}``) is on ``model.cfer_meta``; its
+    ``arch_options`` (e.g. a clip model's layout and frame encoder) rebuild the model. A
     student saved with class means (:func:`cfer.continual.plugins.ncm.attached_class_means`)
     predicts by nearest class mean again.
 
@@ -217,7 +218,7 @@ def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Mod
     if img_size is None:  # fixed-grid models (ViTs) are rebuilt at the size they were trained at
         img_size = (payload.get("extra") or {}).get("image_size")
     model = build_model(arch=payload["arch"], num_classes=payload["num_classes"], in_chans=payload["in_chans"],
-                        img_size=img_size)
+                        img_size=img_size, options=(payload.get("extra") or {}).get("arch_options"))
     model.load_state_dict(payload["state_dict"])
     model.eval()
     model.cfer_meta = dict(payload.get("extra") or {})

@@ -200,6 +200,9 @@ def apply_split(
         names=_DEFAULT_NAMES if names is None else names,
         seed=seed,
     )
+    if not isinstance(dataset, FaceDataset):  # clips (cfer.data.video.ClipDataset): same clips, new splits
+        labelled = dataset.with_splits(assignment)
+        return {str(name): labelled.select_split(str(name)) for name in (_DEFAULT_NAMES if names is None else names)}
     labelled = FaceDataset(
         images=dataset.images,
         labels=dataset.labels,

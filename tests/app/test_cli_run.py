@@ -18,7 +18,7 @@ KILL_CONFIG = {
     "model": {"arch": "cfer_tiny"},
     "data": {"image_size": 32, "synthetic_subjects": [4, 2, 3], "synthetic_per_class": 6},
     "teacher": {"epochs": 2},
-    "continual": {"epochs": 2, "per_step": 1},
+    "continual": {"epochs": 2, "per_step": 1, "orders": 1},
     "fewshot": {"episodes": 50, "shots": [1]},
     "explain": {"per_class": 1},
 }

@@ -4,8 +4,9 @@
 ``out_dir/<class>/<subject>_<k>.mp4`` (``k`` counts a subject's clips of that class, three
 digits): H.264 video (``libx264``, ``yuv420p``; ``mpeg4`` where the PyAV wheel has no
 x264) at the clip's frame rate, with its audio as AAC (or MP3/Opus, whichever encoder
-the wheel has), plus ``out_dir/manifest.csv`` with the columns ``path,label,subject,split``
-(``path`` relative to the manifest; ``split`` empty unless the source has splits).
+the wheel has), plus ``out_dir/manifest.csv`` with the columns ``path,label,subject`` and ``split`` when the
+source has splits (``path`` relative to the manifest), which
+:func:`cfer.data.video.read_clip_manifest` reads back.
 Every file is encoded in memory and written atomically (:mod:`cfer.atomic`): a killed
 export leaves whole files only.
 
@@ -16,7 +17,7 @@ Example:
     ...                           frames=4, image_size=32)
     >>> manifest = export_clips(tempfile.mkdtemp(), source=src)
     >>> manifest.read_text().splitlines()[:2]
-    ['path,label,subject,split', 'happy/s0000_000.mp4,happy,s0000,']
+    ['path,label,subject', 'happy/s0000_000.mp4,happy,s0000']
 """
 
 from __future__ import annotations
@@ -214,10 +215,10 @@ def export_clips(
         rel = Path(label) / f"{subject}_{k:03d}.mp4"
         data = encode_mp4(source.load(i), video_codec=video_codec, audio_codec=audio_codec)
         write_bytes(root / rel, data)
-        rows.append([rel.as_posix(), label, subject, "" if splits is None else str(splits[i])])
+        rows.append([rel.as_posix(), label, subject] + ([] if splits is None else [str(splits[i])]))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "label", "subject", "split"])
+    writer.writerow(["path", "label", "subject"] + ([] if splits is None else ["split"]))
     writer.writerows(rows)
     manifest = write_text(root / MANIFEST, buf.getvalue())
     logger.info("wrote %d clips (%s, %s) to %s", len(rows), video_codec, audio_codec or "no audio", root)

@@ -118,6 +118,20 @@ class LabelledClips(Dataset):
             raise ValueError(f"no items in split {name!r}; splits present: {sorted(set(self.splits.tolist()))}")
         return self.subset(np.flatnonzero(mask))
 
+    def with_splits(self: _Clips, splits: Sequence[str] | np.ndarray) -> _Clips:
+        """The same clips with a new split name per item (what :func:`cfer.data.apply_split`
+        assigns), sharing the cache.
+
+        Raises:
+            ValueError: If there is not one split name per item.
+        """
+        names = np.asarray([str(s) for s in splits])
+        if len(names) != len(self):
+            raise ValueError(f"{len(self)} clips but {len(names)} split names; give one per clip")
+        ds = self._view(np.arange(len(self)))
+        ds.splits = names
+        return ds
+
     def relabelled(self: _Clips, *, labels: Sequence[int] | np.ndarray, classes: Sequence[str]) -> _Clips:
         """The same clips with new labels, indices into new ``classes``, sharing the cache.
 

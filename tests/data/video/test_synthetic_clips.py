@@ -13,8 +13,9 @@ from cfer.data.synthetic import FaceRenderer, SynthConfig
 from cfer.data.synthetic.sampling import _AU_INDEX, _IDENTITY_KEYS, _N_AU, _sample_identity, _sample_nuisance
 from cfer.data.video.export import encode_mp4, export_clips, synth_video_command
 from cfer.data.video.landmarks import LANDMARK_NAMES, landmarks_from_regions
-from cfer.data.video.layout import RawClip
+from cfer.data.video.layout import ClipLayout, RawClip
 from cfer.data.video.preview import write_preview_gif
+from cfer.data.video.readers import read_clip_manifest
 from cfer.data.video.synth_audio import PROSODY, estimate_pitch, synth_voice
 from cfer.data.video.synthetic import SyntheticClipSource
 from cfer.data.video.timing import FIRST, SECOND, WHOLE
@@ -199,6 +200,11 @@ def test_export_round_trip_and_preview(tmp_path):
                                   progress=False)
     assert summary["clips"] == 2 and summary["classes"] == 2 and summary["seconds"] > 0
     assert (tmp_path / "cmd" / "manifest.csv").is_file() and (tmp_path / "p.gif").is_file()
+    # What the command writes, the clip manifest reader reads back: labels, subjects, frames.
+    back = read_clip_manifest(tmp_path / "cmd" / "manifest.csv", layout=ClipLayout(frames=4, image_size=32, channels=1))
+    assert sorted(back.class_names) == ["happy", "sadly_angry"] and set(back.subjects) == {"s0000"}
+    x, _ = back[0]
+    assert tuple(x.shape) == ClipLayout(frames=4, image_size=32, channels=1).shape
     manifest = export_clips(tmp_path / "out", source=s, indices=[0, 1, 3])
     rows = list(csv.DictReader(manifest.open()))
     assert [r["path"] for r in rows] == ["happy/s0000_000.mp4", "awed/s0000_000.mp4", "awed/s0001_000.mp4"]
