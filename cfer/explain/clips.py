@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from cfer import taxonomy
-from cfer.explain.gradcam import _unwrap, find_target_layer
+from cfer.explain.gradcam import _unwrap, cam_session, find_target_layer
 from cfer.explain.methods import method_class
 from cfer.explain.regions import region_attention
 
@@ -104,10 +104,7 @@ def explain_clips(
         raise ValueError(f"clips must be packed as (B, {', '.join(map(str, layout.shape))}) for this model's "
                          f"ClipLayout, got {tuple(clips.shape)}")
     n, T = len(clips), layout.frames
-    was_training = model.training
-    requires = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    try:
+    with cam_session(model):
         if targets is None:
             with torch.no_grad():
                 targets = model(clips).argmax(1).tolist()
@@ -132,11 +129,6 @@ def explain_clips(
                 out[i] = maps
         finally:
             cam.activations_and_grads.release()
-    finally:
-        model.train(was_training)
-        for p, r in zip(model.parameters(), requires):
-            p.grad = None
-            p.requires_grad_(r)
     return np.clip(out, 0.0, 1.0)
 
 

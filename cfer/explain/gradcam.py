@@ -27,7 +27,8 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ from torch import nn
 from cfer.explain.methods import METHODS, method_class
 from cfer.models.ensemble import LateFusionEnsemble
 
-__all__ = ["METHODS", "empty_maps", "explain", "find_target_layer", "token_reshape", "vit_reshape"]
+__all__ = ["METHODS", "cam_session", "empty_maps", "explain", "find_target_layer", "token_reshape", "vit_reshape"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,22 @@ def find_target_layer(model: nn.Module) -> tuple[nn.Module, Callable | None]:
     if convs:
         return convs[-1], None
     raise ValueError(f"no convolution or ViT block found in {type(net).__name__}; pass target_layers=[module]")
+
+
+@contextmanager
+def cam_session(model: nn.Module) -> Iterator[None]:
+    """Eval mode for a CAM pass; afterwards the model's train/eval mode and ``requires_grad``
+    flags are as they were and its parameters hold no gradient (training can go on)."""
+    was_training = model.training
+    requires = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        for p, r in zip(model.parameters(), requires):
+            p.grad = None
+            p.requires_grad_(r)
 
 
 def _resolve_layers(model: nn.Module, target_layers: Sequence[nn.Module | str]) -> list[nn.Module]:
@@ -223,11 +240,8 @@ def explain(
         targets = [int(targets)] * n
     if targets is not None and len(targets) != n:
         raise ValueError(f"{n} images but {len(targets)} targets; give one target per image or one int")
-    was_training = model.training
-    requires = [p.requires_grad for p in model.parameters()]
-    model.eval()
     out = np.zeros((n, images.shape[-2], images.shape[-1]), np.float32)
-    try:
+    with cam_session(model):
         _check_request(model, images, layers, targets=targets, reshaped=reshape is not None)
         # Not `with cam:` - pytorch-grad-cam's __exit__ prints and swallows an IndexError,
         # which would leave maps uncomputed; hooks are released in `finally` instead.
@@ -240,11 +254,6 @@ def explain(
                 out[i:i + batch_size] = cam(input_tensor=x, targets=tgt)
         finally:
             cam.activations_and_grads.release()
-    finally:
-        model.train(was_training)
-        for p, r in zip(model.parameters(), requires):
-            p.grad = None
-            p.requires_grad_(r)
     out = np.clip(out, 0.0, 1.0)
     empty = np.flatnonzero(empty_maps(out))
     if len(empty):

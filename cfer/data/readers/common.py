@@ -122,16 +122,19 @@ class _Problems:
     def summary(self) -> str:
         return ", ".join(f"{n} {reason}" for reason, n in self.counts.most_common())
 
+    items, usable = "items", "images"  # the words of the final messages (clip readers say "clips")
+
     def finish(self, *, total: int, kept: int) -> None:
         skipped = sum(self.counts.values())
         if total == 0:
-            raise DatasetError(f"{self.reader}: found no items to read; check that the path points at the data set")
+            raise DatasetError(f"{self.reader}: found no {self.items} to read; check that the path points at the "
+                               "data set")
         if kept == 0:
             detail = f" (skipped {skipped} of {total}: {self.summary()}; first: {self.first})" if skipped else ""
-            raise DatasetError(f"{self.reader}: no usable images{detail}; fix the data or point the reader at the "
-                               "right place")
+            raise DatasetError(f"{self.reader}: no usable {self.usable}{detail}; fix the data or point the reader at "
+                               "the right place")
         if skipped:
-            msg = f"{self.reader}: skipped {skipped} of {total} items: {self.summary()}; first: {self.first}"
+            msg = f"{self.reader}: skipped {skipped} of {total} {self.items}: {self.summary()}; first: {self.first}"
             warnings.warn(SkippedItemsWarning(msg), stacklevel=4)
 
 

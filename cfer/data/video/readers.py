@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 
 from cfer import taxonomy
 from cfer.data.faces import FaceCropper
 from cfer.data.readers.common import (
     _SPLITS,
-    DatasetError,
-    SkippedItemsWarning,
     _canonical,
     _cropper,
     _Problems,
@@ -54,17 +51,7 @@ _SPELLINGS = "; ".join(f"{name}: {'/'.join(k for k, v in _SPLITS.items() if v ==
 class _ClipProblems(_Problems):
     """:class:`_Problems` with clip wording in its final messages."""
 
-    def finish(self, *, total: int, kept: int) -> None:
-        skipped = sum(self.counts.values())
-        if total == 0:
-            raise DatasetError(f"{self.reader}: found no clips to read; check that the path points at the data set")
-        if kept == 0:
-            detail = f" (skipped {skipped} of {total}: {self.summary()}; first: {self.first})" if skipped else ""
-            raise DatasetError(f"{self.reader}: no usable clips{detail}; fix the data or point the reader at the "
-                               "right place")
-        if skipped:
-            msg = f"{self.reader}: skipped {skipped} of {total} clips: {self.summary()}; first: {self.first}"
-            warnings.warn(SkippedItemsWarning(msg), stacklevel=4)
+    items = usable = "clips"
 
 
 def _check_clip(path: Path, *, where: str, problems: _Problems, check_files: bool, base: Path | None) -> bool:
