@@ -1,0 +1,169 @@
+"""Which streams of a clip help: single frame vs temporal vs + motion vs + audio (issue 14).
+
+On synthetic clips (held-out people), every variant is trained with the same teacher
+loop (:func:`cfer.continual.teacher.train_teacher`: Adam, early stopping on validation
+people) and scored on the test people, on the basic classes (neutral included) and on
+the compound classes:
+
+* ``apex``: the middle frame only (the single-frame model);
+* ``frames``: all frames, temporal transformer;
+* ``frames+motion``: + the landmark-motion stream;
+* ``fused``: + the audio stream (frames, motion and audio, attention fusion);
+* ``frames+audio`` and ``motion+audio``: the fused model trained without one stream.
+
+Multi-stream variants train with modality dropout (``--modality-dropout``). For the fused
+model the script also scores each stream alone (the others dropped at test time) and the
+model with one stream dropped at test time, next to the variant trained without it.
+
+Each process runs the seeds it is given (one seed = other people and another
+initialisation); ``--merge`` makes the tables from the JSON files of parallel runs.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/clip_streams.py --seeds 0 --out /tmp/cs0.json &
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/clip_streams.py --seeds 1 2 --out /tmp/cs12.json
+    python benchmarks/clip_streams.py --merge /tmp/cs0.json /tmp/cs12.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VARIANTS = {
+    "apex": dict(temporal="apex", streams=("frames",)),
+    "frames": dict(temporal="transformer", streams=("frames",)),
+    "frames+motion": dict(temporal="transformer", streams=("frames", "motion")),
+    "fused": dict(temporal="transformer", streams=("frames", "motion", "audio")),
+    "frames+audio": dict(temporal="transformer", streams=("frames", "audio")),
+    "motion+audio": dict(temporal="transformer", streams=("motion", "audio")),
+}
+WITHOUT = {"audio": "frames+motion", "motion": "frames+audio", "frames": "motion+audio"}
+
+
+def _accuracy(model: torch.nn.Module, ds, classes: tuple[str, ...], names: tuple[str, ...]) -> float:
+    from cfer.continual.evaluation import evaluate
+
+    keep = np.flatnonzero(np.isin(np.asarray(ds.classes)[ds.labels], names))
+    sub = ds.subset(keep)
+    label_map = np.array([classes.index(c) if c in classes else -1 for c in sub.classes])
+    return evaluate(model, sub, label_map=label_map, batch_size=64)
+
+
+def run_seed(seed: int, args: argparse.Namespace) -> dict:
+    from cfer import taxonomy
+    from cfer.continual.teacher import TeacherConfig, train_teacher
+    from cfer.data.video import ClipLayout, make_clip_splits
+
+    layout = ClipLayout(frames=args.frames, image_size=args.size)
+    splits = make_clip_splits(classes="all", subjects=tuple(args.subjects), per_class=args.per_class, layout=layout,
+                              decoded_frames=args.decoded_frames, seed=1000 + seed)
+    classes = tuple(splits["train"].classes)
+    basic = tuple(c for c in classes if c not in taxonomy.COMPOUND)
+    compound = tuple(c for c in classes if c in taxonomy.COMPOUND)
+    out: dict = {"seed": seed, "variants": {}}
+    fused_model = None
+    for name in args.variants:
+        opts = dict(VARIANTS[name], modality_dropout=args.modality_dropout if len(VARIANTS[name]["streams"]) > 1
+                    else 0.0)
+        cfg = TeacherConfig(arch=args.arch, arch_options=opts, augment="none", max_epochs=args.epochs,
+                            patience=args.patience, batch_size=args.batch, lr=args.lr, seed=seed)
+        t0 = time.perf_counter()
+        res = train_teacher(train=splits["train"], val=splits["val"], config=cfg, classes=classes)
+        took = time.perf_counter() - t0
+        row = {"basic": _accuracy(res.model, splits["test"], classes, basic),
+               "compound": _accuracy(res.model, splits["test"], classes, compound),
+               "all": _accuracy(res.model, splits["test"], classes, classes),
+               "best_epoch": res.best_epoch, "epochs": len(res.history), "seconds": took,
+               "clips_per_s": len(res.history) * len(splits["train"]) / took}
+        out["variants"][name] = row
+        logging.info("seed %d %s: %s", seed, name, {k: round(v, 3) for k, v in row.items()})
+        if name == "fused":
+            fused_model = res.model
+    if fused_model is not None:
+        net, streams = fused_model.backbone, ("frames", "motion", "audio")
+        alone, dropped = {}, {}
+        for s in streams:
+            with net.dropping(set(streams) - {s}):
+                alone[s] = {k: _accuracy(fused_model, splits["test"], classes, v)
+                            for k, v in (("basic", basic), ("compound", compound), ("all", classes))}
+            with net.dropping({s}):
+                dropped[s] = {k: _accuracy(fused_model, splits["test"], classes, v)
+                              for k, v in (("basic", basic), ("compound", compound), ("all", classes))}
+        out["fused_alone"], out["fused_dropped"] = alone, dropped
+    return out
+
+
+def _ms(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def tables(runs: list[dict]) -> str:
+    lines = [f"{len(runs)} seeds: {sorted(r['seed'] for r in runs)}", "",
+             "| variant | basic | compound | all 22 | epochs | train clips/s |", "|---|---|---|---|---|---|"]
+    names = [n for n in VARIANTS if all(n in r["variants"] for r in runs)]
+    for n in names:
+        v = [r["variants"][n] for r in runs]
+        lines.append(f"| {n} | {_ms([x['basic'] for x in v])} | {_ms([x['compound'] for x in v])} | "
+                     f"{_ms([x['all'] for x in v])} | {np.mean([x['epochs'] for x in v]):.1f} | "
+                     f"{np.mean([x['clips_per_s'] for x in v]):.1f} |")
+    if "apex" in names and "fused" in names:
+        d = [r["variants"]["fused"]["compound"] - r["variants"]["apex"]["compound"] for r in runs]
+        lines += ["", f"fused - apex on compound classes (paired over seeds): {_ms(d)}"]
+    if all("fused_alone" in r for r in runs):
+        lines += ["", "| stream | alone in the fused model (compound / all) | fused without it at test | "
+                      "trained without it | test-time cost | training-time cost |", "|---|---|---|---|---|---|"]
+        for s, other in WITHOUT.items():
+            alone = [r["fused_alone"][s] for r in runs]
+            test = [r["fused_dropped"][s]["all"] for r in runs]
+            full = [r["variants"]["fused"]["all"] for r in runs]
+            trained = [r["variants"][other]["all"] for r in runs if other in r["variants"]]
+            cost_test = [f - t for f, t in zip(full, test)]
+            cost_train = [f - t for f, t in zip(full, trained)] if len(trained) == len(runs) else []
+            lines.append(f"| {s} | {_ms([a['compound'] for a in alone])} / {_ms([a['all'] for a in alone])} | "
+                         f"{_ms(test)} | {_ms(trained) if trained else '-'} | {_ms(cost_test)} | "
+                         f"{_ms(cost_train) if cost_train else '-'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--arch", default="temporal_slim")
+    p.add_argument("--subjects", type=int, nargs=3, default=[16, 4, 8], metavar=("TRAIN", "VAL", "TEST"))
+    p.add_argument("--per-class", type=int, default=2)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--frames", type=int, default=8, help="frames the model sees")
+    p.add_argument("--decoded-frames", type=int, default=16, help="frames rendered per clip")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--modality-dropout", type=float, default=0.25)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--merge", type=Path, nargs="+", default=None, help="JSON files of earlier runs: print the tables")
+    args = p.parse_args()
+    if args.merge:
+        runs = [r for f in args.merge for r in json.loads(f.read_text())["runs"]]
+        print(tables(runs))
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("cfer").setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_seed(seed, args))
+        if args.out:
+            args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs},
+                                           indent=1))
+    print(tables(runs))
+
+
+if __name__ == "__main__":
+    main()
