@@ -106,8 +106,8 @@ class TemporalFusionNet(nn.Module):
         in_chans, img_size, frames: Override the layout's channels, frame side and frames.
 
     Attributes:
-        clip_layout: The input format, a :class:`~cfer.cliplayout.ClipLayout`
-            (``ClipLayout(**net.clip_layout.as_dict())`` is the data side's layout).
+        clip_layout: The input format, a :class:`~cfer.cliplayout.ClipLayout` (build the
+            datasets with ``ClipDataset(..., layout=net.clip_layout)``).
         num_features: Width of the fused features (``dim``).
         head: The classifier, one ``nn.Linear`` (an identity for ``num_classes=0``).
 
@@ -242,7 +242,7 @@ class TemporalFusionNet(nn.Module):
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"TemporalFusionNet takes packed clips (B, {', '.join(map(str, self.clip_layout.shape))})"
                              f" built with ClipLayout.pack, got {shape}; for images use a frame model, for clips "
-                             "cfer.data.video.ClipDataset(layout=ClipLayout(**model.clip_layout.as_dict()))")
+                             "cfer.data.video.ClipDataset(layout=model.clip_layout)")
         return self.clip_layout.unpack(x)
 
     @contextlib.contextmanager
