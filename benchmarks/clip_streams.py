@@ -68,8 +68,8 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     out: dict = {"seed": seed, "variants": {}}
     fused_model = None
     for name in args.variants:
-        opts = dict(VARIANTS[name], modality_dropout=args.modality_dropout if len(VARIANTS[name]["streams"]) > 1
-                    else 0.0)
+        opts = dict(VARIANTS[name], fusion=args.fusion,
+                    modality_dropout=args.modality_dropout if len(VARIANTS[name]["streams"]) > 1 else 0.0)
         cfg = TeacherConfig(arch=args.arch, arch_options=opts, augment="none", max_epochs=args.epochs,
                             patience=args.patience, batch_size=args.batch, lr=args.lr, seed=seed)
         t0 = time.perf_counter()
@@ -145,6 +145,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--modality-dropout", type=float, default=0.25)
+    p.add_argument("--fusion", default="attention", choices=("attention", "late"))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="JSON files of earlier runs: print the tables")
