@@ -182,18 +182,24 @@ class FaceDataset(Dataset):
             f"{type(self).__name__}: {len(self)} images {h}x{w}x{self.channels}, "
             f"{len(self.classes)} classes, subjects: {n_subj}"
         ]
-        if self.splits is not None:
-            sc = Counter(self.splits.tolist())
-            lines.append("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(sc.items())))
-        width = max((len(c) for c in self.classes), default=0)
-        for name, count in self.counts().items():
-            kind = "basic" if name in taxonomy.BASIC else "compound" if name in taxonomy.COMPOUND else "neutral"
-            lines.append(f"  {name:<{width}}  {kind:<8}  {count}")
-        return "\n".join(lines)
+        return "\n".join(lines + split_and_class_lines(self.splits, self.counts()))
 
     def __repr__(self) -> str:
         h, w = self.image_size
         return f"{type(self).__name__}(n={len(self)}, size={h}x{w}x{self.channels}, classes={len(self.classes)})"
+
+
+def split_and_class_lines(splits: np.ndarray | None, counts: Mapping[str, int]) -> list[str]:
+    """The lines of a dataset summary after its first: items per split, then per class with its kind."""
+    lines = []
+    if splits is not None:
+        sc = Counter(splits.tolist())
+        lines.append("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(sc.items())))
+    width = max((len(c) for c in counts), default=0)
+    for name, count in counts.items():
+        kind = "basic" if name in taxonomy.BASIC else "compound" if name in taxonomy.COMPOUND else "neutral"
+        lines.append(f"  {name:<{width}}  {kind:<8}  {count}")
+    return lines
 
 
 def _check_skipped(skipped: Mapping[str, int] | None) -> dict[str, int]:

@@ -44,14 +44,12 @@ Example:
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from cfer import taxonomy
-from cfer.data.base import _check_skipped
+from cfer.data.base import _check_skipped, split_and_class_lines
 from cfer.data.faces import FaceCropper
 from cfer.data.readers.common import _cropper
 from cfer.data.video.cache import DEFAULT_CACHE_BYTES, CacheInfo
@@ -283,13 +281,7 @@ class ClipDataset(LabelledClips):
             f"{lay.channels} (audio {lay.mel_bins}x{lay.mel_steps} log-mel, {lay.landmarks} points), "
             f"{len(self.classes)} classes, subjects: {n_subj}, {'training crops' if self.train else 'uniform frames'}"
         ]
-        if self.splits is not None:
-            sc = Counter(self.splits.tolist())
-            lines.append("splits: " + ", ".join(f"{k}={v}" for k, v in sorted(sc.items())))
-        width = max((len(c) for c in self.classes), default=0)
-        for name, count in self.counts().items():
-            kind = "basic" if name in taxonomy.BASIC else "compound" if name in taxonomy.COMPOUND else "neutral"
-            lines.append(f"  {name:<{width}}  {kind:<8}  {count}")
+        lines += split_and_class_lines(self.splits, self.counts())
         info = self.cache_info()
         lines.append(f"cache: {info.items} clips, {info.bytes / 2**20:.1f} of {info.max_bytes / 2**20:.1f} MiB "
                      f"(hits {info.hits}, misses {info.misses}); without audio so far: {self.missing_audio}")
