@@ -16,7 +16,8 @@ model the script also scores each stream alone (the others dropped at test time)
 model with one stream dropped at test time, next to the variant trained without it.
 
 Each process runs the seeds it is given (one seed = other people and another
-initialisation); ``--merge`` makes the tables from the JSON files of parallel runs.
+initialisation); ``--merge`` makes the tables from the JSON files of parallel runs (runs of one seed with
+different variants are joined).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/clip_streams.py --seeds 0 --out /tmp/cs0.json &
     OMP_WAIT_POLICY=PASSIVE python benchmarks/clip_streams.py --seeds 1 2 --out /tmp/cs12.json
@@ -68,8 +69,9 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
     out: dict = {"seed": seed, "variants": {}}
     fused_model = None
     for name in args.variants:
-        opts = dict(VARIANTS[name], fusion=args.fusion,
-                    modality_dropout=args.modality_dropout if len(VARIANTS[name]["streams"]) > 1 else 0.0)
+        multi = len(VARIANTS[name]["streams"]) > 1
+        opts = dict(VARIANTS[name], fusion=args.fusion, modality_dropout=args.modality_dropout if multi else 0.0,
+                    stream_loss=args.stream_loss if multi else 0.0)
         cfg = TeacherConfig(arch=args.arch, arch_options=opts, augment="none", max_epochs=args.epochs,
                             patience=args.patience, batch_size=args.batch, lr=args.lr, seed=seed)
         t0 = time.perf_counter()
@@ -130,6 +132,16 @@ def tables(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merge_runs(runs: list[dict]) -> list[dict]:
+    """One run per seed: runs of the same seed (other variants, run in parallel) are joined."""
+    by_seed: dict[int, dict] = {}
+    for r in runs:
+        into = by_seed.setdefault(r["seed"], {"seed": r["seed"], "variants": {}})
+        into["variants"].update(r["variants"])
+        into.update({k: v for k, v in r.items() if k not in ("seed", "variants")})
+    return [by_seed[s] for s in sorted(by_seed)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -146,13 +158,14 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--modality-dropout", type=float, default=0.25)
     p.add_argument("--fusion", default="attention", choices=("attention", "late"))
+    p.add_argument("--stream-loss", type=float, default=0.0,
+                   help="weight of each stream's own cross-entropy (multi-stream variants)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="JSON files of earlier runs: print the tables")
     args = p.parse_args()
     if args.merge:
-        runs = [r for f in args.merge for r in json.loads(f.read_text())["runs"]]
-        print(tables(runs))
+        print(tables(merge_runs([r for f in args.merge for r in json.loads(f.read_text())["runs"]])))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("cfer").setLevel(logging.WARNING)

@@ -70,6 +70,7 @@ from cfer.models.temporal_parts import (
     MotionEncoder,
     check_encoder,
     check_options,
+    frame_cam_layer,
     resolve_layout,
 )
 
@@ -96,6 +97,11 @@ class TemporalFusionNet(nn.Module):
         fusion: One of :data:`FUSIONS`.
         modality_dropout: In training, the probability of dropping each present stream of
             a clip (never all of a clip's streams).
+        stream_loss: Weight of each present stream's own cross-entropy in training, next to
+            the fused one (:class:`cfer.models.temporal_loss.StreamCriterion`, which
+            ``criterion_for`` picks): every stream must classify alone, so no stream leans on
+            a stronger one and the model holds up with a stream missing. A model with a
+            head keeps its training forward's per-stream logits on ``last_stream_logits``.
         dim: Width of the stream tokens and of the fused features.
         depth: Layers of the ``"transformer"`` aggregation.
         num_heads: Attention heads of the transformer and the attention fusion.
@@ -130,6 +136,7 @@ class TemporalFusionNet(nn.Module):
         streams: Sequence[str] = STREAMS,
         fusion: str = "attention",
         modality_dropout: float = 0.0,
+        stream_loss: float = 0.0,
         dim: int = 64,
         depth: int = 1,
         num_heads: int = 4,
@@ -144,11 +151,13 @@ class TemporalFusionNet(nn.Module):
         if isinstance(streams, str):
             streams = (streams,)
         streams = tuple(streams)
-        check_options(temporal, streams, fusion, modality_dropout, dim, num_heads, num_classes, drop_rate)
+        check_options(temporal, streams, fusion, modality_dropout, dim, num_heads, num_classes, drop_rate, stream_loss)
         self.clip_layout = resolve_layout(layout, in_chans=in_chans, img_size=img_size, frames=frames)
         lay = self.clip_layout
         self.streams = tuple(s for s in STREAMS if s in streams)
         self.temporal, self.fusion, self.modality_dropout = temporal, fusion, float(modality_dropout)
+        self.stream_loss = float(stream_loss)
+        self.last_stream_logits: tuple[torch.Tensor, torch.Tensor] | None = None
         self.num_classes, self.in_chans, self.drop_rate = num_classes, lay.channels, drop_rate
         self._dropped: frozenset[str] = frozenset()
         self._warned_empty = False
@@ -217,19 +226,7 @@ class TemporalFusionNet(nn.Module):
         patch tokens as a map, no reshape needed); else the module of its last
         ``feature_info`` entry; else its last ``nn.Conv2d``. Its output holds one map per
         encoded frame (``B * T``; ``B`` for ``temporal="apex"``)."""
-        enc, stream = self.frame_encoder, self.encoders["frames"]
-        own = getattr(enc, "cam_layer", None)
-        if isinstance(own, nn.Module):
-            return own
-        if hasattr(enc, "blocks") and hasattr(enc, "patch_embed"):
-            return stream.cam_grid
-        info = getattr(enc, "feature_info", None)
-        if info:
-            with contextlib.suppress(AttributeError, KeyError, TypeError, IndexError):
-                name = info[-1]["module"] if isinstance(info, (list, tuple)) else info.module_name()[-1]
-                return enc.get_submodule(name)
-        convs = [m for m in enc.modules() if isinstance(m, nn.Conv2d)]
-        return convs[-1] if convs else stream.cam_grid
+        return frame_cam_layer(self.frame_encoder, self.encoders["frames"])
 
     @property
     def gradcam_target_layer(self) -> nn.Module:
@@ -331,20 +328,26 @@ class TemporalFusionNet(nn.Module):
         return x if pre_logits else self.head(self.head_drop(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        parts = self._unpack(x)
+        tokens, present = self._encode(parts), self._presence(parts)
+        out = self.forward_head(self._fuse(tokens, present))
+        keep = self.training and self.stream_loss > 0 and self.num_classes > 0
+        self.last_stream_logits = (self._each_stream(tokens), present) if keep else None
+        return out
+
+    def _each_stream(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Every stream's logits alone, ``(B, S, classes)``: the fusion of that token only."""
+        only = torch.eye(len(self.streams), dtype=torch.bool, device=tokens.device)
+        return torch.stack([self.forward_head(self._fuse(tokens, only[i].expand(len(tokens), -1)))
+                            for i in range(len(self.streams))], 1)
 
     def stream_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each stream's logits alone, ``{name: (B, num_classes)}``: the fusion run with only
         that stream (for ``"late"`` fusion exactly ``head(token)``, the stream's own
         classifier; the fused logits are their mean over the present streams). A stream
         flagged absent in a clip gives the logits of its zeroed input there."""
-        tokens = self._encode(self._unpack(x))
-        out = {}
-        for i, s in enumerate(self.streams):
-            only = torch.zeros(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-            only[:, i] = True
-            out[s] = self.forward_head(self._fuse(tokens, only))
-        return out
+        logits = self._each_stream(self._encode(self._unpack(x)))
+        return {s: logits[:, i] for i, s in enumerate(self.streams)}
 
 
 def _cfg(encoder_first: str = "stem.0.0") -> dict[str, Any]:

@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from typing import Sequence
@@ -90,7 +91,7 @@ FUSIONS = ("late", "attention")
 
 
 def check_options(temporal: str, streams: tuple[str, ...], fusion: str, modality_dropout: float, dim: int,
-                  num_heads: int, num_classes: int, drop_rate: float) -> None:
+                  num_heads: int, num_classes: int, drop_rate: float, stream_loss: float = 0.0) -> None:
     """TemporalFusionNet's options, checked at the door."""
     if temporal not in TEMPORAL_MODES:
         raise ValueError(f"temporal must be one of {list(TEMPORAL_MODES)}, got {temporal!r}")
@@ -107,6 +108,8 @@ def check_options(temporal: str, streams: tuple[str, ...], fusion: str, modality
         raise ValueError(f"num_classes must be >= 0 (0: the fused features), got {num_classes}")
     if not 0.0 <= drop_rate < 1.0:
         raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate}")
+    if not 0.0 <= stream_loss < float("inf"):
+        raise ValueError(f"stream_loss must be a finite weight >= 0 (0: the fused loss only), got {stream_loss}")
 
 
 class AttentionPool(nn.Module):
@@ -189,6 +192,23 @@ def check_encoder(encoder: nn.Module) -> nn.Module:
         raise TypeError(f"frame encoder {type(encoder).__name__} lacks {missing}; pass a timm/cfer model name "
                         "(built by cfer.models.create_backbone) or a timm model built with num_classes=0")
     return encoder
+
+
+def frame_cam_layer(enc: nn.Module, stream: nn.Module) -> nn.Module:
+    """Grad-CAM's layer in frame encoder ``enc`` of :class:`FrameStream` ``stream`` (see
+    :attr:`cfer.models.temporal.TemporalFusionNet.cam_layer`)."""
+    own = getattr(enc, "cam_layer", None)
+    if isinstance(own, nn.Module):
+        return own
+    if hasattr(enc, "blocks") and hasattr(enc, "patch_embed"):
+        return stream.cam_grid
+    info = getattr(enc, "feature_info", None)
+    if info:
+        with contextlib.suppress(AttributeError, KeyError, TypeError, IndexError):
+            name = info[-1]["module"] if isinstance(info, (list, tuple)) else info.module_name()[-1]
+            return enc.get_submodule(name)
+    convs = [m for m in enc.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1] if convs else stream.cam_grid
 
 
 class FrameStream(nn.Module):
