@@ -125,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-VARIANTS = ("la", "ncm", "ncmnew", "bft", "nofeat", "grow", "cat", "herd", "prev")
+VARIANTS = ("la", "ncm", "ncmnew", "bft", "nofeat", "grow", "cat", "herd", "prev", "nocache")
 
 
 def _strategy_name(name: str) -> str:
@@ -141,9 +141,10 @@ def _strategy_name(name: str) -> str:
 def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     """The :class:`CferConfig` of ``cfer`` (the preset) or of a ``cfer+opt+...`` variant: the
     published method with feature distillation (``--feature-weight``) and ``--psmr-mode``,
-    plus the options named."""
-    if name == "cfer":
-        return CferConfig()
+    plus the options named; ``cfer+nocache`` is the preset with the teacher's outputs
+    computed on every mini-batch (no :mod:`cfer.continual.output_cache`)."""
+    if name in ("cfer", "cfer+nocache"):
+        return CferConfig(cache_teacher=name == "cfer")
     opts = set(name.split("+")[1:])
     return CferConfig(gamma0=args.gamma0, feature_weight=0.0 if "nofeat" in opts else args.feature_weight,
                       psmr_mode="grow" if "grow" in opts else args.psmr_mode,
@@ -153,7 +154,7 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
                       replay_batches="concat" if "cat" in opts else "mixed",
                       psmr_new_class_selection="sorted_herding" if "herd" in opts else "sorted",
                       previous_weight=max([1.0 if o == "prev" else float(o[4:]) for o in opts if o[:4] == "prev"]
-                                          or [0.0]))
+                                          or [0.0]), cache_teacher="nocache" not in opts)
 
 
 def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple[str, ...], tuple[str, ...]]:

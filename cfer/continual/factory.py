@@ -90,6 +90,9 @@ class CferConfig:
         replay_batches: ``"mixed"`` (half new data, half memory per mini-batch; an epoch
             is a pass over the new data: Avalanche's ``ReplayPlugin``, the published
             method) or ``"concat"`` (an epoch is a pass over new data and memory together).
+        cache_teacher: Compute the frozen teacher's and previous student's outputs once per
+            distinct input in a step (:mod:`cfer.continual.output_cache`; exact, so the
+            ``published`` preset has it too: it changes the cost, not the result).
     """
 
     gamma0: float = 0.1
@@ -110,6 +113,7 @@ class CferConfig:
     balanced_lr: float = 1e-4
     replay_batches: str = "concat"
     previous_weight: float = 3.0
+    cache_teacher: bool = True
 
     def __post_init__(self) -> None:
         if self.replay_batches not in ("mixed", "concat"):
@@ -250,7 +254,7 @@ def make_strategy(
                                       first_step=cfer.first_step, t_squared=cfer.t_squared,
                                       feature_weight=cfer.feature_weight, feature_loss=cfer.feature_loss,
                                       feature_layer=cfer.feature_layer, feature_from=cfer.feature_from,
-                                      previous_weight=cfer.previous_weight)
+                                      previous_weight=cfer.previous_weight, cache_outputs=cfer.cache_teacher)
     replay = psmr_plugin(max_size=memory_size, total_classes=total_classes, mode=cfer.psmr_mode,
                          scorer=cfer.psmr_scorer, teacher=teacher if cfer.psmr_scorer == "teacher" else None,
                          rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection,

@@ -31,7 +31,9 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
 The features are read by a forward hook (:class:`cfer.models.features.FeatureTap`) on the
 module :func:`cfer.models.features.find_feature_layer` names, during the forward passes
 that make the logits: the student's training forward (no second pass, batch-norm
-statistics updated once) and one teacher forward. Any ``nn.Module`` works: timm and
+statistics updated once) and one teacher forward, which runs once per distinct input in a
+step: later epochs read the teacher's logits and features from a cache
+(:mod:`cfer.continual.output_cache`, ``cache_outputs=True``). Any ``nn.Module`` works: timm and
 cfer models, a torchvision ResNet, a user's own network whose classifier is its last
 ``nn.Linear``; otherwise name the layer with ``feature_layer=`` (and
 ``feature_from="output"`` when the features are that module's output). The layer is
@@ -59,6 +61,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
+from cfer.continual.output_cache import OutputCache
 from cfer.continual.plugins.criterion import CriterionAdjustment, adjust_criterion
 from cfer.models.features import FeatureTap, find_feature_layer, probe_features
 
@@ -112,6 +115,11 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         teacher_feature_from: The side of it read (default: ``feature_from``).
         previous_weight: Weight of distillation from the previous step's student (0: off,
             as published).
+        cache_outputs: Compute the frozen teacher's (and previous student's) logits and
+            features once per distinct input in a step and reuse them in later epochs
+            (:class:`~cfer.continual.output_cache.OutputCache`; it switches itself off when
+            inputs do not repeat). The losses are the same; ``cache_stats`` holds the last
+            step's hits, misses and forwards.
 
     Raises:
         ValueError: For a bad option, or a given teacher whose feature layer cannot be
@@ -135,6 +143,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         teacher_feature_layer: str | None = None,
         teacher_feature_from: Literal["input", "output"] | None = None,
         previous_weight: float = 0.0,
+        cache_outputs: bool = True,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -146,6 +155,9 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         if previous_weight < 0:
             raise ValueError(f"previous_weight must be >= 0, got {previous_weight}")
         self.previous_weight = previous_weight
+        self.cache_outputs = bool(cache_outputs)
+        self._caches: dict[str, OutputCache] = {}  # "teacher" / "previous", while an experience trains
+        self.cache_stats: dict[str, dict] = {}
         self.previous: nn.Module | None = None  # the frozen student of the step before
         if feature_loss not in ("mse", "cosine"):
             raise ValueError(f"feature_loss must be 'mse' or 'cosine', got {feature_loss!r}")
@@ -284,6 +296,10 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
                 self._t_layer = self._teacher_layer(self.teacher)
             self._tap = FeatureTap(strategy.model, layer=self._s_layer[0], side=self._s_layer[1])
             self._t_tap = FeatureTap(self.teacher, layer=self._t_layer[0], side=self._t_layer[1])
+        if self.cache_outputs:  # the frozen models' outputs, once per distinct input this step
+            self._caches = {"teacher": OutputCache(self.teacher, tap=self._t_tap)}
+            if self.previous is not None:
+                self._caches["previous"] = OutputCache(self.previous)
 
     def before_forward(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         if self._tap is not None:
@@ -296,8 +312,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         x = strategy.mb_x
         student_logits = strategy.mb_output
         self.last = {"step": self._step}
-        with torch.no_grad():  # one teacher forward serves both terms (its tap keeps the features)
-            t_logits = self.teacher(x)
+        t_logits, t_feat = self._frozen("teacher", x)  # one teacher forward (or none) serves both terms
         if getattr(self.teacher, "log_prob_output", False):  # a probability-fused ensemble, see the module
             t_logits = t_logits - t_logits.mean(1, keepdim=True)
         if self.use_logits:
@@ -306,14 +321,13 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             strategy.loss = strategy.loss + g * kd
             self.last.update(kd=float(kd.detach()), gamma=g)
         if self.previous_weight > 0 and self.previous is not None and self._step > self.first_step:
-            with torch.no_grad():
-                p_logits = self.previous(x)
+            p_logits = self._frozen("previous", x)[0]
             n = p_logits.shape[1]
             pkd = logit_distillation(student_logits[:, :n], p_logits, temperature=self.temperature)
             strategy.loss = strategy.loss + self.previous_weight * pkd
             self.last["previous"] = float(pkd.detach())
         if self.feature_weight > 0 and self._tap is not None:
-            s_feat, t_feat = self._tap.features, self._t_tap.features
+            s_feat = self._tap.features
             if s_feat is None or s_feat.shape[0] != x.shape[0]:
                 raise RuntimeError(f"the student's feature layer {self._tap.layer!r} did not run in the strategy's "
                                    "forward pass of this mini-batch; pass feature_layer= naming a module it uses")
@@ -323,8 +337,24 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             strategy.loss = strategy.loss + self.feature_weight * f
             self.last["feat"] = float(f.detach())
 
+    def _frozen(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frozen teacher's or previous student's logits and tapped features of ``x``."""
+        if name in self._caches:
+            return self._caches[name](x)
+        tap = self._t_tap if name == "teacher" else None
+        with torch.no_grad():
+            logits = getattr(self, name)(x)
+        return logits, None if tap is None else tap.features
+
+    def after_training_epoch(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        for cache in self._caches.values():
+            cache.end_epoch()
+
     def after_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         self._count("after_training_exp")
+        self.cache_stats = {k: {"hits": c.hits, "misses": c.misses, "forwards": c.forwards, "active": c.active}
+                            for k, c in self._caches.items()}
+        self._caches = {}
         self._scale = None
         for tap in (self._tap, self._t_tap):
             if tap is not None:

@@ -220,10 +220,12 @@ def test_a_layer_output_can_be_the_features_and_the_teacher_can_differ(tiny_stre
     assert plugin.last["feat"] > 0
 
 
-def test_one_training_forward_per_mini_batch_for_a_timm_model_without_pre_logits(tiny_stream):
+@pytest.mark.parametrize("cache", [False, True])
+def test_one_training_forward_per_mini_batch_for_a_timm_model_without_pre_logits(tiny_stream, cache):
     """timm's test_resnet has no `pre_logits` module: the plugin used to run a second
     train-mode forward per mini-batch for the features (twice the cost, batch-norm
-    statistics updated twice); the hook reads them in the strategy's own forward."""
+    statistics updated twice); the hook reads them in the strategy's own forward. The
+    teacher runs on every mini-batch of the first epoch only when its outputs are cached."""
     import timm
 
     n = len(tiny_stream.class_names)
@@ -231,7 +233,7 @@ def test_one_training_forward_per_mini_batch_for_a_timm_model_without_pre_logits
     student = timm.create_model("test_resnet", num_classes=n)
     teacher = timm.create_model("test_resnet", num_classes=n)
     assert not hasattr(student, "pre_logits")
-    plugin = BasicDistillationPlugin(teacher=teacher, feature_weight=1.0)
+    plugin = BasicDistillationPlugin(teacher=teacher, feature_weight=1.0, cache_outputs=cache)
     opt = torch.optim.SGD(student.parameters(), lr=0.05)
     strategy = make_strategy("naive", model=student, optimizer=opt, train_epochs=2, train_mb_size=16,
                              plugins=[plugin])
@@ -244,7 +246,13 @@ def test_one_training_forward_per_mini_batch_for_a_timm_model_without_pre_logits
     assert batches == 2 * math.ceil(len(tiny_stream.train_stream[0].dataset) / 16)
     assert len(train_forwards) == batches
     assert int(student.bn1.num_batches_tracked) == batches  # batch-norm statistics: once per mini-batch
-    assert len(teacher_forwards) == batches + 1 and not any(teacher_forwards)  # + the first experience's probe
+    assert not any(teacher_forwards)
+    if cache:  # the first epoch's mini-batches (+ the first experience's probe); the second reads the cache
+        n = len(tiny_stream.train_stream[0].dataset)
+        assert len(teacher_forwards) == batches // 2 + 1
+        assert plugin.cache_stats == {"teacher": {"hits": n, "misses": n, "forwards": batches // 2, "active": True}}
+    else:
+        assert len(teacher_forwards) == batches + 1 and plugin.cache_stats == {}
     # The feature term is the MSE between the projected student features and the teacher's
     # pre-logit features (timm's forward_head(pre_logits=True), the classifier's input).
     from cfer.models.features import pre_logits, probe_features
