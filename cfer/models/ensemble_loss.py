@@ -121,13 +121,14 @@ class EnsembleCriterion:
 def criterion_for(model: nn.Module, *, lam: float | None = None, label_smoothing: float = 0.0
                   ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """:class:`EnsembleCriterion` for an ensemble with heads,
-    :class:`~cfer.models.temporal_loss.StreamCriterion` for a clip model with a head and
-    ``stream_loss > 0``, cross-entropy for anything else (all with ``label_smoothing``)."""
+    :class:`~cfer.models.temporal_loss.StreamCriterion` for a clip model trained with
+    ``stream_loss > 0`` (alone with its head, or in a growing classifier), cross-entropy for
+    anything else (all with ``label_smoothing``)."""
     if isinstance(model, LateFusionEnsemble) and model.num_classes > 0:
         return EnsembleCriterion(model, lam=lam, label_smoothing=label_smoothing)
-    from cfer.models.temporal import TemporalFusionNet
-    from cfer.models.temporal_loss import StreamCriterion
+    from cfer.models.temporal_loss import StreamCriterion, stream_model
 
-    if isinstance(model, TemporalFusionNet) and model.stream_loss > 0 and model.num_classes > 0:
+    net = stream_model(model)
+    if net is not None and (net is not model or net.num_classes > 0):
         return StreamCriterion(model, label_smoothing=label_smoothing)
     return nn.CrossEntropyLoss(label_smoothing=label_smoothing)

@@ -100,8 +100,8 @@ class TemporalFusionNet(nn.Module):
         stream_loss: Weight of each present stream's own cross-entropy in training, next to
             the fused one (:class:`cfer.models.temporal_loss.StreamCriterion`, which
             ``criterion_for`` picks): every stream must classify alone, so no stream leans on
-            a stronger one and the model holds up with a stream missing. A model with a
-            head keeps its training forward's per-stream logits on ``last_stream_logits``.
+            a stronger one and the model holds up with a stream missing. It works through
+            cfer's growing classifier too (the teacher and the student).
         dim: Width of the stream tokens and of the fused features.
         depth: Layers of the ``"transformer"`` aggregation.
         num_heads: Attention heads of the transformer and the attention fusion.
@@ -157,7 +157,7 @@ class TemporalFusionNet(nn.Module):
         self.streams = tuple(s for s in STREAMS if s in streams)
         self.temporal, self.fusion, self.modality_dropout = temporal, fusion, float(modality_dropout)
         self.stream_loss = float(stream_loss)
-        self.last_stream_logits: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.last_stream_features: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.num_classes, self.in_chans, self.drop_rate = num_classes, lay.channels, drop_rate
         self._dropped: frozenset[str] = frozenset()
         self._warned_empty = False
@@ -319,35 +319,35 @@ class TemporalFusionNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The fused embedding of packed clips ``(B, T + k, C, S, S)``: ``(B, num_features)``,
-        not a spatial map (see :attr:`cam_layer` for the frame encoder's maps)."""
+        not a spatial map (see :attr:`cam_layer` for the frame encoder's maps). In training
+        with ``stream_loss > 0`` it keeps ``last_stream_features``: ``(fused, per-stream
+        (B, S, num_features), presence (B, S))`` for :class:`~cfer.models.temporal_loss.StreamCriterion`."""
         parts = self._unpack(x)
-        return self._fuse(self._encode(parts), self._presence(parts))
+        tokens, present = self._encode(parts), self._presence(parts)
+        fused = self._fuse(tokens, present)
+        keep = self.training and self.stream_loss > 0 and len(self.streams) > 1
+        self.last_stream_features = (fused, self._each_stream(tokens), present) if keep else None
+        return fused
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """The fused features already pooled: ``pre_logits=True`` returns them; else dropout, classifier."""
         return x if pre_logits else self.head(self.head_drop(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = self._unpack(x)
-        tokens, present = self._encode(parts), self._presence(parts)
-        out = self.forward_head(self._fuse(tokens, present))
-        keep = self.training and self.stream_loss > 0 and self.num_classes > 0
-        self.last_stream_logits = (self._each_stream(tokens), present) if keep else None
-        return out
+        return self.forward_head(self.forward_features(x))
 
     def _each_stream(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Every stream's logits alone, ``(B, S, classes)``: the fusion of that token only."""
+        """Every stream's fused features alone, ``(B, S, num_features)``: the fusion of that token only."""
         only = torch.eye(len(self.streams), dtype=torch.bool, device=tokens.device)
-        return torch.stack([self.forward_head(self._fuse(tokens, only[i].expand(len(tokens), -1)))
-                            for i in range(len(self.streams))], 1)
+        return torch.stack([self._fuse(tokens, only[i].expand(len(tokens), -1)) for i in range(len(self.streams))], 1)
 
     def stream_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each stream's logits alone, ``{name: (B, num_classes)}``: the fusion run with only
         that stream (for ``"late"`` fusion exactly ``head(token)``, the stream's own
         classifier; the fused logits are their mean over the present streams). A stream
         flagged absent in a clip gives the logits of its zeroed input there."""
-        logits = self._each_stream(self._encode(self._unpack(x)))
-        return {s: logits[:, i] for i, s in enumerate(self.streams)}
+        feats = self._each_stream(self._encode(self._unpack(x)))
+        return {s: self.forward_head(feats[:, i]) for i, s in enumerate(self.streams)}
 
 
 def _cfg(encoder_first: str = "stem.0.0") -> dict[str, Any]:

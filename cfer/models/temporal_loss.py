@@ -13,22 +13,23 @@ the model falls apart when the strong stream is missing; the per-stream terms ma
 stream classify on its own, as each member of a late-fusion ensemble does
 (:mod:`cfer.models.ensemble_loss`).
 
-The model keeps its training forward's per-stream logits on ``last_stream_logits``, which
-:class:`StreamCriterion` reads, so ``criterion(model(x), y)`` serves
-:func:`cfer.continual.teacher.train_teacher` (through
-:func:`~cfer.models.ensemble_loss.criterion_for`) as any criterion does. A model built
-without its own head (``num_classes=0``, as cfer's growing student wraps it) has no
-per-stream logits: it trains on the fused loss.
+The clip model keeps its training forward's fused and per-stream features on
+``last_stream_features``; :class:`StreamCriterion` reads them and puts them through the
+classifier, so ``criterion(model(x), y)`` serves :func:`cfer.continual.teacher.train_teacher`
+and Avalanche strategies (through :func:`~cfer.models.ensemble_loss.criterion_for`) as any
+criterion does, for the clip model with its own head and inside cfer's growing
+classifier alike.
 
 Example:
     >>> import torch
     >>> from cfer.cliplayout import ClipLayout
     >>> from cfer.models.temporal import TemporalFusionNet
     >>> lay = ClipLayout(frames=2, image_size=16, channels=1, mel_bins=4, mel_steps=4, landmarks=2)
-    >>> net = TemporalFusionNet(frame_encoder="cfer_tiny", layout=lay, num_classes=3, dim=8, num_heads=2,
+    >>> net = TemporalFusionNet(streams=("motion", "audio"), layout=lay, num_classes=3, dim=8, num_heads=2,
     ...                         fusion="late", stream_loss=1.0).train()
+    >>> x = torch.stack([lay.pack(frames=None, mel=torch.randn(4, 4), landmarks=torch.rand(2, 2, 2)) for _ in range(4)])
     >>> crit = StreamCriterion(net)
-    >>> loss = crit(net(torch.rand(4, *lay.shape)), torch.tensor([0, 1, 2, 0]))
+    >>> loss = crit(net(x), torch.tensor([0, 1, 2, 0]))
     >>> sorted(crit.last)
     ['fused', 'streams', 'total']
 """
@@ -38,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["StreamCriterion", "stream_loss"]
+__all__ = ["StreamCriterion", "stream_loss", "stream_model"]
 
 
 def stream_loss(logits: torch.Tensor, present: torch.Tensor, target: torch.Tensor, *,
@@ -69,44 +70,66 @@ def stream_loss(logits: torch.Tensor, present: torch.Tensor, target: torch.Tenso
     return (ce * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def stream_model(model: nn.Module) -> nn.Module | None:
+    """The :class:`~cfer.models.temporal.TemporalFusionNet` that ``model`` is or wraps as its
+    ``backbone`` (cfer's growing classifier) when it trains with ``stream_loss > 0``, else ``None``."""
+    from cfer.models.temporal import TemporalFusionNet
+
+    for net in (model, getattr(model, "backbone", None)):
+        if isinstance(net, TemporalFusionNet):
+            return net if net.stream_loss > 0 and len(net.streams) > 1 else None
+    return None
+
+
 class StreamCriterion:
-    """``CE(fused) + w * stream_loss`` as ``criterion(output, target)``, reading the model's stream logits.
+    """``CE(fused) + w * stream_loss`` as ``criterion(output, target)``, reading the model's stream features.
 
     Call it right after ``model(x)`` in training mode (``train_teacher`` and Avalanche
-    strategies do). The last call's terms are on :attr:`last` (floats).
+    strategies do). Each stream's features go through ``model.forward_head`` (the clip
+    model's own head, or the growing classifier's), and get whatever the caller added to
+    the fused logits before calling (e.g. logit adjustment's prior offset), so the
+    per-stream terms see the same adjusted classes as the fused one (not for a clip model's
+    own head with ``drop_rate > 0``, where dropout would blur the offset: there the
+    per-stream terms are plain cross-entropy). The last call's terms are on :attr:`last`
+    (floats).
 
     Args:
-        model: A :class:`~cfer.models.temporal.TemporalFusionNet` with its own head.
-        weight: ``w`` (default: ``model.stream_loss``).
+        model: A :class:`~cfer.models.temporal.TemporalFusionNet` with a head, or a model
+            wrapping one as its ``backbone`` (``cfer.continual.growing.GrowingClassifier``).
+        weight: ``w`` (default: the clip model's ``stream_loss``).
         label_smoothing: Label smoothing of every cross-entropy term.
 
     Raises:
-        TypeError: If ``model`` is not a ``TemporalFusionNet`` with a head.
+        TypeError: If ``model`` has no clip model with several streams and ``stream_loss > 0``.
     """
 
     def __init__(self, model: nn.Module, *, weight: float | None = None, label_smoothing: float = 0.0) -> None:
-        from cfer.models.temporal import TemporalFusionNet
-
-        if not isinstance(model, TemporalFusionNet) or model.num_classes == 0:
-            raise TypeError(f"StreamCriterion needs a TemporalFusionNet with a head (num_classes > 0), got "
-                            f"{type(model).__name__}; use torch.nn.CrossEntropyLoss() otherwise (or criterion_for)")
-        self.model = model
-        self.weight = model.stream_loss if weight is None else float(weight)
+        net = stream_model(model)
+        if net is None or (net is model and net.num_classes == 0):
+            raise TypeError(f"StreamCriterion needs a TemporalFusionNet with several streams, stream_loss > 0 and a "
+                            f"head (its own or a growing classifier's), got {type(model).__name__}; use "
+                            "torch.nn.CrossEntropyLoss() otherwise (or criterion_for)")
+        self.model, self.net = model, net
+        self.weight = net.stream_loss if weight is None else float(weight)
         self.label_smoothing = float(label_smoothing)
         self.last: dict[str, float] = {}
 
     def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        fused = nn.functional.cross_entropy(output, target, label_smoothing=self.label_smoothing)
-        kept = self.model.last_stream_logits
-        if kept is None:  # evaluation mode, or a model built with stream_loss=0: the fused loss
-            self.last = {"fused": float(fused.detach()), "total": float(fused.detach())}
-            return fused
-        logits, present = kept
-        if logits.shape[0] != output.shape[0]:
-            raise RuntimeError("the model's stream logits are not those of this output: call the criterion right "
+        fused_ce = nn.functional.cross_entropy(output, target, label_smoothing=self.label_smoothing)
+        kept = self.net.last_stream_features
+        if kept is None:  # evaluation mode: the fused loss
+            self.last = {"fused": float(fused_ce.detach()), "total": float(fused_ce.detach())}
+            return fused_ce
+        fused, per_stream, present = kept
+        if fused.shape[0] != output.shape[0]:
+            raise RuntimeError("the model's stream features are not those of this output: call the criterion right "
                                "after model(x) of the same batch")
+        b, s, d = per_stream.shape
+        logits = self.model.forward_head(per_stream.reshape(b * s, d)).reshape(b, s, -1)
+        if self.model is not self.net or self.net.drop_rate == 0:  # no dropout between features and logits
+            logits = logits + (output - self.model.forward_head(fused)).detach()[:, None]  # the caller's offset
         streams = stream_loss(logits, present, target, label_smoothing=self.label_smoothing)
-        total = fused + self.weight * streams
-        self.last = {"fused": float(fused.detach()), "streams": float(streams.detach()),
+        total = fused_ce + self.weight * streams
+        self.last = {"fused": float(fused_ce.detach()), "streams": float(streams.detach()),
                      "total": float(total.detach())}
         return total

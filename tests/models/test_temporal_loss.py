@@ -40,7 +40,8 @@ def test_the_loss_is_the_fused_ce_plus_the_weighted_mean_ce_of_the_present_strea
                               landmarks=torch.rand(2, 4, 2, generator=g)) for _ in range(8)])
     y = torch.arange(8) % 4
     out = model(x)
-    logits, present = model.last_stream_logits
+    fused, feats, present = model.last_stream_features
+    logits = torch.stack([model.forward_head(feats[:, i]) for i in range(3)], 1)
     assert logits.shape == (8, 3, 4) and present.shape == (8, 3) and present.any(1).all()
     assert not present.all(), "modality dropout 0.5 dropped no stream of 8 clips"
     # late fusion: the fused logits are the mean of the present streams' own logits
@@ -50,17 +51,44 @@ def test_the_loss_is_the_fused_ce_plus_the_weighted_mean_ce_of_the_present_strea
     want = nn.functional.cross_entropy(out, y) + 0.7 * torch.stack(ce).mean()
     assert torch.allclose(crit(out, y), want, atol=1e-5)
     assert set(crit.last) == {"fused", "streams", "total"}
+    # what the caller adds to the fused logits (logit adjustment's prior offset) reaches every stream's
+    shift = torch.tensor([0.0, 1.0, -2.0, 0.5])
+    ce = [nn.functional.cross_entropy((logits[b, s] + shift)[None], y[b][None]) for b in range(8) for s in range(3)
+          if present[b, s]]
+    want = nn.functional.cross_entropy(out + shift, y) + 0.7 * torch.stack(ce).mean()
+    assert torch.allclose(crit(out + shift, y), want, atol=1e-5)
 
 
-def test_without_stream_logits_it_is_plain_cross_entropy_and_misuse_names_the_fix():
-    model = net(stream_loss=1.0).eval()  # evaluation: no stream logits kept
+def test_it_trains_the_clip_model_inside_the_growing_classifier():
+    """train_teacher and the continual strategies hold the clip model in cfer's growing
+    classifier (the backbone built with num_classes=0): the criterion reads it there."""
+    from cfer.continual.growing import build_model
+
+    model = build_model(arch="temporal_tiny", num_classes=4, in_chans=1, img_size=8,
+                        options=dict(layout=LAY, streams=("motion", "audio"), fusion="late", stream_loss=2.0)).train()
+    crit = criterion_for(model)
+    assert isinstance(crit, StreamCriterion) and crit.weight == 2.0
+    x, y = task(6, torch.Generator().manual_seed(0))
+    out = model(x)
+    fused, feats, present = model.backbone.last_stream_features
+    logits = model.head(feats)  # (6, 2, 4): the growing head on each stream's features
+    want = nn.functional.cross_entropy(out, y) + 2.0 * stream_loss(logits, present, y)
+    assert torch.allclose(crit(out, y), want, atol=1e-5)
+    crit(out, y).backward()
+    assert model.head.classifier.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.backbone.encoders["motion"].parameters())
+
+
+def test_without_stream_features_it_is_plain_cross_entropy_and_misuse_names_the_fix():
+    model = net(stream_loss=1.0).eval()  # evaluation: no stream features kept
     x, y = task(4, torch.Generator().manual_seed(0))
     out = model(x)
-    assert model.last_stream_logits is None
+    assert model.last_stream_features is None
     assert torch.allclose(StreamCriterion(model)(out, y), nn.functional.cross_entropy(out, y))
     assert isinstance(criterion_for(net(stream_loss=0.0)), nn.CrossEntropyLoss)
-    assert isinstance(criterion_for(net(stream_loss=1.0, num_classes=0)), nn.CrossEntropyLoss)  # no head to grow
-    with pytest.raises(TypeError, match="TemporalFusionNet with a head"):
+    assert isinstance(criterion_for(net(stream_loss=1.0, num_classes=0)), nn.CrossEntropyLoss)  # no head at all
+    assert isinstance(criterion_for(net(stream_loss=1.0, streams=("audio",))), nn.CrossEntropyLoss)  # one stream
+    with pytest.raises(TypeError, match="TemporalFusionNet with several streams"):
         StreamCriterion(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="stream_loss must be a finite weight >= 0"):
         net(stream_loss=-1.0)
