@@ -30,16 +30,17 @@ not a spatial map; ``forward_head(f, pre_logits=True)`` returns it unchanged. Gr
 explains the frame encoder (:attr:`~TemporalFusionNet.frame_encoder`, its
 :attr:`~TemporalFusionNet.cam_layer`): one map per encoded frame.
 
-=================  ======================  ===========  =====  ========  =======
-name               frame encoder           temporal     dim    fusion    use
-=================  ======================  ===========  =====  ========  =======
-``temporal``       ``resemotenet``         transformer  256    attention full
-``temporal_slim``  ``resemotenet_slim``    transformer  128    attention CPU
-``temporal_tiny``  ``cfer_tiny``           transformer  16     attention tests
-=================  ======================  ===========  =====  ========  =======
+=================  ======================  ===========  =====  =======
+name               frame encoder           temporal     dim    use
+=================  ======================  ===========  =====  =======
+``temporal``       ``resemotenet``         transformer  256    full
+``temporal_slim``  ``resemotenet_slim``    transformer  128    CPU
+``temporal_tiny``  ``cfer_tiny``           transformer  16     tests
+=================  ======================  ===========  =====  =======
 
-All use the three streams; ``layout`` defaults to ``ClipLayout()``, ``in_chans``/``img_size``/
-``frames`` set its channels, frame side and frames.
+All use the three streams and the recipe measured best on the synthetic clips (late fusion,
+modality dropout 0.5, ``stream_loss=1``; keyword arguments override it); ``layout`` defaults
+to ``ClipLayout()``, ``in_chans``/``img_size``/``frames`` set its channels, side and frames.
 
 Example:
     >>> import timm, torch, cfer.models
@@ -61,6 +62,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from cfer.cliplayout import ClipParts
+from cfer.models.temporal_loss import StreamFeatures, stream_subsets
 from cfer.models.temporal_parts import (
     FUSIONS,
     STREAMS,
@@ -97,11 +99,10 @@ class TemporalFusionNet(nn.Module):
         fusion: One of :data:`FUSIONS`.
         modality_dropout: In training, the probability of dropping each present stream of
             a clip (never all of a clip's streams).
-        stream_loss: Weight of each present stream's own cross-entropy in training, next to
-            the fused one (:class:`cfer.models.temporal_loss.StreamCriterion`, which
-            ``criterion_for`` picks): every stream must classify alone, so no stream leans on
-            a stronger one and the model holds up with a stream missing. It works through
-            cfer's growing classifier too (the teacher and the student).
+        stream_loss: Weight of the cross-entropy of every proper subset of the streams (each
+            alone; with three, each pair too) in training, next to the fused one (``StreamCriterion``
+            of :mod:`cfer.models.temporal_loss`, which ``criterion_for`` picks, also for cfer's
+            growing classifier): the model holds up with any stream missing.
         dim: Width of the stream tokens and of the fused features.
         depth: Layers of the ``"transformer"`` aggregation.
         num_heads: Attention heads of the transformer and the attention fusion.
@@ -148,19 +149,15 @@ class TemporalFusionNet(nn.Module):
         frames: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(streams, str):
-            streams = (streams,)
-        streams = tuple(streams)
+        streams = (streams,) if isinstance(streams, str) else tuple(streams)
         check_options(temporal, streams, fusion, modality_dropout, dim, num_heads, num_classes, drop_rate, stream_loss)
-        self.clip_layout = resolve_layout(layout, in_chans=in_chans, img_size=img_size, frames=frames)
-        lay = self.clip_layout
+        self.clip_layout = lay = resolve_layout(layout, in_chans=in_chans, img_size=img_size, frames=frames)
         self.streams = tuple(s for s in STREAMS if s in streams)
-        self.temporal, self.fusion, self.modality_dropout = temporal, fusion, float(modality_dropout)
-        self.stream_loss = float(stream_loss)
+        self.temporal, self.fusion = temporal, fusion
+        self.modality_dropout, self.stream_loss = float(modality_dropout), float(stream_loss)
         self.last_stream_features: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.num_classes, self.in_chans, self.drop_rate = num_classes, lay.channels, drop_rate
-        self._dropped: frozenset[str] = frozenset()
-        self._warned_empty = False
+        self._dropped, self._warned_empty = frozenset(), False
         # frames first: its stem is the model's first Conv2d, whose input channels io.save_model records
         self.encoders = nn.ModuleDict()
         if "frames" in self.streams:
@@ -198,8 +195,7 @@ class TemporalFusionNet(nn.Module):
     def _derived_cfg(self) -> dict[str, Any]:
         frames = self.encoders["frames"].encoder if "frames" in self.encoders else None
         cfg = getattr(frames, "pretrained_cfg", None) or {}
-        first = cfg.get("first_conv")
-        lay = self.clip_layout
+        first, lay = cfg.get("first_conv"), self.clip_layout
         return {"url": "", "num_classes": self.num_classes, "input_size": lay.shape[1:], "fixed_input_size": True,
                 "crop_pct": 1.0, "interpolation": "bilinear",
                 "mean": cfg.get("mean", (0.0,) * 3), "std": cfg.get("std", (1.0,) * 3),
@@ -260,11 +256,16 @@ class TemporalFusionNet(nn.Module):
         finally:
             self._dropped = before
 
-    def _presence(self, parts: ClipParts) -> torch.Tensor:
+    def _available(self, parts: ClipParts) -> torch.Tensor:
+        """``(B, S)``: flagged present in the clip and not being dropped (before modality dropout)."""
         present = torch.stack([getattr(parts, _FLAG[s]) for s in self.streams], 1)
         for i, s in enumerate(self.streams):
             if s in self._dropped:
                 present[:, i] = False
+        return present
+
+    def _presence(self, parts: ClipParts) -> torch.Tensor:
+        present = self._available(parts)
         eye = torch.eye(len(self.streams), dtype=torch.bool, device=present.device)  # one-hot rows
         if self.training and self.modality_dropout > 0:  # never all of a clip's streams: rescue one at random
             kept = present & (torch.rand(present.shape, device=present.device) >= self.modality_dropout)
@@ -319,14 +320,16 @@ class TemporalFusionNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The fused embedding of packed clips ``(B, T + k, C, S, S)``: ``(B, num_features)``,
-        not a spatial map (see :attr:`cam_layer` for the frame encoder's maps). In training
-        with ``stream_loss > 0`` it keeps ``last_stream_features``: ``(fused, per-stream
-        (B, S, num_features), presence (B, S))`` for :class:`~cfer.models.temporal_loss.StreamCriterion`."""
+        not a spatial map (see :attr:`cam_layer` for the frame encoder's maps). Training with
+        ``stream_loss > 0``, it keeps ``last_stream_features`` for ``StreamCriterion``: ``(fused,
+        per stream subset (B, K, num_features), usable (B, K))``, the subsets of ``stream_subsets``."""
         parts = self._unpack(x)
         tokens, present = self._encode(parts), self._presence(parts)
         fused = self._fuse(tokens, present)
         keep = self.training and self.stream_loss > 0 and len(self.streams) > 1
-        self.last_stream_features = (fused, self._each_stream(tokens), present) if keep else None
+        subsets = stream_subsets(len(self.streams), device=tokens.device) if keep else None  # (K, S)
+        self.last_stream_features = None if subsets is None else StreamFeatures((  # usable: has all A's streams
+            fused, self._fuse_each(tokens, subsets), (self._available(parts)[:, None] | ~subsets).all(-1)))
         return fused
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -336,17 +339,16 @@ class TemporalFusionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def _each_stream(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Every stream's fused features alone, ``(B, S, num_features)``: the fusion of that token only."""
-        only = torch.eye(len(self.streams), dtype=torch.bool, device=tokens.device)
-        return torch.stack([self._fuse(tokens, only[i].expand(len(tokens), -1)) for i in range(len(self.streams))], 1)
+    def _fuse_each(self, tokens: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """The fusion run once per row of ``masks`` ``(K, S)``: ``(B, K, num_features)``."""
+        return torch.stack([self._fuse(tokens, m.expand(len(tokens), -1)) for m in masks.to(tokens.device)], 1)
 
     def stream_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each stream's logits alone, ``{name: (B, num_classes)}``: the fusion run with only
         that stream (for ``"late"`` fusion exactly ``head(token)``, the stream's own
         classifier; the fused logits are their mean over the present streams). A stream
         flagged absent in a clip gives the logits of its zeroed input there."""
-        feats = self._each_stream(self._encode(self._unpack(x)))
+        feats = self._fuse_each(self._encode(self._unpack(x)), torch.eye(len(self.streams), dtype=torch.bool))
         return {s: self.forward_head(feats[:, i]) for i, s in enumerate(self.streams)}
 
 
@@ -358,10 +360,11 @@ def _cfg(encoder_first: str = "stem.0.0") -> dict[str, Any]:
 
 default_cfgs = generate_default_cfgs({"temporal": _cfg(), "temporal_slim": _cfg(), "temporal_tiny": _cfg()})
 
+_RECIPE = dict(fusion="late", modality_dropout=0.5, stream_loss=1.0)  # docs/benchmarks.md, "Video clips"
 _VARIANTS: dict[str, dict[str, Any]] = {
-    "temporal": dict(frame_encoder="resemotenet", dim=256, depth=2, num_heads=8, stream_width=32),
-    "temporal_slim": dict(frame_encoder="resemotenet_slim", dim=128, depth=1, num_heads=4, stream_width=16),
-    "temporal_tiny": dict(frame_encoder="cfer_tiny", dim=16, depth=1, num_heads=2, stream_width=8),
+    "temporal": dict(_RECIPE, frame_encoder="resemotenet", dim=256, depth=2, num_heads=8, stream_width=32),
+    "temporal_slim": dict(_RECIPE, frame_encoder="resemotenet_slim", dim=128, depth=1, num_heads=4, stream_width=16),
+    "temporal_tiny": dict(_RECIPE, frame_encoder="cfer_tiny", dim=16, depth=1, num_heads=2, stream_width=8),
 }
 
 
@@ -381,17 +384,17 @@ def _create_temporal(variant: str, pretrained: bool = False, **kwargs: Any) -> T
 
 @register_model
 def temporal(pretrained: bool = False, **kwargs: Any) -> TemporalFusionNet:
-    """Full-width ResEmoteNet frames + motion + audio, a 2-layer temporal transformer, attention fusion."""
+    """Full-width ResEmoteNet frames + motion + audio, a 2-layer temporal transformer, late fusion."""
     return _create_temporal("temporal", pretrained=pretrained, **kwargs)
 
 
 @register_model
 def temporal_slim(pretrained: bool = False, **kwargs: Any) -> TemporalFusionNet:
-    """``resemotenet_slim`` frames + motion + audio, a 1-layer temporal transformer, attention fusion: CPU."""
+    """``resemotenet_slim`` frames + motion + audio, a 1-layer temporal transformer, late fusion: CPU."""
     return _create_temporal("temporal_slim", pretrained=pretrained, **kwargs)
 
 
 @register_model
 def temporal_tiny(pretrained: bool = False, **kwargs: Any) -> TemporalFusionNet:
-    """``cfer_tiny`` frames + motion + audio, fused by attention, for tests."""
+    """``cfer_tiny`` frames + motion + audio, late fusion, for tests."""
     return _create_temporal("temporal_tiny", pretrained=pretrained, **kwargs)

@@ -1,17 +1,23 @@
-"""The fused clip model's loss with every stream's own cross-entropy (deep supervision of the streams).
+"""The fused clip model's loss with the cross-entropy of every proper subset of its streams.
 
 For :class:`~cfer.models.temporal.TemporalFusionNet` built with ``stream_loss=w > 0``:
 
-    L = CE(fused, y) + w * mean over (clip, present stream) of CE(z_s, y)
+    L = CE(fused, y) + w * (1/B) * sum over clips b, usable subsets A of CE(z_A[b], y[b])
 
-where ``z_s`` are stream ``s``'s logits alone (the fusion of its token only; for late
-fusion ``head(token_s)``) and "present" is the training forward's presence: flags,
-:meth:`~cfer.models.temporal.TemporalFusionNet.dropping` and modality dropout. Trained
-on the fused loss alone, a stream that a stronger one makes redundant gets little
-gradient once the fused output is right (the weak stream leans on the strong one), and
-the model falls apart when the strong stream is missing; the per-stream terms make each
-stream classify on its own, as each member of a late-fusion ensemble does
-(:mod:`cfer.models.ensemble_loss`).
+where ``A`` runs over every non-empty proper subset of the model's streams
+(:func:`stream_subsets`: each stream alone; with three streams, also each pair), ``z_A``
+are the logits of the fusion of ``A``'s tokens only (for late fusion the mean of its
+streams' own logits ``head(token_s)``), and a clip can use ``A`` when it has all of
+``A``'s streams (flags, :meth:`~cfer.models.temporal.TemporalFusionNet.dropping`; modality
+dropout, which only changes the fused term, does not remove them). Each subset weighs
+``w`` times the fused term. Two failures are what this prevents. Trained on the fused
+loss alone, a stream that a stronger one makes redundant gets little gradient once the
+fused output is right (the weak stream leans on the strong one), and the model falls
+apart when the strong stream is missing. And a model that lost a stream at test time
+runs a fusion of the remaining streams that it never trained as such; the subset terms
+train exactly the fusions a missing stream leaves, as a model trained without that
+stream would (issue 14's goal: dropping a stream at test costs less than training
+without it, measured in ``docs/benchmarks.md``).
 
 The clip model keeps its training forward's fused and per-stream features on
 ``last_stream_features``; :class:`StreamCriterion` reads them and puts them through the
@@ -36,38 +42,71 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
-__all__ = ["StreamCriterion", "stream_loss", "stream_model"]
+__all__ = ["StreamCriterion", "StreamFeatures", "stream_loss", "stream_model", "stream_subsets"]
 
 
-def stream_loss(logits: torch.Tensor, present: torch.Tensor, target: torch.Tensor, *,
+def stream_loss(logits: torch.Tensor, usable: torch.Tensor, target: torch.Tensor, *,
                 label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy of the present streams' own logits.
+    """Cross-entropy of each stream subset's own logits, summed over a clip's usable subsets
+    and averaged over the clips.
 
     Args:
-        logits: Per-stream logits ``(B, S, C)``.
-        present: Which streams each clip used ``(B, S)`` (bool).
+        logits: Per-subset logits ``(B, K, C)`` (the subsets of :func:`stream_subsets`).
+        usable: Which subsets each clip has all the streams of ``(B, K)`` (bool).
         target: Class indices ``(B,)``.
         label_smoothing: As in ``torch.nn.functional.cross_entropy``.
 
     Returns:
-        The mean over the ``(clip, stream)`` pairs that are present (0 if none is).
+        ``sum over (clip, usable subset) of CE / B``: each subset weighs as much as the fused
+        output's mean cross-entropy (0 if no subset is usable).
 
     Example:
         >>> z = torch.tensor([[[4.0, 0.0], [0.0, 4.0]]])
         >>> round(float(stream_loss(z, torch.tensor([[True, False]]), torch.tensor([0]))), 3)
         0.018
     """
-    if logits.ndim != 3 or present.shape != logits.shape[:2] or target.shape != logits.shape[:1]:
-        raise ValueError(f"stream_loss takes logits (B, S, C), presence (B, S) and targets (B,); got "
-                         f"{tuple(logits.shape)}, {tuple(present.shape)} and {tuple(target.shape)}")
-    b, s, c = logits.shape
-    ce = nn.functional.cross_entropy(logits.reshape(b * s, c), target.repeat_interleave(s), reduction="none",
+    if logits.ndim != 3 or usable.shape != logits.shape[:2] or target.shape != logits.shape[:1]:
+        raise ValueError(f"stream_loss takes logits (B, S, C), usable subsets (B, S) and targets (B,); got "
+                         f"{tuple(logits.shape)}, {tuple(usable.shape)} and {tuple(target.shape)}")
+    b, k, c = logits.shape
+    ce = nn.functional.cross_entropy(logits.reshape(b * k, c), target.repeat_interleave(k), reduction="none",
                                      label_smoothing=label_smoothing)
-    mask = present.reshape(-1).to(ce.dtype)
-    return (ce * mask).sum() / mask.sum().clamp_min(1.0)
+    return (ce * usable.reshape(-1).to(ce.dtype)).sum() / max(b, 1)
+
+
+def stream_subsets(n: int, *, device: torch.device | str | None = None) -> torch.Tensor:
+    """Every non-empty proper subset of ``n`` streams as rows of a ``(2**n - 2, n)`` bool mask:
+    the streams alone first, then the pairs, and so on (for 2 streams the two singletons;
+    for 3, three singletons and three pairs).
+
+    Example:
+        >>> stream_subsets(3).int().tolist()
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]]
+    """
+    if n < 2:
+        raise ValueError(f"stream subsets need at least 2 streams, got {n}")
+    rows = [c for k in range(1, n) for c in itertools.combinations(range(n), k)]
+    mask = torch.zeros(len(rows), n, dtype=torch.bool, device=device)
+    for i, c in enumerate(rows):
+        mask[i, list(c)] = True
+    return mask
+
+
+class StreamFeatures(tuple):
+    """A training forward's ``(fused, per-subset features, usable)``, kept on the clip model
+    for :class:`StreamCriterion`. They are part of the autograd graph: copies of the model
+    (``copy.deepcopy``, pickling) leave them out (``None``) instead of failing on them."""
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
+
+    def __reduce__(self) -> tuple:
+        return type(None), ()
 
 
 def stream_model(model: nn.Module) -> nn.Module | None:
@@ -85,13 +124,13 @@ class StreamCriterion:
     """``CE(fused) + w * stream_loss`` as ``criterion(output, target)``, reading the model's stream features.
 
     Call it right after ``model(x)`` in training mode (``train_teacher`` and Avalanche
-    strategies do). Each stream's features go through ``model.forward_head`` (the clip
-    model's own head, or the growing classifier's), and get whatever the caller added to
-    the fused logits before calling (e.g. logit adjustment's prior offset), so the
-    per-stream terms see the same adjusted classes as the fused one (not for a clip model's
+    strategies do). Each stream subset's features go through ``model.forward_head`` (the
+    clip model's own head, or the growing classifier's), and get whatever the caller added
+    to the fused logits before calling (e.g. logit adjustment's prior offset), so the
+    subset terms see the same adjusted classes as the fused one (not for a clip model's
     own head with ``drop_rate > 0``, where dropout would blur the offset: there the
-    per-stream terms are plain cross-entropy). The last call's terms are on :attr:`last`
-    (floats).
+    subset terms are plain cross-entropy). The last call's terms are on :attr:`last`
+    (floats: ``fused``, ``streams`` (the subsets' term before ``w``), ``total``).
 
     Args:
         model: A :class:`~cfer.models.temporal.TemporalFusionNet` with a head, or a model
@@ -120,15 +159,15 @@ class StreamCriterion:
         if kept is None:  # evaluation mode: the fused loss
             self.last = {"fused": float(fused_ce.detach()), "total": float(fused_ce.detach())}
             return fused_ce
-        fused, per_stream, present = kept
+        fused, per_subset, usable = kept
         if fused.shape[0] != output.shape[0]:
             raise RuntimeError("the model's stream features are not those of this output: call the criterion right "
                                "after model(x) of the same batch")
-        b, s, d = per_stream.shape
-        logits = self.model.forward_head(per_stream.reshape(b * s, d)).reshape(b, s, -1)
+        b, k, d = per_subset.shape
+        logits = self.model.forward_head(per_subset.reshape(b * k, d)).reshape(b, k, -1)
         if self.model is not self.net or self.net.drop_rate == 0:  # no dropout between features and logits
             logits = logits + (output - self.model.forward_head(fused)).detach()[:, None]  # the caller's offset
-        streams = stream_loss(logits, present, target, label_smoothing=self.label_smoothing)
+        streams = stream_loss(logits, usable, target, label_smoothing=self.label_smoothing)
         total = fused_ce + self.weight * streams
         self.last = {"fused": float(fused_ce.detach()), "streams": float(streams.detach()),
                      "total": float(total.detach())}

@@ -150,7 +150,8 @@ def test_classifier_reset_and_growing_keeps_old_logits():
     before = grow(x)
     grow.grow(5)
     after = grow(x)
-    assert after.shape == (3, 5) and torch.equal(after[:, :3], before)
+    # the old classes' logits stay (to float rounding: a wider matmul may take another kernel)
+    assert after.shape == (3, 5) and torch.allclose(after[:, :3], before, rtol=0, atol=1e-6)
     # late fusion through the growing head: still the mean of each stream's logits under that head
     tokens = {s: backbone.forward_head(backbone._fuse(backbone._encode(LAYOUT.unpack(x)),
                                                       torch.eye(3, dtype=torch.bool)[i].expand(3, 3)), pre_logits=True)

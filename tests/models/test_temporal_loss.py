@@ -1,5 +1,7 @@
 """The clip model's per-stream losses (cfer.models.temporal_loss)."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -7,7 +9,7 @@ from torch import nn
 from cfer.cliplayout import ClipLayout
 from cfer.models.ensemble_loss import criterion_for
 from cfer.models.temporal import TemporalFusionNet
-from cfer.models.temporal_loss import StreamCriterion, stream_loss
+from cfer.models.temporal_loss import StreamCriterion, stream_loss, stream_subsets
 
 LAY = ClipLayout(frames=4, image_size=8, channels=1, mel_bins=8, mel_steps=8, landmarks=4)
 
@@ -29,34 +31,49 @@ def task(n: int, g: torch.Generator, *, motion_noise: float = 1.5) -> tuple[torc
     return x, y
 
 
-def test_the_loss_is_the_fused_ce_plus_the_weighted_mean_ce_of_the_present_streams():
+def test_the_loss_is_the_fused_ce_plus_the_weighted_mean_ce_of_every_proper_subset_of_streams():
     lay = ClipLayout(frames=2, image_size=32, channels=1, mel_bins=8, mel_steps=8, landmarks=4)
     model = net(streams=("frames", "motion", "audio"), frame_encoder="cfer_tiny", layout=lay, modality_dropout=0.5,
                 stream_loss=0.7).train()
     crit = criterion_for(model)
     assert isinstance(crit, StreamCriterion) and crit.weight == 0.7
     g = torch.Generator().manual_seed(0)
-    x = torch.stack([lay.pack(frames=torch.rand(2, 1, 32, 32, generator=g), mel=torch.randn(8, 8, generator=g),
-                              landmarks=torch.rand(2, 4, 2, generator=g)) for _ in range(8)])
+    x = torch.stack([lay.pack(frames=torch.rand(2, 1, 32, 32, generator=g),
+                              mel=torch.randn(8, 8, generator=g) if i != 3 else None,  # clip 3 has no audio
+                              landmarks=torch.rand(2, 4, 2, generator=g)) for i in range(8)])
     y = torch.arange(8) % 4
     out = model(x)
-    fused, feats, present = model.last_stream_features
-    logits = torch.stack([model.forward_head(feats[:, i]) for i in range(3)], 1)
-    assert logits.shape == (8, 3, 4) and present.shape == (8, 3) and present.any(1).all()
-    assert not present.all(), "modality dropout 0.5 dropped no stream of 8 clips"
-    # late fusion: the fused logits are the mean of the present streams' own logits
-    assert torch.allclose(out, (logits * present[..., None]).sum(1) / present.sum(1, keepdim=True), atol=1e-5)
-    ce = [nn.functional.cross_entropy(logits[b, s][None], y[b][None]) for b in range(8) for s in range(3)
-          if present[b, s]]
-    want = nn.functional.cross_entropy(out, y) + 0.7 * torch.stack(ce).mean()
+    present = model.presence(x)  # a new modality-dropout draw: the training forward's own is not kept
+    fused, feats, usable = model.last_stream_features
+    subsets = stream_subsets(3)  # frames, motion, audio, then the pairs
+    logits = model.forward_head(feats)
+    assert logits.shape == (8, 6, 4) and usable.shape == (8, 6) and present.shape == (8, 3)
+    # a subset counts where the clip has all its streams, whatever modality dropout left out of the fused output
+    assert usable[3].tolist() == [True, True, False, True, False, False] and usable[[0, 1, 2, 4, 5, 6, 7]].all()
+    # late fusion: a pair's logits are the mean of its two streams' own logits
+    for k in range(3, 6):
+        members = subsets[k].nonzero().flatten()
+        assert torch.allclose(logits[:, k], logits[:, members].mean(1), atol=1e-5)
+    ce = [nn.functional.cross_entropy(logits[b, k][None], y[b][None]) for b in range(8) for k in range(6)
+          if usable[b, k]]
+    want = nn.functional.cross_entropy(out, y) + 0.7 * torch.stack(ce).sum() / 8  # each subset weighs as the fused
     assert torch.allclose(crit(out, y), want, atol=1e-5)
     assert set(crit.last) == {"fused", "streams", "total"}
-    # what the caller adds to the fused logits (logit adjustment's prior offset) reaches every stream's
+    # what the caller adds to the fused logits (logit adjustment's prior offset) reaches every subset's
     shift = torch.tensor([0.0, 1.0, -2.0, 0.5])
-    ce = [nn.functional.cross_entropy((logits[b, s] + shift)[None], y[b][None]) for b in range(8) for s in range(3)
-          if present[b, s]]
-    want = nn.functional.cross_entropy(out + shift, y) + 0.7 * torch.stack(ce).mean()
+    ce = [nn.functional.cross_entropy((logits[b, k] + shift)[None], y[b][None]) for b in range(8) for k in range(6)
+          if usable[b, k]]
+    want = nn.functional.cross_entropy(out + shift, y) + 0.7 * torch.stack(ce).sum() / 8
     assert torch.allclose(crit(out + shift, y), want, atol=1e-5)
+
+
+def test_stream_subsets_are_the_non_empty_proper_subsets_smallest_first():
+    assert stream_subsets(2).tolist() == [[True, False], [False, True]]
+    three = stream_subsets(3)
+    assert three.shape == (6, 3) and three.sum(1).tolist() == [1, 1, 1, 2, 2, 2]
+    assert len({tuple(r) for r in three.tolist()}) == 6
+    with pytest.raises(ValueError, match="at least 2 streams"):
+        stream_subsets(1)
 
 
 def test_it_trains_the_clip_model_inside_the_growing_classifier():
@@ -77,6 +94,11 @@ def test_it_trains_the_clip_model_inside_the_growing_classifier():
     crit(out, y).backward()
     assert model.head.classifier.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for p in model.backbone.encoders["motion"].parameters())
+    # the continual stream copies the student after training: the kept graph tensors stay behind
+    model(x)
+    twin = copy.deepcopy(model)
+    assert twin.backbone.last_stream_features is None and model.backbone.last_stream_features is not None
+    assert torch.equal(twin.eval()(x), model.eval()(x))
 
 
 def test_without_stream_features_it_is_plain_cross_entropy_and_misuse_names_the_fix():
