@@ -155,9 +155,9 @@ def wrap_ddp(model: torch.nn.Module, *, device: torch.device | str = "cpu",
     gradients live in DDP's buckets (``gradient_as_bucket_view``, one copy fewer a step), the
     graph is declared static (``static_graph``: DDP skips its per-step search for ready
     buckets; measured on the 2-core CPU, the MAE step under DDP fell from about 226 to 202 ms)
-    and buffers are not broadcast before every forward (``broadcast_buffers=False``): the loops
-    call :func:`sync_buffers` after every epoch instead, and training itself normalises with
-    batch statistics.
+    and buffers are not broadcast before every forward (``forward_sync_buffers=False``;
+    ``broadcast_buffers=False`` before torch 2.13): the loops call :func:`sync_buffers` after
+    every epoch instead, and training itself normalises with batch statistics.
 
     DDP's notice that a gradient's strides differ from its bucket's is silenced: cfer's
     one-channel stems (grey faces) give weights with a dimension of size 1, whose strides
@@ -169,8 +169,14 @@ def wrap_ddp(model: torch.nn.Module, *, device: torch.device | str = "cpu",
 
     quiet_stride_notice()
     device = torch.device(device)
+    # torch >= 2.13 names the option forward_sync_buffers (and warns on the old name); its one
+    # extra broadcast of the buffers at wrap time is harmless: every rank built the same model
+    import inspect
+
+    no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(
+        DistributedDataParallel).parameters else {"broadcast_buffers": False})
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
-                                   gradient_as_bucket_view=True, static_graph=static_graph, broadcast_buffers=False)
+                                   gradient_as_bucket_view=True, static_graph=static_graph, **no_sync)
 
 
 def sync_buffers(model: torch.nn.Module) -> None:
