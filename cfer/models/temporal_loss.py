@@ -16,10 +16,10 @@ fused output is right (the weak stream leans on the strong one), and the model f
 apart when the strong stream is missing. And a model that lost a stream at test time
 runs a fusion of the remaining streams that it never trained as such; the subset terms
 train exactly the fusions a missing stream leaves, as a model trained without that
-stream would (issue 14's goal: dropping a stream at test costs less than training
-without it, measured in ``docs/benchmarks.md``).
+stream would (on the synthetic clips a stream dropped at test then costs about what
+training without it costs: ``docs/benchmarks.md``, "Video clips").
 
-The clip model keeps its training forward's fused and per-stream features on
+The clip model keeps its training forward's fused and per-subset features on
 ``last_stream_features``; :class:`StreamCriterion` reads them and puts them through the
 classifier, so ``criterion(model(x), y)`` serves :func:`cfer.continual.teacher.train_teacher`
 and Avalanche strategies (through :func:`~cfer.models.ensemble_loss.criterion_for`) as any
@@ -71,7 +71,7 @@ def stream_loss(logits: torch.Tensor, usable: torch.Tensor, target: torch.Tensor
         0.018
     """
     if logits.ndim != 3 or usable.shape != logits.shape[:2] or target.shape != logits.shape[:1]:
-        raise ValueError(f"stream_loss takes logits (B, S, C), usable subsets (B, S) and targets (B,); got "
+        raise ValueError(f"stream_loss takes logits (B, K, C), usable subsets (B, K) and targets (B,); got "
                          f"{tuple(logits.shape)}, {tuple(usable.shape)} and {tuple(target.shape)}")
     b, k, c = logits.shape
     ce = nn.functional.cross_entropy(logits.reshape(b * k, c), target.repeat_interleave(k), reduction="none",

@@ -118,7 +118,7 @@ def test_without_stream_features_it_is_plain_cross_entropy_and_misuse_names_the_
     model(task(4, torch.Generator().manual_seed(1))[0])
     with pytest.raises(RuntimeError, match="right after model"):
         StreamCriterion(model)(torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"logits \(B, S, C\)"):
+    with pytest.raises(ValueError, match=r"logits \(B, K, C\)"):
         stream_loss(torch.zeros(2, 4), torch.ones(2, 1, dtype=torch.bool), torch.zeros(2, dtype=torch.long))
 
 
