@@ -13,6 +13,7 @@ one run and the table gives the median of each and their ratio.
 Usage:
     python benchmarks/ddp_scaling.py --json docs/results/ddp_scaling.json
     python benchmarks/ddp_scaling.py --batch 256 --pretrain-subjects 64 --json docs/results/ddp_scaling_b256.json
+    python benchmarks/ddp_scaling.py --jobs teacher --cpu-bucket-mb 0  # DDP's own bucket sizes
     python benchmarks/ddp_scaling.py --device cuda --nproc 1 2 4     # on a machine with GPUs
 """
 
@@ -48,7 +49,11 @@ def _worker(rank: int, world: int, port: int, job: str, device: str, out: str, s
         from cfer.app.launch import join
 
         join(device=device, seed=0)
+    import cfer.distributed
     from cfer.distributed import is_main
+
+    if sizes.get("cpu_bucket_mb") is not None:  # 0: DDP's own bucket sizes
+        cfer.distributed.CPU_BUCKET_MB = sizes["cpu_bucket_mb"] or None
 
     if job == "pretrain":
         from cfer.data.synthetic import render_faces
@@ -106,11 +111,13 @@ def main() -> None:
     p.add_argument("--teacher-subjects", type=int, default=24)
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=64, help="global batch of both jobs (cfer's default: 64)")
+    p.add_argument("--cpu-bucket-mb", type=float, default=None,
+                   help="DDP's gradient bucket size on the CPU in MiB (default: cfer's, 1; 0: DDP's own, 25)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sizes = {"pretrain_subjects": a.pretrain_subjects, "teacher_subjects": a.teacher_subjects,
-             "teacher_epochs": a.teacher_epochs, "batch": a.batch}
+             "teacher_epochs": a.teacher_epochs, "batch": a.batch, "cpu_bucket_mb": a.cpu_bucket_mb}
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {a.device}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load {os.getloadavg()[0]:.2f}",
           flush=True)

@@ -69,3 +69,26 @@ def test_the_global_batch_must_divide_over_the_processes():
     assert per_process_batch(32, world=2) == 16
     with pytest.raises(ValueError, match="does not divide over 3 processes; choose a multiple of 3"):
         per_process_batch(32, world=3)
+
+
+def test_wrap_ddp_takes_small_buckets_on_the_cpu_without_deprecated_options(tmp_path):
+    """In a (one-process) job: 1 MiB gradient buckets on the CPU unless told otherwise, and
+    no FutureWarning from torch about the buffer-broadcast option's old name."""
+    import warnings
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            ddp = dist.wrap_ddp(torch.nn.Linear(2, 2))
+        assert isinstance(ddp, DistributedDataParallel)
+        assert ddp.bucket_bytes_cap == int(dist.CPU_BUCKET_MB * 2**20) == 2**20
+        assert dist.wrap_ddp(torch.nn.Linear(2, 2), bucket_cap_mb=8).bucket_bytes_cap == 8 * 2**20
+        with pytest.raises(ValueError, match="bucket_cap_mb must be > 0"):
+            dist.wrap_ddp(torch.nn.Linear(2, 2), bucket_cap_mb=0)
+    finally:
+        torch.distributed.destroy_process_group()
+    assert not dist.is_distributed()
