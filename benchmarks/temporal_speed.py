@@ -1,6 +1,7 @@
 """Parameter counts and training-step time per clip of cfer's temporal models.
 
-Times one forward + backward (cross-entropy over 7 classes) of a batch of packed RGB clips
+Times one forward + backward (the model's training loss, `criterion_for`: cross-entropy plus
+the stream-subset terms of the registered recipe; 7 classes) of a batch of packed RGB clips
 (``--frames`` frames of ``--size`` pixels, all three streams present: frames, landmark
 tracks, audio spectrogram) for each model, and, for scale, the same step of its frame
 encoder alone (with a linear head) on the clips' ``B * T`` frames. Times are the median of
@@ -27,13 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import cfer.models  # noqa: F401 - registers cfer's models
-from cfer.data.video.layout import ClipLayout
-from cfer.models.temporal_parts import ClipFormat
+from cfer.cliplayout import ClipLayout
+from cfer.models.ensemble_loss import criterion_for
 
 
-def random_clips(fmt: ClipFormat, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Packed clips with every stream present, packed by the data side's ``ClipLayout``."""
-    layout = ClipLayout(**fmt.as_dict())
+def random_clips(layout: ClipLayout, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """Packed clips with every stream present."""
     T, C, S = layout.frames, layout.channels, layout.image_size
     return torch.stack([layout.pack(frames=torch.rand(T, C, S, S, generator=gen),
                                     mel=torch.randn(layout.mel_bins, layout.mel_steps, generator=gen),
@@ -50,17 +50,17 @@ def step_seconds(names: list[str], *, batch: int, size: int, frames: int, repeat
     nets = {n: timm.create_model(n, num_classes=7, img_size=size, frames=frames).train() for n in names}
     alone = {n: nn.Sequential(net.frame_encoder, nn.Linear(net.frame_encoder.num_features, 7)).train()
              for n, net in nets.items()}
-    fmt = next(iter(nets.values())).clip_layout
-    x = random_clips(fmt, batch, gen)
+    x = random_clips(next(iter(nets.values())).clip_layout, batch, gen)
     y = torch.randint(0, 7, (batch,), generator=gen)
     images, y_img = x[:, :frames].flatten(0, 1), y.repeat_interleave(frames)
     times = {n: ([], []) for n in names}
+    losses = {n: (criterion_for(nets[n]), F.cross_entropy) for n in names}  # the model's training loss
     for i in range(repeats + 2):
         for n in names:
             for k, (model, inp, tgt) in enumerate(((nets[n], x, y), (alone[n], images, y_img))):
                 model.zero_grad(set_to_none=True)
                 t0 = time.perf_counter()
-                F.cross_entropy(model(inp), tgt).backward()
+                losses[n][k](model(inp), tgt).backward()
                 if i >= 2:
                     times[n][k].append(time.perf_counter() - t0)
     return {n: (sum(p.numel() for p in nets[n].parameters()), statistics.median(times[n][0]),
