@@ -217,8 +217,12 @@ def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Mod
     payload = read_model_file(path)
     if img_size is None:  # fixed-grid models (ViTs) are rebuilt at the size they were trained at
         img_size = (payload.get("extra") or {}).get("image_size")
+    options = dict((payload.get("extra") or {}).get("arch_options") or {})
+    if (payload["arch"].startswith("temporal") and "fusion" not in options
+            and ("backbone.query" in payload["state_dict"] or "query" in payload["state_dict"])):
+        options["fusion"] = "attention"  # a clip model saved when attention fusion was temporal*'s default
     model = build_model(arch=payload["arch"], num_classes=payload["num_classes"], in_chans=payload["in_chans"],
-                        img_size=img_size, options=(payload.get("extra") or {}).get("arch_options"))
+                        img_size=img_size, options=options or None)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     model.cfer_meta = dict(payload.get("extra") or {})

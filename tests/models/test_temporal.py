@@ -170,6 +170,12 @@ def test_save_and_load_round_trip(tmp_path):
     back, classes = load_model(tmp_path / "m.pt")
     x = clips(2, layout)
     assert classes == ("a", "b", "c") and torch.equal(back(x), model(x))
+    # a file saved when attention fusion was the registered default (no "fusion" in its options)
+    old = build_model(arch="temporal_tiny", num_classes=3, in_chans=1, img_size=32,
+                      options={"fusion": "attention"}).eval()
+    save_model(old, tmp_path / "old.pt", arch="temporal_tiny", classes=("a", "b", "c"), extra={"image_size": 32})
+    back, _ = load_model(tmp_path / "old.pt")
+    assert back.backbone.fusion == "attention" and torch.equal(back(x), old(x))
     # a plain model with its own layout: rebuilt from pretrained_cfg["clip_layout"]
     net = timm.create_model("temporal_tiny", num_classes=4, layout=LAYOUT.as_dict(), temporal="gru").eval()
     torch.save(net.state_dict(), tmp_path / "w.pt")
