@@ -15,6 +15,14 @@ and with the fused map (:func:`cfer.explain.analysis.analyse`, the report's anal
 
     python benchmarks/ensemble_regions.py --json docs/results/ensemble_regions.json
     python benchmarks/ensemble_regions.py --quick
+
+A pretrained ViT member needs a ViT's fine-tuning recipe rather than the CNN teacher's
+defaults (Adam 2e-3, no warm-up, patience 3); ``--optimizer``, ``--lr``, ``--warmup-epochs``,
+``--schedule`` and ``--patience`` set it for the whole ensemble::
+
+    python benchmarks/ensemble_regions.py --arch ensemble:resemotenet_slim+vit_face_mini+manet_slim \
+        --weights - RUN/encoder.pt - --optimizer adamw --lr 5e-4 --warmup-epochs 3 --schedule cosine \
+        --epochs 40 --patience 10
 """
 
 from __future__ import annotations
@@ -47,6 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--weights", nargs="+", default=None, metavar="FILE",
                     help="one local weight file per member, '-' for none (e.g. a cfer pretrain encoder.pt for the ViT)")
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--patience", type=int, default=3, help="early-stopping patience (epochs)")
+    ap.add_argument("--optimizer", default="adam", choices=["adam", "adamw"])
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--weight-decay", type=float, default=None, help="default: 1e-4 with adam, 0.05 with adamw")
+    ap.add_argument("--warmup-epochs", type=int, default=0)
+    ap.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
     ap.add_argument("--subjects", type=int, nargs=3, default=(16, 4, 8), metavar=("TRAIN", "VAL", "TEST"))
     ap.add_argument("--per-class", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=48)
@@ -73,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     weights = None if args.weights is None else [None if w == "-" else w for w in args.weights]
+    decay = args.weight_decay if args.weight_decay is not None else 0.05 if args.optimizer == "adamw" else 1e-4
     sp = make_synthetic_splits(classes=CLASSES, subjects=tuple(args.subjects), per_class=args.per_class,
                                image_size=args.image_size, seed=args.seed)
     res = train_teacher(train=sp["train"], val=sp["val"], classes=tuple(CLASSES),
-                        config=TeacherConfig(arch=args.arch, max_epochs=args.epochs, seed=args.seed, weights=weights))
+                        config=TeacherConfig(arch=args.arch, max_epochs=args.epochs, seed=args.seed, weights=weights,
+                                             patience=args.patience, optimizer=args.optimizer, lr=args.lr,
+                                             weight_decay=decay, warmup_epochs=args.warmup_epochs,
+                                             schedule=args.schedule))
     ens = res.model
     models = {**dict(zip(ens.member_names, ens.members)), "fused": ens}
     faces = render_faces(classes=CLASSES, n_subjects=args.explain_subjects, per_class=2, image_size=args.image_size,

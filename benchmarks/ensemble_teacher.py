@@ -20,6 +20,8 @@ paired difference of each set-up against ``single`` (same seed and order).
 
     python benchmarks/ensemble_teacher.py --json docs/results/ensemble_teacher.json
     python benchmarks/ensemble_teacher.py --quick        # smoke run: 1 seed, 4 compound classes
+    python benchmarks/ensemble_teacher.py --ensemble "ensemble:resemotenet_slim+manet_slim,learn_weights=true" \
+        --ensemble-training one_by_one                   # members one by one, weights fitted on validation
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--single", default="resemotenet_slim", help="the single-model teacher and student")
     ap.add_argument("--ensemble", default="ensemble:resemotenet_slim+manet_slim", help="the ensemble teacher")
+    ap.add_argument("--ensemble-training", default="joint", choices=["joint", "one_by_one"],
+                    help="train the ensemble teacher's members jointly or one by one (weights fitted on validation "
+                         "with learn_weights=true)")
     ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS)
     ap.add_argument("--seeds", type=int, default=3, help="seeds = class orders (teachers are trained per seed)")
     ap.add_argument("--compound", type=int, default=15, help="compound classes in the stream (15: all)")
@@ -76,8 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _teacher(arch: str, splits: dict, args: argparse.Namespace, seed: int) -> tuple[torch.nn.Module, dict]:
     t0 = time.perf_counter()
+    training = args.ensemble_training if arch.startswith("ensemble:") else "joint"
     res = train_teacher(train=splits["train"], val=splits["val"], classes=taxonomy.BASIC,
-                        config=TeacherConfig(arch=arch, max_epochs=args.teacher_epochs, seed=seed))
+                        config=TeacherConfig(arch=arch, max_epochs=args.teacher_epochs, seed=seed,
+                                             member_training=training))
     scores = confusion(res.model, splits["test"], classes=res.classes).scores()
     return res.model, {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1(), "epochs_run": len(res.history),
                        "train_s": time.perf_counter() - t0}

@@ -8,6 +8,13 @@ recall, F1 and support.
 
     python benchmarks/fusion_compare.py --json docs/results/fusion_compare.json
     python benchmarks/fusion_compare.py --quick          # a smoke run: 1 seed, 2 epochs
+
+An ensemble name may end in ``/one_by_one``: its members then train one at a time, each
+with its own early stopping, and with ``learn_weights=true`` the fusion weights are fitted
+on the validation subjects (``TeacherConfig(member_training="one_by_one")``)::
+
+    python benchmarks/fusion_compare.py --tasks all22 --models resemotenet_slim manet_slim \
+        "ensemble:resemotenet_slim+manet_slim,learn_weights=true/one_by_one"
 """
 
 from __future__ import annotations
@@ -30,19 +37,23 @@ MODELS = (*MEMBERS, "ensemble:" + "+".join(MEMBERS), "dualview_slim")
 TASKS = {"basic": list(taxonomy.BASIC), "all22": [taxonomy.NEUTRAL, *taxonomy.BASIC, *taxonomy.COMPOUND]}
 
 
-def run_one(arch: str, task: str, seed: int, *, epochs: int, subjects: tuple[int, int, int], per_class: int,
+def run_one(spec: str, task: str, seed: int, *, epochs: int, subjects: tuple[int, int, int], per_class: int,
             size: int) -> dict:
+    arch, _, training = spec.partition("/")  # "ensemble:...[/one_by_one]"
     classes = TASKS[task]
     sp = make_synthetic_splits(classes=classes, subjects=subjects, per_class=per_class, image_size=size, seed=seed)
     t0 = time.perf_counter()
     res = train_teacher(train=sp["train"], val=sp["val"], classes=tuple(classes),
-                        config=TeacherConfig(arch=arch, max_epochs=epochs, seed=seed))
+                        config=TeacherConfig(arch=arch, max_epochs=epochs, seed=seed,
+                                             member_training=training or "joint"))
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     conf = confusion(res.model, sp["test"], classes=res.classes)
     test_s = time.perf_counter() - t0
     scores = conf.scores()
-    return {"arch": arch, "task": task, "seed": seed, "accuracy": scores.accuracy, "macro_f1": scores.macro_f1(),
+    weights = getattr(res.model, "fusion_weights", None)
+    return {"arch": spec, "task": task, "fusion_weights": None if weights is None else weights.tolist(),
+            "seed": seed, "accuracy": scores.accuracy, "macro_f1": scores.macro_f1(),
             "macro_f1_compound": scores.macro_f1(kind="compound") if task == "all22" else None,
             "best_epoch": res.best_epoch, "epochs_run": len(res.history), "train_s": train_s, "test_s": test_s,
             "n_test": int(len(sp["test"])), "scores": scores.to_dict()}
@@ -59,7 +70,7 @@ def _paired(runs: list[dict], models: list[str], tasks: list[str]) -> None:
     from cfer.models.ensemble_arch import parse_ensemble_arch
 
     for arch in [m for m in models if m.startswith("ensemble:")]:
-        members = [m for m in parse_ensemble_arch(arch)["members"] if m in models]
+        members = [m for m in parse_ensemble_arch(arch.partition("/")[0])["members"] if m in models]
         for task in tasks:
             f1 = {m: {r["seed"]: r["macro_f1"] for r in runs if r["task"] == task and r["arch"] == m}
                   for m in [*members, arch]}

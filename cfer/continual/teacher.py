@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -28,22 +27,11 @@ from torch import nn
 from cfer import taxonomy
 from cfer.continual.evaluation import LazyItems, evaluate, evaluate_classes, inputs_of
 from cfer.continual.growing import build_model
-from cfer.data.augment import FaceAugment
+from cfer.continual.members import fit_members
+from cfer.continual.teacher_fit import fit
 from cfer.data.base import FaceDataset
-from cfer.distributed import (
-    all_reduce_sum,
-    autocast,
-    check_precision,
-    is_main,
-    resolve_device,
-    shard,
-    sync_buffers,
-    world_size,
-    wrap_ddp,
-)
-from cfer.models.decay import decay_groups, layer_decay_groups
+from cfer.distributed import check_precision, resolve_device
 from cfer.models.ensemble_loss import criterion_for
-from cfer.schedule import lr_at
 
 __all__ = ["TeacherConfig", "TeacherResult", "PHOTO_RECIPE", "photo_recipe", "train_teacher", "evaluate",
            "evaluate_classes", "LazyItems"]
@@ -53,6 +41,7 @@ logger = logging.getLogger(__name__)
 AUGMENTS = ("shift", "faces", "none")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("constant", "cosine")
+MEMBER_TRAINING = ("joint", "one_by_one")
 
 
 @dataclass(frozen=True)
@@ -99,6 +88,10 @@ class TeacherConfig:
             (:func:`cfer.models.decay.layer_decay_groups`). 1: every layer at ``lr``.
         arch_options: Keyword arguments of the model's builder (e.g. for a clip model
             ``{"streams": ("frames", "motion"), "temporal": "gru"}``); empty: its defaults.
+        member_training: For an ensemble arch: ``"joint"`` (every member at once with the
+            ensemble loss) or ``"one_by_one"`` (each member alone with cross-entropy and its
+            own early stopping, then, with ``learn_weights=true``, the fusion weights fitted
+            on the validation set: :func:`cfer.continual.members.fit_members`).
 
     Under ``torchrun`` (:mod:`cfer.distributed`) the model is wrapped in
     ``DistributedDataParallel``: each of the N processes takes every N-th item of each
@@ -128,6 +121,7 @@ class TeacherConfig:
     compile: bool = False
     layer_decay: float = 1.0
     arch_options: dict = field(default_factory=dict)
+    member_training: str = "joint"
 
     def __post_init__(self) -> None:
         from cfer.distributed import check_precision, resolve_device
@@ -136,7 +130,8 @@ class TeacherConfig:
         check_precision(self.precision, None)  # the device's own limits are checked where training starts
         if isinstance(self.augment, bool):
             object.__setattr__(self, "augment", "shift" if self.augment else "none")
-        for name, allowed in (("augment", AUGMENTS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+        for name, allowed in (("augment", AUGMENTS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                              ("member_training", MEMBER_TRAINING)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.label_smoothing < 1:
@@ -153,6 +148,9 @@ class TeacherConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay must lie in (0, 1] (1: none), got {self.layer_decay}")
+        if self.member_training == "one_by_one" and not self.arch.startswith("ensemble:"):
+            raise ValueError(f"member_training='one_by_one' trains an ensemble's members one at a time; arch "
+                             f"{self.arch!r} is not an ensemble (use 'ensemble:A+B', or member_training='joint')")
         if self.layer_decay < 1 and self.optimizer != "adamw":
             raise ValueError("layer_decay needs optimizer='adamw' (its parameter groups carry the decay)")
 
@@ -189,69 +187,12 @@ class TeacherResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _shift_draws(n: int, g: torch.Generator) -> tuple[torch.Tensor, int, int]:
-    """The ``shift`` augmentation's draws for a global batch of ``n``: a flip per face, one shift."""
-    flip = torch.rand(n, generator=g) < 0.5
-    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
-    return flip, dx, dy
-
-
-def _shift(x: torch.Tensor, flip: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
-
-
-def _optimizer(model: nn.Module, config: TeacherConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "adamw" and config.layer_decay < 1:
-        groups = layer_decay_groups(model, weight_decay=config.weight_decay, layer_decay=config.layer_decay)
-        for g in groups:
-            g["lr"] = config.lr * g["lr_scale"]
-        return torch.optim.AdamW(groups, lr=config.lr)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(decay_groups(model, weight_decay=config.weight_decay), lr=config.lr)
-    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                            weight_decay=config.weight_decay)
-
-
-def _set_lr(opt: torch.optim.Optimizer, config: TeacherConfig, *, step: int, total: int, warmup: int) -> None:
-    if config.schedule == "cosine":
-        lr = lr_at(step, total=total, warmup=warmup, lr=config.lr, min_lr=0.01 * config.lr)
-    else:
-        lr = config.lr * min(1.0, (step + 1) / warmup)
-    for group in opt.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
-
-
-@torch.no_grad()
 def _options(config: TeacherConfig, train: object) -> dict:
     """The model builder's options: the config's, plus the clip layout of a clip dataset."""
     options = dict(config.arch_options)
     if getattr(train, "layout", None) is not None:
         options.setdefault("layout", train.layout)
     return options
-
-
-def _for_training(model: nn.Module, *, device: torch.device, compiled: bool) -> nn.Module:
-    """What the training forward calls: the model, under DDP when in a distributed job, compiled if asked."""
-    net = wrap_ddp(model, device=device, static_graph=not compiled)
-    if compiled:
-        net = torch.compile(net)
-    return net
-
-
-@torch.no_grad()
-def _sharded_accuracy(model: nn.Module, x: torch.Tensor | LazyItems, y: torch.Tensor, *, device: torch.device,
-                      precision: str) -> float:
-    """Accuracy on ``(x, y)``: each process scores its shard, the counts are summed."""
-    model.eval()
-    mine = shard(torch.arange(len(y)))  # positions, so that lazy inputs load only this shard
-    correct = torch.zeros((), dtype=torch.long)
-    for i in range(0, len(mine), 256):
-        pos = mine[i:i + 256]
-        with autocast(device, precision):
-            out = model(x[pos].to(device))
-        correct += (out.argmax(1).cpu() == y[pos]).sum()
-    return int(all_reduce_sum(correct)) / len(x)
 
 
 def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig = TeacherConfig(),
@@ -321,73 +262,13 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
     model.to(device)
     if device.type == "cuda":  # page-locked host memory: the copies to the GPU overlap the compute
         xt, yt, xv, yv = (t.pin_memory() for t in (xt, yt, xv, yv))
-    opt = _optimizer(model, config)
-    criterion = criterion_for(model, label_smoothing=config.label_smoothing)  # an ensemble's loss, else CE
-    augment = (FaceAugment(image_size=train.image_size[-1], channels=train.channels, strength=config.augment_strength)
-               if config.augment == "faces" else None)
-    world = world_size()
-    net = _for_training(model, device=device, compiled=config.compile)
-    scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "fp16")
-    steps_per_epoch = -(-len(xt) // config.batch_size)
-    total_steps, warmup_steps, step = config.max_epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch, 0
-    g = torch.Generator().manual_seed(config.seed)
-    best, best_state, best_epoch, since, history = -1.0, None, 0, 0, []
-    epochs = range(config.max_epochs)
-    if config.progress and is_main():
-        from tqdm.auto import tqdm
-
-        epochs = tqdm(epochs, desc="teacher", unit="epoch")
-    if world > 1:
-        logger.info("teacher: DDP over %d processes, %d faces per process and global batch of %d", world,
-                    -(-config.batch_size // world), config.batch_size)
-    # Dropout draws from torch's global generator: seed it for the loop, so the same config
-    # gives the same teacher in any process and after any earlier work, and leave the
-    # caller's generator as it was. Every rank draws the same shuffles, flips and shifts from
-    # ``g`` for each global batch and applies them to its own shard of it.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        for epoch in epochs:
-            model.train()
-            perm = torch.randperm(len(xt), generator=g)
-            total = torch.zeros(())
-            for i in range(0, len(xt), config.batch_size):
-                idx = perm[i:i + config.batch_size]
-                mine = shard(idx)  # this process's faces of the global batch (all of it in one process)
-                xb, yb = xt[mine], yt[mine]
-                if config.augment == "shift":  # drawn for the whole batch, as one process would
-                    flip, dx, dy = _shift_draws(len(idx), g)
-                    xb = _shift(xb, shard(flip), dx, dy)
-                if config.schedule == "cosine" or warmup_steps:
-                    _set_lr(opt, config, step=step, total=total_steps, warmup=warmup_steps)
-                step += 1
-                if len(idx) < world:  # a last batch too small to give every process an item (all skip it)
-                    continue
-                if augment is not None:
-                    xb, yb = augment(xb, yb)
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                opt.zero_grad()
-                with autocast(device, config.precision):
-                    loss = criterion(net(xb), yb)
-                # DDP averages the processes' gradients; weigh each by its share of the global
-                # batch so that the average is the global batch's mean loss even when it does
-                # not divide evenly.
-                scaled = loss * (len(yb) * world / len(idx)) if world > 1 else loss
-                scaler.scale(scaled).backward()
-                scaler.step(opt)
-                scaler.update()
-                total += loss.detach().float().cpu() * len(yb)
-            sync_buffers(model)  # rank 0's BatchNorm statistics everywhere before validation
-            acc = _sharded_accuracy(model, xv, yv, device=device, precision=config.precision)
-            train_loss = float(all_reduce_sum(total)) / len(xt)
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_accuracy": acc,
-                            "lr": opt.param_groups[0]["lr"]})
-            logger.info("teacher epoch %d: loss %.3f, val acc %.3f", epoch, train_loss, acc)
-            if acc > best:
-                best, best_state, best_epoch, since = acc, copy.deepcopy(model.state_dict()), epoch, 0
-            else:
-                since += 1
-                if since >= config.patience:
-                    break
-    model.load_state_dict(best_state)
+    image_size, channels = train.image_size[-1], train.channels
+    if config.member_training == "one_by_one":
+        fitted = fit_members(model, xt=xt, yt=yt, xv=xv, yv=yv, config=config, image_size=image_size,
+                             channels=channels)
+    else:  # an ensemble's loss (jointly), else cross-entropy
+        fitted = fit(model, xt=xt, yt=yt, xv=xv, yv=yv, config=config, image_size=image_size, channels=channels,
+                     criterion=criterion_for(model, label_smoothing=config.label_smoothing))
     model.cpu().eval()
-    return TeacherResult(model=model, classes=classes, best_epoch=best_epoch, best_val_accuracy=best, history=history)
+    return TeacherResult(model=model, classes=classes, best_epoch=fitted.best_epoch,
+                         best_val_accuracy=fitted.best_val_accuracy, history=fitted.history)

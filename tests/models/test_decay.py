@@ -39,7 +39,8 @@ def test_layer_decay_leaves_frozen_layers_out_and_refuses_a_bad_factor():
 
 
 def test_the_teacher_schedules_every_layer_at_its_scale():
-    from cfer.continual.teacher import TeacherConfig, _optimizer, _set_lr
+    from cfer.continual.teacher import TeacherConfig
+    from cfer.continual.teacher_fit import _optimizer, _set_lr
 
     model = build_model(arch="vit_face_micro", num_classes=6, in_chans=1, img_size=32)
     config = TeacherConfig(arch="vit_face_micro", optimizer="adamw", lr=1e-3, layer_decay=0.5, schedule="cosine",

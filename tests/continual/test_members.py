@@ -1,0 +1,121 @@
+"""An ensemble teacher trained one member at a time, and its fusion weights fitted on validation data."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cfer import taxonomy
+from cfer.continual.growing import build_model
+from cfer.continual.members import fit_fusion_weights, fit_members
+from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.continual.teacher_fit import fit
+from cfer.data.synthetic import make_synthetic_splits
+from cfer.models.ensemble import LateFusionEnsemble
+from cfer.models.ensemble_loss import EnsembleCriterion
+
+ARCH = "ensemble:cfer_tiny+cfer_tiny@24,learn_weights=true"
+CLASSES = tuple(taxonomy.BASIC)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_synthetic_splits(classes="basic", subjects=(3, 2, 1), per_class=2, image_size=32, seed=0)
+
+
+def _tensors(ds):
+    x = torch.from_numpy(ds.images).permute(0, 3, 1, 2).float().div_(255.0)
+    names = np.asarray(ds.classes)[ds.labels]
+    return x, torch.as_tensor([CLASSES.index(n) for n in names])
+
+
+@pytest.fixture(scope="module")
+def one_by_one(splits):
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:  # the ensemble loss must not be used: each member trains alone
+        mp.setattr(EnsembleCriterion, "__call__", lambda self, *a: calls.append(1))
+        config = TeacherConfig(arch=ARCH, max_epochs=2, patience=2, batch_size=8, member_training="one_by_one",
+                               device="cpu")
+        result = train_teacher(train=splits["train"], val=splits["val"], config=config, classes=CLASSES)
+    return config, result, calls
+
+
+def test_each_member_trains_alone_as_it_would_outside_the_ensemble(one_by_one, splits):
+    config, result, calls = one_by_one
+    assert calls == []
+    assert [(h["member"], h["epoch"]) for h in result.history] == [
+        ("cfer_tiny", 0), ("cfer_tiny", 1), ("cfer_tiny@24", 0), ("cfer_tiny@24", 1)]
+    # member i equals the same-seeded member trained on its own with seed + i
+    fresh = build_model(arch=ARCH, num_classes=len(CLASSES), in_chans=3, img_size=32, seed=config.seed)
+    (xt, yt), (xv, yv) = _tensors(splits["train"]), _tensors(splits["val"])
+    for i in range(2):
+        before = [p.detach().clone() for p in fresh.members[i].parameters()]
+        fit(fresh.members[i], xt=xt, yt=yt, xv=xv, yv=yv, criterion=torch.nn.CrossEntropyLoss(),
+            config=dataclasses.replace(config, seed=config.seed + i))
+        trained = list(result.model.members[i].parameters())
+        assert any(not torch.equal(a, b) for a, b in zip(before, trained))  # it learned something
+        for a, b in zip(fresh.members[i].parameters(), trained):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_fusion_weights_are_fitted_on_validation_and_the_reported_accuracy_is_the_fused_one(one_by_one, splits):
+    _, result, _ = one_by_one
+    ens = result.model.eval()
+    w = ens.fusion_weights.detach()
+    assert float(w.sum()) == pytest.approx(1.0) and not torch.allclose(w, torch.full((2,), 0.5), atol=1e-3)
+    xv, yv = _tensors(splits["val"])
+    with torch.no_grad():
+        fused = ens(xv)
+    assert result.best_val_accuracy == pytest.approx(float((fused.argmax(1) == yv).float().mean()))
+
+
+def test_fixed_fusion_weights_stay_uniform(splits):
+    xt, yt = _tensors(splits["train"])
+    xv, yv = _tensors(splits["val"])
+    ens = build_model(arch="ensemble:cfer_tiny+cfer_tiny", num_classes=len(CLASSES), img_size=32)
+    res = fit_members(ens, xt=xt, yt=yt, xv=xv, yv=yv,
+                      config=TeacherConfig(arch="ensemble:cfer_tiny+cfer_tiny", max_epochs=1, device="cpu"))
+    assert torch.allclose(ens.fusion_weights, torch.full((2,), 0.5)) and 0 <= res.best_val_accuracy <= 1
+
+
+class _Take(torch.nn.Module):
+    """A backbone that passes its (B, 3) input through as the features."""
+
+    num_features = 3
+
+    def forward_features(self, x):
+        return x
+
+    def forward_head(self, x, pre_logits=False):
+        return x
+
+
+def test_fitted_weights_favour_the_member_that_is_right_more_often():
+    torch.manual_seed(0)
+    ens = LateFusionEnsemble(members=[_Take(), _Take()], num_classes=3, learn_weights=True).eval()
+    x = torch.randn(48, 3)
+    with torch.no_grad():
+        ens.members[0].head.weight.copy_(10 * torch.eye(3))  # member 0 says argmax(x) ...
+        ens.members[0].head.bias.zero_()
+        ens.members[1].head.weight.zero_()
+        ens.members[1].head.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))  # ... member 1 always class 2
+        y = x.argmax(1)
+        y[::4] = 2  # the truth: argmax(x), except every fourth item is class 2
+        acc = [float((m(x).argmax(1) == y).float().mean()) for m in ens.members]
+    assert 0.7 < acc[0] < 1 and 0 < acc[1] < acc[0]  # both make mistakes, member 1 more
+    w = fit_fusion_weights(ens, x=x, y=y)
+    assert float(w[0]) > 0.6 and float(w.sum()) == pytest.approx(1.0)
+
+
+def test_bad_settings_are_refused_at_the_door():
+    with pytest.raises(ValueError, match="not an ensemble"):
+        TeacherConfig(arch="cfer_tiny", member_training="one_by_one")
+    with pytest.raises(ValueError, match="member_training must be one of"):
+        TeacherConfig(arch=ARCH, member_training="sequential")
+    ens = LateFusionEnsemble(members=["cfer_tiny", "cfer_tiny"], num_classes=2)
+    with pytest.raises(ValueError, match="learn_weights=true"):
+        fit_fusion_weights(ens, x=torch.rand(2, 3, 32, 32), y=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="LateFusionEnsemble"):
+        fit_members(torch.nn.Linear(2, 2), xt=torch.rand(2, 2), yt=torch.tensor([0, 1]), xv=torch.rand(2, 2),
+                    yv=torch.tensor([0, 1]), config=TeacherConfig(device="cpu"))
