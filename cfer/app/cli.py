@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (photo with --data, fast on the synthetic faces), fast or photo (face augmentation, "
                         "AdamW, label smoothing, warm-up + cosine)")
     t.add_argument("--neutral", action="store_true", help="include neutral among the teacher's classes")
+    t.add_argument("--member-training", choices=("joint", "one_by_one"), default="joint",
+                   help="an ensemble arch's members: joint (the ensemble loss) or one_by_one (each alone, then "
+                        "learn_weights=true fusion weights fitted on validation)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=_positive_int, default=64, help="global mini-batch size (default 64)")
     t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
@@ -275,6 +278,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "stopping (default: the recipe's, 3 fast / 8 photo)"),
     (("--teacher-lr",), "teacher.lr", "teacher learning rate (default: the recipe's, 2e-3 fast / 1e-3 photo; "
      "5e-4 suits a ViT from MAE weights)"),
+    (("--member-training",), "teacher.member_training", "an ensemble teacher's members: joint (default, the "
+     "ensemble loss) or one_by_one (each alone, then learn_weights=true fusion weights fitted on validation)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),
     (("--per-step",), "continual.per_step", "compound classes per step (1 = published protocol)"),

@@ -30,6 +30,7 @@ from cfer.app.config_checks import finite as _finite
 from cfer.app.config_checks import fraction as _fraction
 from cfer.app.config_checks import positive as _positive
 from cfer.app.config_checks import run_level as _run_level
+from cfer.app.config_checks import teacher_section as _teacher_section
 from cfer.continual.loggers import LOGGERS
 from cfer.data.faces import FaceCropper
 from cfer.data.readers import FORMATS
@@ -217,6 +218,7 @@ class TeacherSection:
         patience: Epochs without a better validation accuracy before stopping (3 fast, 8 photo).
         lr: Learning rate (default: the recipe's, 2e-3 fast, 1e-3 photo).
         batch_size: Mini-batch size.
+        member_training: An ensemble's members ``joint`` or ``one_by_one`` (docs/models.md).
     """
 
     recipe: str = "auto"
@@ -224,16 +226,11 @@ class TeacherSection:
     patience: int | None = None
     lr: float | None = None
     batch_size: int = 64
+    member_training: str = "joint"
 
     def __post_init__(self) -> None:
         _finite(self, "teacher")
-        if self.recipe not in TEACHER_RECIPES:
-            raise ValueError(f"teacher.recipe must be one of {list(TEACHER_RECIPES)}, got {self.recipe!r}")
-        for name in ("epochs", "patience", "batch_size"):
-            if getattr(self, name) is not None:
-                _positive("teacher", name, getattr(self, name))
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"teacher.lr must be > 0, got {self.lr}")
+        _teacher_section(self, recipes=TEACHER_RECIPES)
 
 
 @dataclass(frozen=True)
@@ -390,6 +387,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _run_level(self, max_seed=MAX_SEED)
+        if self.teacher.member_training == "one_by_one" and not self.model.arch.startswith("ensemble:"):
+            raise ValueError(f"teacher.member_training 'one_by_one' needs an ensemble model.arch "
+                             f"('ensemble:A+B'), got {self.model.arch!r}")
         order = self.continual.order
         if order is not None:
             if self.classes.compound is not None and sorted(order) != sorted(self.classes.compound):

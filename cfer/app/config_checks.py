@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any
 
-__all__ = ["finite", "positive", "fraction", "run_level", "continual_method"]
+__all__ = ["finite", "positive", "fraction", "run_level", "continual_method", "teacher_section"]
 
 STRATEGIES = ("cfer", "published")
 """The presets ``continual.strategy`` names (:mod:`cfer.continual.presets`)."""
@@ -31,6 +31,24 @@ def finite(section: Any, prefix: str) -> None:
         values = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             raise ValueError(f"{prefix}.{f.name} must be a finite number, got {value!r}")
+
+
+MEMBER_TRAINING = ("joint", "one_by_one")
+"""``teacher.member_training`` (:data:`cfer.continual.teacher.MEMBER_TRAINING`)."""
+
+
+def teacher_section(section: Any, *, recipes: tuple[str, ...]) -> None:
+    """The ``teacher`` section's values: recipe, epochs, patience, batch size, lr, member training."""
+    if section.recipe not in recipes:
+        raise ValueError(f"teacher.recipe must be one of {list(recipes)}, got {section.recipe!r}")
+    for name in ("epochs", "patience", "batch_size"):
+        if getattr(section, name) is not None:
+            positive("teacher", name, getattr(section, name))
+    if section.lr is not None and not section.lr > 0:
+        raise ValueError(f"teacher.lr must be > 0, got {section.lr}")
+    if section.member_training not in MEMBER_TRAINING:
+        raise ValueError(f"teacher.member_training must be one of {list(MEMBER_TRAINING)}, got "
+                         f"{section.member_training!r}")
 
 
 def positive(section: str, name: str, value: Any) -> None:

@@ -47,6 +47,8 @@ def test_a_yaml_file_sets_nested_keys_and_normalises_class_names(tmp_path):
     ({"explain": {"method": "gradcamm"}}, "did you mean 'gradcam'"),
     ({"continual": {"order": ["awed"]}, "classes": {"compound": ["awed", "hatred"]}}, "permutation"),
     ({"data": [1, 2]}, "must be a mapping"),
+    ({"teacher": {"member_training": "sequential"}}, "teacher.member_training must be one of ['joint', 'one_by_one']"),
+    ({"teacher": {"member_training": "one_by_one"}}, "needs an ensemble model.arch ('ensemble:A+B')"),
 ])
 def test_bad_values_fail_with_a_message_naming_the_fix(values, message):
     with pytest.raises(ValueError) as err:

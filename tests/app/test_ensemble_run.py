@@ -36,6 +36,23 @@ def test_the_teacher_stage_trains_an_ensemble_and_reports_each_member(tmp_path):
     assert "teacher member cfer_tiny@24 (its own head)" in text
 
 
+def test_the_teacher_stage_trains_members_one_by_one_when_asked(tmp_path):
+    from cfer.app.config_checks import MEMBER_TRAINING
+    from cfer.continual.teacher import MEMBER_TRAINING as TEACHER_MEMBER_TRAINING
+
+    assert MEMBER_TRAINING == TEACHER_MEMBER_TRAINING  # the config offers what the teacher takes
+    config = config_from_dict({"model": {"arch": ARCH + ",learn_weights=true"},
+                               "teacher": {"epochs": 1, "member_training": "one_by_one"},
+                               "fewshot": {"shots": [1], "queries": 1},
+                               "data": {"image_size": 32, "synthetic_subjects": [3, 1, 1], "synthetic_per_class": 2}})
+    state = RunState(config=config, folder=tmp_path, progress=False)
+    stages = {s.name: s for s in STAGES}
+    state.outputs["data"] = stages["data"](state)
+    model, info = stages["teacher"](state)
+    assert isinstance(model, GrowingEnsemble)
+    assert info["fusion_weights"] != [0.5, 0.5] and sum(info["fusion_weights"]) == pytest.approx(1.0)
+
+
 @pytest.fixture(scope="module")
 def ensemble_into_single_student(tmp_path_factory):
     """The whole job with an ensemble teacher distilled into one cfer_tiny student."""
