@@ -8,6 +8,7 @@ recall, F1 and support.
 
     python benchmarks/fusion_compare.py --json docs/results/fusion_compare.json
     python benchmarks/fusion_compare.py --quick          # a smoke run: 1 seed, 2 epochs
+    python benchmarks/fusion_compare.py --framed         # detector crops of photo-like frames
 
 An ensemble name may end in ``/one_by_one``: its members then train one at a time, each
 with its own early stopping, and with ``learn_weights=true`` the fusion weights are fitted
@@ -31,17 +32,26 @@ from cfer import taxonomy
 from cfer.continual.confusion import confusion
 from cfer.continual.teacher import TeacherConfig, train_teacher
 from cfer.data.synthetic import make_synthetic_splits
+from cfer.data.synthetic.framed_splits import make_framed_splits
 
 MEMBERS = ("resemotenet_slim", "vit_tiny_patch16_224", "manet_slim")
 MODELS = (*MEMBERS, "ensemble:" + "+".join(MEMBERS), "dualview_slim")
 TASKS = {"basic": list(taxonomy.BASIC), "all22": [taxonomy.NEUTRAL, *taxonomy.BASIC, *taxonomy.COMPOUND]}
 
 
-def run_one(spec: str, task: str, seed: int, *, epochs: int, subjects: tuple[int, int, int], per_class: int,
-            size: int) -> dict:
+def splits_for(task: str, seed: int, *, subjects: tuple[int, int, int], per_class: int, size: int,
+               framed: bool) -> dict:
+    """The task's faces: the renderer's crops, or (``framed``) the detector's crops of photo-like frames."""
+    if framed:
+        return make_framed_splits(classes=TASKS[task], subjects=subjects, per_class=per_class, image_size=size,
+                                  seed=seed)
+    return make_synthetic_splits(classes=TASKS[task], subjects=subjects, per_class=per_class, image_size=size,
+                                 seed=seed)
+
+
+def run_one(spec: str, task: str, seed: int, *, epochs: int, sp: dict) -> dict:
     arch, _, training = spec.partition("/")  # "ensemble:...[/one_by_one]"
     classes = TASKS[task]
-    sp = make_synthetic_splits(classes=classes, subjects=subjects, per_class=per_class, image_size=size, seed=seed)
     t0 = time.perf_counter()
     res = train_teacher(train=sp["train"], val=sp["val"], classes=tuple(classes),
                         config=TeacherConfig(arch=arch, max_epochs=epochs, seed=seed,
@@ -91,6 +101,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=48)
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--framed", action="store_true", help="faces cut out of photo-like frames by the face detector "
+                   "(make_framed_splits, PHOTO_CROPPER) instead of the renderer's own crops")
     p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, few subjects (a smoke run)")
     p.add_argument("--json", default=None)
     p.add_argument("--threads", type=int, default=2)
@@ -101,8 +113,12 @@ def main() -> None:
     runs, t_all = [], time.perf_counter()
     for task in a.tasks:
         for seed in range(seeds):
+            sp = splits_for(task, seed, subjects=subjects, per_class=per_class, size=a.size, framed=a.framed)
+            if a.framed:
+                print(f"{task} seed {seed}: the detector found " + ", ".join(f"{len(v)} {k}" for k, v in sp.items())
+                      + " faces", flush=True)
             for arch in a.models:
-                r = run_one(arch, task, seed, epochs=epochs, subjects=subjects, per_class=per_class, size=a.size)
+                r = run_one(arch, task, seed, epochs=epochs, sp=sp)
                 runs.append(r)
                 print(f"{task:6s} seed {seed} {arch:55s} acc {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f} "
                       f"({r['train_s']:.0f} s)", flush=True)

@@ -102,36 +102,19 @@ def _subset(train, fraction: float, seed: int):
 
 
 def _framed_splits(classes: list[str], args: argparse.Namespace, seed: int) -> dict:
-    """Train/val/test faces cut out of photo-like frames by the face detector (and aligned)."""
-    from PIL import Image
-
+    """Train/val/test faces cut out of photo-like frames by the face detector (and aligned), grey."""
     from cfer.data.align import FaceAligner
-    from cfer.data.base import FaceDataset
-    from cfer.data.faces import NoFaceFoundError
-    from cfer.data.synthetic.framed import PHOTO_CROPPER, render_framed_faces
+    from cfer.data.synthetic.framed import PHOTO_CROPPER
+    from cfer.data.synthetic.framed_splits import make_framed_splits
 
     cropper = PHOTO_CROPPER
     if args.align:
         cropper = FaceAligner(margin=PHOTO_CROPPER.margin, min_neighbors=PHOTO_CROPPER.min_neighbors,
                               cascade=PHOTO_CROPPER.cascade)
-    n_train, n_val, n_test = args.subjects
-    parts, first = {}, 0
-    for name, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        photos = render_framed_faces(classes=classes, n_subjects=n, per_class=args.per_class, seed=seed,
-                                     first_subject=first)
-        first += n
-        images, keep = [], []
-        for i, frame in enumerate(photos.images):
-            try:
-                face = cropper.crop(frame)
-            except NoFaceFoundError:
-                continue
-            grey = Image.fromarray(face).convert("L").resize((args.image_size,) * 2, Image.Resampling.BILINEAR)
-            images.append(np.asarray(grey)[:, :, None])
-            keep.append(i)
-        parts[name] = FaceDataset(images=np.stack(images), labels=photos.labels[keep], classes=photos.classes,
-                                  subjects=[photos.subjects[i] for i in keep])
-        print(f"framed {name}: {len(keep)} of {len(photos)} faces found", file=sys.stderr, flush=True)
+    parts = make_framed_splits(classes=classes, subjects=tuple(args.subjects), per_class=args.per_class,
+                               image_size=args.image_size, channels=1, cropper=cropper, seed=seed)
+    for name, part in parts.items():
+        print(f"framed {name}: {len(part)} faces found", file=sys.stderr, flush=True)
     if args.align:
         print(f"alignment: {cropper.stats}", file=sys.stderr, flush=True)
     return parts
