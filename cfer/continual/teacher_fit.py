@@ -132,6 +132,8 @@ def fit(model: nn.Module, *, xt: torch.Tensor | LazyItems, yt: torch.Tensor, xv:
     Returns:
         The best validation accuracy, its epoch and the per-epoch history.
     """
+    if config.augment == "faces" and (image_size is None or channels is None):
+        raise ValueError("augment='faces' needs the faces' image_size and channels; pass them to fit()")
     device = resolve_device(config.device)
     model.to(device)
     opt = _optimizer(model, config)

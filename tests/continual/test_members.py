@@ -116,6 +116,10 @@ def test_bad_settings_are_refused_at_the_door():
     ens = LateFusionEnsemble(members=["cfer_tiny", "cfer_tiny"], num_classes=2)
     with pytest.raises(ValueError, match="learn_weights=true"):
         fit_fusion_weights(ens, x=torch.rand(2, 3, 32, 32), y=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="needs the faces' image_size and channels"):
+        fit(torch.nn.Linear(2, 2), xt=torch.rand(2, 2), yt=torch.tensor([0, 1]), xv=torch.rand(2, 2),
+            yv=torch.tensor([0, 1]), criterion=torch.nn.CrossEntropyLoss(),
+            config=TeacherConfig(augment="faces", device="cpu"))
     with pytest.raises(ValueError, match="LateFusionEnsemble"):
         fit_members(torch.nn.Linear(2, 2), xt=torch.rand(2, 2), yt=torch.tensor([0, 1]), xv=torch.rand(2, 2),
                     yv=torch.tensor([0, 1]), config=TeacherConfig(device="cpu"))
