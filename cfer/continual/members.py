@@ -10,6 +10,12 @@ weights are then fitted on the **validation** set (the members frozen; L-BFGS on
 cross-entropy), which is the held-out data a stacked ensemble needs: the training set
 would favour whichever member memorised it best. Without it the weights stay uniform.
 
+Each named member starts from the weights a standalone teacher of its arch gets with the
+config's seed, and trains with that seed's shuffles: member ``i`` of a one-by-one ensemble
+is the model ``train_teacher`` trains for that arch alone, so the ensemble is the late
+fusion of the single teachers a user would otherwise compare it with. A second member of
+the same arch takes the next seed (two copies of one model would be one model).
+
 Example:
     >>> from cfer.continual.teacher import TeacherConfig, train_teacher
     >>> from cfer.data.synthetic import make_synthetic_splits
@@ -38,7 +44,7 @@ from cfer.models.ensemble import LateFusionEnsemble, fuse
 if TYPE_CHECKING:
     from cfer.continual.teacher import TeacherConfig
 
-__all__ = ["fit_members", "fit_fusion_weights"]
+__all__ = ["fit_members", "fit_fusion_weights", "member_seeds"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +54,12 @@ def fit_members(ensemble: LateFusionEnsemble, *, xt: torch.Tensor | LazyItems, y
                 image_size: int | None = None, channels: int | None = None) -> FitResult:
     """Train each member alone (cross-entropy, its own early stopping), then the fusion weights.
 
-    Member ``i`` trains with ``config`` and seed ``config.seed + i`` (its own shuffles). The
-    fusion weights are fitted on ``(xv, yv)`` when the ensemble learns them
-    (:func:`fit_fusion_weights`).
+    Member ``i`` trains with ``config`` and the seed :func:`member_seeds` gives it. A named
+    member first takes the initial weights ``build_model(arch=its name, seed=that seed)``
+    gives, so it trains exactly as ``train_teacher`` would train it alone; members given as
+    modules, members loaded from weight files (``config.weights``) and projected members
+    (``proj_dim``), which have no standalone twin, keep their weights. The fusion weights are
+    fitted on ``(xv, yv)`` when the ensemble learns them (:func:`fit_fusion_weights`).
 
     Args:
         ensemble: The ensemble, trained in place.
@@ -72,9 +81,14 @@ def fit_members(ensemble: LateFusionEnsemble, *, xt: torch.Tensor | LazyItems, y
                          "(build it from an 'ensemble:A+B' arch)")
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history, best_epochs = [], []
+    seeds = member_seeds(ensemble, seed=config.seed)
+    if config.weights is None and ensemble.proj_dim is None:
+        for i, member in enumerate(ensemble.members):
+            _start_as_alone(member, arch=ensemble._names[i], size=ensemble._sizes[i], seed=seeds[i],
+                            in_chans=ensemble.in_chans, image_size=image_size)
     for i, (name, member) in enumerate(zip(ensemble.member_names, ensemble.members)):
         result = fit(member, xt=xt, yt=yt, xv=xv, yv=yv, criterion=criterion,
-                     config=dataclasses.replace(config, seed=config.seed + i), image_size=image_size,
+                     config=dataclasses.replace(config, seed=seeds[i]), image_size=image_size,
                      channels=channels, label=f"member {name}")
         logger.info("member %s: best val acc %.3f at epoch %d", name, result.best_val_accuracy, result.best_epoch)
         history += [{**row, "member": name} for row in result.history]
@@ -86,6 +100,40 @@ def fit_members(ensemble: LateFusionEnsemble, *, xt: torch.Tensor | LazyItems, y
     weights = [round(float(w), 3) for w in ensemble.fusion_weights.detach()]
     logger.info("ensemble: fusion weights %s, val acc %.3f", weights, accuracy)
     return FitResult(best_val_accuracy=accuracy, best_epoch=max(best_epochs), history=history)
+
+
+def member_seeds(ensemble: LateFusionEnsemble, *, seed: int) -> list[int]:
+    """Each member's seed for one-by-one training: ``seed`` for the first member of an arch,
+    ``seed + k`` for its ``k``-th repeat (at any size); a member given as a module gets ``seed + i``.
+
+    Example:
+        >>> ens = LateFusionEnsemble(members=["cfer_tiny", "manet_tiny", "cfer_tiny"], num_classes=2)
+        >>> member_seeds(ens, seed=5)
+        [5, 5, 6]
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for i, name in enumerate(ensemble._names):
+        if name is None:
+            out.append(seed + i)
+            continue
+        out.append(seed + seen.get(name, 0))
+        seen[name] = seen.get(name, 0) + 1
+    return out
+
+
+@torch.no_grad()
+def _start_as_alone(member: nn.Module, *, arch: str | None, size: int | None, seed: int, in_chans: int,
+                    image_size: int | None) -> None:
+    """Give a named member the initial weights of a standalone ``build_model(arch=arch, seed=seed)``."""
+    if arch is None:
+        return
+    from cfer.continual.growing import build_model
+
+    alone = build_model(arch=arch, num_classes=member.num_classes, in_chans=in_chans, img_size=size or image_size,
+                        seed=seed)
+    member.backbone.load_state_dict(alone.backbone.state_dict())
+    member.head.load_state_dict(alone.head.state_dict())
 
 
 def fit_fusion_weights(ensemble: LateFusionEnsemble, *, x: torch.Tensor | LazyItems, y: torch.Tensor,

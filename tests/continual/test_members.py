@@ -8,14 +8,14 @@ import torch
 
 from cfer import taxonomy
 from cfer.continual.growing import build_model
-from cfer.continual.members import fit_fusion_weights, fit_members
+from cfer.continual.members import fit_fusion_weights, fit_members, member_seeds
 from cfer.continual.teacher import TeacherConfig, train_teacher
 from cfer.continual.teacher_fit import fit
 from cfer.data.synthetic import make_synthetic_splits
 from cfer.models.ensemble import LateFusionEnsemble
 from cfer.models.ensemble_loss import EnsembleCriterion
 
-ARCH = "ensemble:cfer_tiny+cfer_tiny@24,learn_weights=true"
+ARCH = "ensemble:cfer_tiny+manet_tiny,learn_weights=true"
 CLASSES = tuple(taxonomy.BASIC)
 
 
@@ -41,22 +41,32 @@ def one_by_one(splits):
     return config, result, calls
 
 
-def test_each_member_trains_alone_as_it_would_outside_the_ensemble(one_by_one, splits):
+def test_each_member_is_the_teacher_its_arch_would_give_alone(one_by_one, splits):
     config, result, calls = one_by_one
     assert calls == []
     assert [(h["member"], h["epoch"]) for h in result.history] == [
-        ("cfer_tiny", 0), ("cfer_tiny", 1), ("cfer_tiny@24", 0), ("cfer_tiny@24", 1)]
-    # member i equals the same-seeded member trained on its own with seed + i
-    fresh = build_model(arch=ARCH, num_classes=len(CLASSES), in_chans=3, img_size=32, seed=config.seed)
-    (xt, yt), (xv, yv) = _tensors(splits["train"]), _tensors(splits["val"])
-    for i in range(2):
-        before = [p.detach().clone() for p in fresh.members[i].parameters()]
-        fit(fresh.members[i], xt=xt, yt=yt, xv=xv, yv=yv, criterion=torch.nn.CrossEntropyLoss(),
-            config=dataclasses.replace(config, seed=config.seed + i))
-        trained = list(result.model.members[i].parameters())
-        assert any(not torch.equal(a, b) for a, b in zip(before, trained))  # it learned something
-        for a, b in zip(fresh.members[i].parameters(), trained):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        ("cfer_tiny", 0), ("cfer_tiny", 1), ("manet_tiny", 0), ("manet_tiny", 1)]
+    for i, arch in enumerate(("cfer_tiny", "manet_tiny")):
+        alone = train_teacher(train=splits["train"], val=splits["val"], classes=CLASSES,
+                              config=dataclasses.replace(config, arch=arch, member_training="joint")).model
+        untrained = build_model(arch=arch, num_classes=len(CLASSES), in_chans=3, img_size=32, seed=config.seed)
+        member = result.model.members[i]
+        assert any(not torch.equal(a, b) for a, b in zip(untrained.parameters(), alone.parameters()))  # it learned
+        for part in ("backbone", "head"):
+            theirs = getattr(alone, part).state_dict()
+            for key, value in getattr(member, part).state_dict().items():
+                torch.testing.assert_close(value, theirs[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_repeated_arch_takes_the_next_seed_so_its_copies_differ(splits):
+    ens = build_model(arch="ensemble:cfer_tiny+cfer_tiny@24+manet_tiny", num_classes=len(CLASSES), img_size=32)
+    assert member_seeds(ens, seed=3) == [3, 4, 3]
+    xt, yt = _tensors(splits["train"])
+    xv, yv = _tensors(splits["val"])
+    fit_members(ens, xt=xt, yt=yt, xv=xv, yv=yv, config=TeacherConfig(arch="ensemble:cfer_tiny+cfer_tiny@24+manet_tiny",
+                                                                          max_epochs=1, device="cpu", seed=3))
+    first, second = (dict(ens.members[i].backbone.named_parameters()) for i in range(2))
+    assert any(not torch.equal(first[k], second[k]) for k in first)
 
 
 def test_the_fusion_weights_are_fitted_on_validation_and_the_reported_accuracy_is_the_fused_one(one_by_one, splits):
