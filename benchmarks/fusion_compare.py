@@ -62,7 +62,12 @@ def run_one(spec: str, task: str, seed: int, *, epochs: int, sp: dict) -> dict:
     test_s = time.perf_counter() - t0
     scores = conf.scores()
     weights = getattr(res.model, "fusion_weights", None)
+    members = {}  # an ensemble's members on the same test faces, each on its own head
+    for name, member in zip(getattr(res.model, "member_names", ()), getattr(res.model, "members", ())):
+        m = confusion(member.eval(), sp["test"], classes=res.classes).scores()
+        members[name] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1()}
     return {"arch": spec, "task": task, "fusion_weights": None if weights is None else weights.tolist(),
+            "members": members or None,
             "seed": seed, "accuracy": scores.accuracy, "macro_f1": scores.macro_f1(),
             "macro_f1_compound": scores.macro_f1(kind="compound") if task == "all22" else None,
             "best_epoch": res.best_epoch, "epochs_run": len(res.history), "train_s": train_s, "test_s": test_s,
@@ -92,6 +97,18 @@ def _paired(runs: list[dict], models: list[str], tasks: list[str]) -> None:
             print(f"{task}: {arch} minus its best member {best}, macro-F1 per seed: "
                   f"{' '.join(f'{d:+.3f}' for d in diff)} (mean {np.mean(diff):+.3f} ± {np.std(diff):.3f}, "
                   f"ahead in {wins} of {len(diff)} seeds)")
+    for arch in [m for m in models if m.startswith("ensemble:")]:
+        for task in tasks:  # against the members inside it, on their own heads (same run, same test faces)
+            rs = sorted((r for r in runs if r["task"] == task and r["arch"] == arch and r.get("members")),
+                        key=lambda r: r["seed"])
+            if not rs:
+                continue
+            names = list(rs[0]["members"])
+            best = max(names, key=lambda m: np.mean([r["members"][m]["macro_f1"] for r in rs]))
+            diff = [r["macro_f1"] - r["members"][best]["macro_f1"] for r in rs]
+            print(f"{task}: {arch} minus its own member {best} (inside it), macro-F1 per seed: "
+                  f"{' '.join(f'{d:+.3f}' for d in diff)} (mean {np.mean(diff):+.3f} ± {np.std(diff):.3f}, "
+                  f"ahead in {sum(d > 0 for d in diff)} of {len(diff)} seeds)")
 
 
 def main() -> None:
@@ -122,6 +139,9 @@ def main() -> None:
                 runs.append(r)
                 print(f"{task:6s} seed {seed} {arch:55s} acc {r['accuracy']:.3f} macro-F1 {r['macro_f1']:.3f} "
                       f"({r['train_s']:.0f} s)", flush=True)
+                for name, m in (r["members"] or {}).items():
+                    print(f"{'':13s} member {name:48s} acc {m['accuracy']:.3f} "
+                          f"macro-F1 {m['macro_f1']:.3f}", flush=True)
     total = time.perf_counter() - t_all
     print("\n| task | model | accuracy | macro-F1 | macro-F1 compound | train s | epochs run |")
     print("|---|---|---|---|---|---|---|")
