@@ -70,7 +70,7 @@ def run_one(spec: str, task: str, seed: int, *, epochs: int, sp: dict) -> dict:
             "members": members or None,
             "seed": seed, "accuracy": scores.accuracy, "macro_f1": scores.macro_f1(),
             "macro_f1_compound": scores.macro_f1(kind="compound") if task == "all22" else None,
-            "best_epoch": res.best_epoch, "epochs_run": len(res.history), "train_s": train_s, "test_s": test_s,
+            "val_accuracy": res.best_val_accuracy, "best_epoch": res.best_epoch, "epochs_run": len(res.history), "train_s": train_s, "test_s": test_s,
             "n_test": int(len(sp["test"])), "scores": scores.to_dict()}
 
 
