@@ -9,6 +9,7 @@ recall, F1 and support.
     python benchmarks/fusion_compare.py --json docs/results/fusion_compare.json
     python benchmarks/fusion_compare.py --quick          # a smoke run: 1 seed, 2 epochs
     python benchmarks/fusion_compare.py --framed         # detector crops of photo-like frames
+    python benchmarks/fusion_compare.py --summarise a.json b.json   # runs split with --first-seed, together
 
 An ensemble name may end in ``/one_by_one``: its members then train one at a time, each
 with its own early stopping, and with ``learn_weights=true`` the fusion weights are fitted
@@ -24,6 +25,7 @@ import argparse
 import json
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,7 +72,8 @@ def run_one(spec: str, task: str, seed: int, *, epochs: int, sp: dict) -> dict:
             "members": members or None,
             "seed": seed, "accuracy": scores.accuracy, "macro_f1": scores.macro_f1(),
             "macro_f1_compound": scores.macro_f1(kind="compound") if task == "all22" else None,
-            "val_accuracy": res.best_val_accuracy, "best_epoch": res.best_epoch, "epochs_run": len(res.history), "train_s": train_s, "test_s": test_s,
+            "val_accuracy": res.best_val_accuracy, "best_epoch": res.best_epoch, "epochs_run": len(res.history),
+            "train_s": train_s, "test_s": test_s,
             "n_test": int(len(sp["test"])), "scores": scores.to_dict()}
 
 
@@ -111,25 +114,49 @@ def _paired(runs: list[dict], models: list[str], tasks: list[str]) -> None:
                   f"ahead in {sum(d > 0 for d in diff)} of {len(diff)} seeds)")
 
 
+def _report(runs: list[dict], models: list[str], tasks: list[str]) -> None:
+    """The table (mean ± std over the runs' seeds) and each ensemble's paired differences."""
+    print("\n| task | model | accuracy | macro-F1 | macro-F1 compound | train s | epochs run |")
+    print("|---|---|---|---|---|---|---|")
+    for task in tasks:
+        for arch in models:
+            rs = [r for r in runs if r["task"] == task and r["arch"] == arch]
+            if not rs:
+                continue
+            comp = _fmt([r["macro_f1_compound"] for r in rs]) if task == "all22" else "–"
+            acc, f1 = _fmt([r["accuracy"] for r in rs]), _fmt([r["macro_f1"] for r in rs])
+            train_s, ran = np.mean([r["train_s"] for r in rs]), np.mean([r["epochs_run"] for r in rs])
+            print(f"| {task} | {arch} | {acc} | {f1} | {comp} | {train_s:.0f} | {ran:.1f} |")
+    _paired(runs, models, tasks)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 "
+                   "(to split a run over processes)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--size", type=int, default=48)
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--framed", action="store_true", help="faces cut out of photo-like frames by the face detector "
                    "(make_framed_splits, PHOTO_CROPPER) instead of the renderer's own crops")
+    p.add_argument("--summarise", type=Path, nargs="+", default=None,
+                   help="print the table of these JSON files' runs together (e.g. a run split with --first-seed)")
     p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, few subjects (a smoke run)")
     p.add_argument("--json", default=None)
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
+    if a.summarise:
+        runs = [r for f in a.summarise for r in json.loads(f.read_text())["runs"]]
+        _report(runs, list(dict.fromkeys(r["arch"] for r in runs)), list(dict.fromkeys(r["task"] for r in runs)))
+        return
     warnings.filterwarnings("ignore")
     torch.set_num_threads(a.threads)
     seeds, epochs, subjects, per_class = (1, 2, (3, 1, 2), 2) if a.quick else (a.seeds, a.epochs, (16, 4, 8), 4)
     runs, t_all = [], time.perf_counter()
     for task in a.tasks:
-        for seed in range(seeds):
+        for seed in range(a.first_seed, a.first_seed + seeds):
             sp = splits_for(task, seed, subjects=subjects, per_class=per_class, size=a.size, framed=a.framed)
             if a.framed:
                 print(f"{task} seed {seed}: the detector found " + ", ".join(f"{len(v)} {k}" for k, v in sp.items())
@@ -143,16 +170,7 @@ def main() -> None:
                     print(f"{'':13s} member {name:48s} acc {m['accuracy']:.3f} "
                           f"macro-F1 {m['macro_f1']:.3f}", flush=True)
     total = time.perf_counter() - t_all
-    print("\n| task | model | accuracy | macro-F1 | macro-F1 compound | train s | epochs run |")
-    print("|---|---|---|---|---|---|---|")
-    for task in a.tasks:
-        for arch in a.models:
-            rs = [r for r in runs if r["task"] == task and r["arch"] == arch]
-            comp = _fmt([r["macro_f1_compound"] for r in rs]) if task == "all22" else "–"
-            acc, f1 = _fmt([r["accuracy"] for r in rs]), _fmt([r["macro_f1"] for r in rs])
-            train_s, ran = np.mean([r["train_s"] for r in rs]), np.mean([r["epochs_run"] for r in rs])
-            print(f"| {task} | {arch} | {acc} | {f1} | {comp} | {train_s:.0f} | {ran:.1f} |")
-    _paired(runs, a.models, a.tasks)
+    _report(runs, a.models, a.tasks)
     print(f"\n{total / 60:.1f} minutes in all")
     if a.json:
         with open(a.json, "w") as fh:
