@@ -57,7 +57,8 @@ def fit_members(ensemble: LateFusionEnsemble, *, xt: torch.Tensor | LazyItems, y
     Member ``i`` trains with ``config`` and the seed :func:`member_seeds` gives it. A named
     member first takes the initial weights ``build_model(arch=its name, seed=that seed)``
     gives, so it trains exactly as ``train_teacher`` would train it alone; members given as
-    modules, members loaded from weight files (``config.weights``) and projected members
+    modules, members loaded from weight files (``config.weights``, or the ensemble's own
+    ``weights=``) and projected members
     (``proj_dim``), which have no standalone twin, keep their weights. The fusion weights are
     fitted on ``(xv, yv)`` when the ensemble learns them (:func:`fit_fusion_weights`).
 
@@ -83,9 +84,11 @@ def fit_members(ensemble: LateFusionEnsemble, *, xt: torch.Tensor | LazyItems, y
     history, best_epochs = [], []
     seeds = member_seeds(ensemble, seed=config.seed)
     if config.weights is None and ensemble.proj_dim is None:
+        files = getattr(ensemble, "_files", None) or [None] * len(ensemble.members)
         for i, member in enumerate(ensemble.members):
-            _start_as_alone(member, arch=ensemble._names[i], size=ensemble._sizes[i], seed=seeds[i],
-                            in_chans=ensemble.in_chans, image_size=image_size)
+            if files[i] is None:  # a member read from its own weight file keeps them
+                _start_as_alone(member, arch=ensemble._names[i], size=ensemble._sizes[i], seed=seeds[i],
+                                in_chans=ensemble.in_chans, image_size=image_size)
     for i, (name, member) in enumerate(zip(ensemble.member_names, ensemble.members)):
         result = fit(member, xt=xt, yt=yt, xv=xv, yv=yv, criterion=criterion,
                      config=dataclasses.replace(config, seed=seeds[i]), image_size=image_size,
@@ -133,7 +136,12 @@ def _start_as_alone(member: nn.Module, *, arch: str | None, size: int | None, se
     alone = build_model(arch=arch, num_classes=member.num_classes, in_chans=in_chans, img_size=size or image_size,
                         seed=seed)
     member.backbone.load_state_dict(alone.backbone.state_dict())
-    member.head.load_state_dict(alone.head.state_dict())
+    # the growing ensemble's heads are IncrementalClassifiers like the standalone's; a plain
+    # LateFusionEnsemble's are nn.Linear: copy the linear layer either way
+    mine, theirs = getattr(member.head, "classifier", member.head), alone.head.classifier
+    if isinstance(mine, nn.Linear) and mine.weight.shape == theirs.weight.shape:
+        mine.weight.copy_(theirs.weight)
+        mine.bias.copy_(theirs.bias)
 
 
 def fit_fusion_weights(ensemble: LateFusionEnsemble, *, x: torch.Tensor | LazyItems, y: torch.Tensor,

@@ -233,7 +233,7 @@ class LateFusionEnsemble(nn.Module):
             built.append(EnsembleMember(backbone=backbone, projection=proj, head=nn.Identity(),
                                         img_size=size or _grid_size(backbone), name=name))
         self.members = nn.ModuleList(built)
-        self._sizes = sizes
+        self._sizes, self._files = sizes, files
         if self.learn_weights:
             self.fusion_logits = nn.Parameter(init)
         else:

@@ -133,3 +133,26 @@ def test_bad_settings_are_refused_at_the_door():
     with pytest.raises(ValueError, match="LateFusionEnsemble"):
         fit_members(torch.nn.Linear(2, 2), xt=torch.rand(2, 2), yt=torch.tensor([0, 1]), xv=torch.rand(2, 2),
                     yv=torch.tensor([0, 1]), config=TeacherConfig(device="cpu"))
+
+
+def test_a_member_read_from_its_own_weight_file_keeps_it(tmp_path, splits, monkeypatch):
+    from cfer.continual import members as members_module
+    from cfer.continual.teacher_fit import FitResult
+    from cfer.models import create_backbone
+
+    torch.manual_seed(1)
+    donor = create_backbone("cfer_tiny")
+    torch.save(donor.state_dict(), tmp_path / "tiny.pt")
+    ens = LateFusionEnsemble(members=["cfer_tiny", "manet_tiny"], num_classes=len(CLASSES), img_size=32,
+                             weights=[tmp_path / "tiny.pt", None])
+    monkeypatch.setattr(members_module, "fit", lambda *a, **k: FitResult(best_val_accuracy=0.0, best_epoch=0,
+                                                                          history=[]))
+    xv, yv = _tensors(splits["val"])
+    fit_members(ens, xt=xv, yt=yv, xv=xv, yv=yv, config=TeacherConfig(arch="ensemble:cfer_tiny+manet_tiny",
+                                                                      device="cpu", seed=4))
+    for key, value in donor.state_dict().items():  # the file's weights, not a fresh start
+        assert torch.equal(ens.members[0].backbone.state_dict()[key], value)
+    alone = build_model(arch="manet_tiny", num_classes=len(CLASSES), in_chans=3, img_size=32, seed=4)
+    for key, value in alone.backbone.state_dict().items():  # the other member starts as it would alone
+        assert torch.equal(ens.members[1].backbone.state_dict()[key], value)
+    assert torch.equal(ens.members[1].head.weight, alone.head.classifier.weight)  # its nn.Linear head too
