@@ -153,6 +153,11 @@ def main() -> None:
     cfg = {"batch": a.batch, "warmup": a.warmup, "repeats": a.repeats}
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load {os.getloadavg()[0]:.2f}", flush=True)
+    if a.loop:  # ddp_scaling.py's teacher job, its default sizes at this batch
+        sys.path.insert(0, str(Path(__file__).parent))
+        from ddp_scaling import measure as measure_loop
+
+        sizes = {"teacher_subjects": 24, "teacher_epochs": 3, "batch": a.batch, "cpu_bucket_mb": None}
     parts: dict[str, list[float]] = {}
     rounds = []
     for r in range(a.rounds):
@@ -160,10 +165,6 @@ def main() -> None:
         _, _, step_ratio = _summary(this)
         row = {"step_ratio": step_ratio}
         if a.loop:
-            sys.path.insert(0, str(Path(__file__).parent))
-            from ddp_scaling import measure as measure_loop
-
-            sizes = {"teacher_subjects": 24, "teacher_epochs": 3, "batch": a.batch, "cpu_bucket_mb": None}
             one, two = (measure_loop("teacher", n, device="cpu", sizes=sizes) for n in (1, 2))
             row.update(loop_1=one, loop_2=two, loop_ratio=two / one)
         rounds.append(row)
