@@ -65,11 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--strategies", nargs="+", default=[*STRATEGIES, "cfer+la"], type=_strategy_name,
                     help="strategy names; a cfer variant adds options with '+': la (logit adjustment, "
                          "--logit-adjustment), ncm / ncmnew (nearest class mean over the memory / memory and new "
-                         "items), bft (balanced fine-tuning, --balanced-epochs), nofeat (no feature distillation), "
+                         "items), mirror (class means also over the mirror images), ncmhead (class means and the "
+                         "head vote), sig (per-class sigmoid loss, old classes' targets from the previous student), "
+                         "bft (balanced fine-tuning, --balanced-epochs), nofeat (no feature distillation), "
                          "grow (PSMR grow mode), cat (train on new data and the whole memory "
                          "concatenated), herd (PSMR sorts, then herds within the top half), prev / prevW (distil "
-                         "the previous student, weight 1 / W), eN (N epochs per compound step instead of "
-                         "--epochs); e.g. cfer+la+ncm")
+                         "the previous student, weight 1 / W), pfW (the previous student's features, 1 - cosine, "
+                         "weight W), eN (N epochs per compound step instead of --epochs); e.g. cfer+la+ncm")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--arch", default="resemotenet_slim")
@@ -116,7 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "processes; --merge joins their --json files")
     ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
                     help="print one table (and --plot) from --json files of the same setting, e.g. run in parallel "
-                         "with different --strategies")
+                         "with different --strategies; a later file's run of the same strategy and order replaces "
+                         "an earlier one")
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.quick:
@@ -125,13 +128,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-VARIANTS = ("la", "ncm", "ncmnew", "bft", "nofeat", "grow", "cat", "herd", "prev", "nocache")
+VARIANTS = ("la", "ncm", "ncmnew", "mirror", "ncmhead", "sig", "bft", "nofeat", "grow", "cat", "herd", "prev",
+            "nocache")
+
+
+def _number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
 
 
 def _strategy_name(name: str) -> str:
     base, *opts = name.split("+")
     bad = [o for o in opts if o not in VARIANTS and not (o[:1] == "e" and o[1:].isdigit() and int(o[1:]) > 0)
-           and not (o[:4] == "prev" and o[4:].isdigit())]
+           and not (o[:4] == "prev" and o[4:].isdigit()) and not (o[:2] == "pf" and _number(o[2:]))]
     if base not in STRATEGIES or (opts and base != "cfer") or bad:
         raise argparse.ArgumentTypeError(f"{name!r}: use one of {list(STRATEGIES)}, or cfer+OPT[+OPT...] with OPT in "
                                          f"{list(VARIANTS)}")
@@ -150,11 +161,16 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
                       psmr_mode="grow" if "grow" in opts else args.psmr_mode,
                       logit_adjustment=args.logit_adjustment if "la" in opts else 0.0,
                       nearest_mean="memory+new" if "ncmnew" in opts else "memory" if "ncm" in opts else "off",
+                      nearest_mean_mirror="mirror" in opts,
+                      nearest_mean_head_weight=1.0 if "ncmhead" in opts else 0.0,
                       balanced_epochs=args.balanced_epochs if "bft" in opts else 0, balanced_lr=args.balanced_lr,
                       replay_batches="concat" if "cat" in opts else "mixed",
+                      criterion="sigmoid" if "sig" in opts else "ce",
                       psmr_new_class_selection="sorted_herding" if "herd" in opts else "sorted",
                       previous_weight=max([1.0 if o == "prev" else float(o[4:]) for o in opts if o[:4] == "prev"]
-                                          or [0.0]), cache_teacher="nocache" not in opts)
+                                          or [0.0]),
+                      previous_feature_weight=max([float(o[2:]) for o in opts if o[:2] == "pf"] or [0.0]),
+                      cache_teacher="nocache" not in opts)
 
 
 def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple[str, ...], tuple[str, ...]]:
@@ -317,8 +333,11 @@ def paired_table(records: dict[str, list[dict]], *, reference: str) -> str:
 
 
 def report_merged(args: argparse.Namespace) -> int:
-    """Print the tables of several ``--json`` files of the same setting as one."""
-    records: dict[str, list[dict]] = {}
+    """Print the tables of several ``--json`` files of the same setting as one. A run of
+    the same strategy and class order in a later file replaces the earlier one (a re-run
+    supersedes); runs of other orders add up."""
+    by_order: dict[str, dict[tuple, dict]] = {}
+    replaced = 0
     settings = set()
     for path in args.merge:
         data = json.loads(Path(path).read_text())
@@ -326,10 +345,15 @@ def report_merged(args: argparse.Namespace) -> int:
         settings.add((a["per_step"], a["arch"], a["epochs"], a["basic_epochs"], tuple(a["subjects"]), a["per_class"],
                       a["memory_fraction"], a["seed"], a["evaluate_on"]))
         for res in data["results"]:
-            records.setdefault(res["strategy"], []).extend(res["runs"])
+            runs = by_order.setdefault(res["strategy"], {})
+            for run in res["runs"]:
+                replaced += tuple(run["order"]) in runs
+                runs[tuple(run["order"])] = run
+    records = {name: list(runs.values()) for name, runs in by_order.items()}
     if len(settings) != 1:
         raise SystemExit(f"--merge: the files hold different settings {sorted(settings)}; merge runs of one setting")
-    print(f"merged {len(args.merge)} files: {len(records)} strategies\n")
+    print(f"merged {len(args.merge)} files: {len(records)} strategies"
+          + (f"; {replaced} runs replaced by a later file's" if replaced else "") + "\n")
     print_tables(records)
     if args.plot is not None:
         plot(records, args.plot)

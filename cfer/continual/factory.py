@@ -81,12 +81,23 @@ class CferConfig:
         nearest_mean: Predict by nearest class mean
             (:class:`~cfer.continual.plugins.ncm.NearestMeanPlugin`): ``"off"`` (the
             published method), ``"memory"`` or ``"memory+new"``.
+        nearest_mean_mirror: Count each item and its left-right mirror image in the class
+            means (iCaRL's implementation does; off in the published method, which has no
+            class means).
+        nearest_mean_head_weight: With nearest class mean, add the linear head's
+            log-probabilities with this weight to the class means' (0: the means alone).
         balanced_epochs: Epochs of the class-balanced fine-tuning pass on the memory after
             each step (:class:`~cfer.continual.plugins.balanced.BalancedFinetunePlugin`;
             0: off, the published method).
         balanced_lr: Learning rate of that pass.
         previous_weight: Weight of logit distillation from the previous step's frozen
             student, over all the classes it knew (0: off, the published method).
+        previous_feature_weight: Weight of ``1 - cosine`` between the student's pre-logit
+            features and the previous step's frozen student's (0: off, the published method).
+        criterion: ``"ce"`` (softmax cross-entropy, the published method) or ``"sigmoid"``
+            (per-class binary cross-entropy, old classes' targets from the previous
+            student, as iCaRL trains:
+            :class:`~cfer.continual.plugins.sigmoid.SigmoidCriterionPlugin`).
         replay_batches: ``"mixed"`` (half new data, half memory per mini-batch; an epoch
             is a pass over the new data: Avalanche's ``ReplayPlugin``, the published
             method) or ``"concat"`` (an epoch is a pass over new data and memory together).
@@ -109,10 +120,14 @@ class CferConfig:
     psmr_new_class_selection: str = "sorted"
     logit_adjustment: float = 1.0
     nearest_mean: str = "memory"
+    nearest_mean_mirror: bool = False
+    nearest_mean_head_weight: float = 0.0
     balanced_epochs: int = 0
     balanced_lr: float = 1e-4
     replay_batches: str = "concat"
+    criterion: str = "ce"
     previous_weight: float = 3.0
+    previous_feature_weight: float = 0.0
     cache_teacher: bool = True
 
     def __post_init__(self) -> None:
@@ -120,6 +135,10 @@ class CferConfig:
             raise ValueError(f"replay_batches must be 'mixed' or 'concat', got {self.replay_batches!r}")
         if self.previous_weight < 0:
             raise ValueError(f"previous_weight must be >= 0 (0: off), got {self.previous_weight}")
+        if self.previous_feature_weight < 0:
+            raise ValueError(f"previous_feature_weight must be >= 0 (0: off), got {self.previous_feature_weight}")
+        if self.criterion not in ("ce", "sigmoid"):
+            raise ValueError(f"criterion must be 'ce' or 'sigmoid', got {self.criterion!r}")
         if self.nearest_mean not in ("off", "memory", "memory+new"):
             raise ValueError(f"nearest_mean must be 'off', 'memory' or 'memory+new', got {self.nearest_mean!r}")
         if self.balanced_epochs < 0 or not self.balanced_lr > 0:
@@ -254,12 +273,18 @@ def make_strategy(
                                       first_step=cfer.first_step, t_squared=cfer.t_squared,
                                       feature_weight=cfer.feature_weight, feature_loss=cfer.feature_loss,
                                       feature_layer=cfer.feature_layer, feature_from=cfer.feature_from,
-                                      previous_weight=cfer.previous_weight, cache_outputs=cfer.cache_teacher)
+                                      previous_weight=cfer.previous_weight,
+                                      previous_feature_weight=cfer.previous_feature_weight,
+                                      cache_outputs=cfer.cache_teacher)
     replay = psmr_plugin(max_size=memory_size, total_classes=total_classes, mode=cfer.psmr_mode,
                          scorer=cfer.psmr_scorer, teacher=teacher if cfer.psmr_scorer == "teacher" else None,
                          rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection,
                          batches=cfer.replay_batches)
     own = [distill, replay]
+    if cfer.criterion == "sigmoid":  # innermost criterion (it wraps in before_training); copies the model
+        from cfer.continual.plugins.sigmoid import SigmoidCriterionPlugin  # after distillation removed its taps
+
+        own.insert(1, SigmoidCriterionPlugin())
     if cfer.logit_adjustment > 0:
         own.append(LogitAdjustmentPlugin(tau=cfer.logit_adjustment))
     # After the replay plugin: both read the memory it has just updated, fine-tuning first.
@@ -271,7 +296,8 @@ def make_strategy(
     if cfer.nearest_mean != "off":
         from cfer.continual.plugins.ncm import NearestMeanPlugin
 
-        own.append(NearestMeanPlugin(source=cfer.nearest_mean))
+        own.append(NearestMeanPlugin(source=cfer.nearest_mean, mirror=cfer.nearest_mean_mirror,
+                                     head_weight=cfer.nearest_mean_head_weight))
     return Naive(model=model, criterion=ce, plugins=[*own, *extra], **common)
 
 

@@ -125,6 +125,13 @@ def _distillation(strategy):  # noqa: ANN001, ANN202
     return _plugin(strategy, BasicDistillationPlugin)
 
 
+def _sigmoid_criterion(strategy):  # noqa: ANN001, ANN202
+    """The strategy's per-class sigmoid criterion plugin, or None."""
+    from cfer.continual.plugins.sigmoid import SigmoidCriterionPlugin
+
+    return next((p for p in strategy.plugins if isinstance(p, SigmoidCriterionPlugin)), None)
+
+
 def _nearest_mean(strategy):  # noqa: ANN001, ANN202
     """The strategy's nearest-class-mean plugin, or None."""
     from cfer.continual.plugins.ncm import NearestMeanPlugin
@@ -260,8 +267,12 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
     if state is not None:
         distill = _distillation(strategy)
         distill.load_state_dict(state["plugins"]["distillation"])
-        if distill.previous_weight > 0:  # the previous step's student is the checkpoint's (before any hook)
+        # The previous step's student is the checkpoint's (copied before any hook is on it).
+        if distill.previous_weight > 0 or distill.previous_feature_weight > 0:
             distill.previous = distill._freeze(student)
+        sigmoid = _sigmoid_criterion(strategy)
+        if sigmoid is not None and sigmoid.distil_old:
+            sigmoid.previous = distill._freeze(student)
         ncm = _nearest_mean(strategy)
         if ncm is not None and "nearest_mean" in state["plugins"]:  # predict as the run did after that step
             ncm.load_state_dict(state["plugins"]["nearest_mean"])

@@ -21,9 +21,15 @@ class _Killed(Exception):
     pass
 
 
-def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_path, monkeypatch):
+EVERY_STATE = CferConfig(criterion="sigmoid", previous_feature_weight=1.0, nearest_mean_mirror=True,
+                         nearest_mean_head_weight=1.0)
+"""The preset plus every option that keeps a state between steps (a previous student, means)."""
+
+
+@pytest.mark.parametrize("cfer", [CferConfig(), EVERY_STATE], ids=["preset", "every-option"])
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_path, monkeypatch, cfer):
     _, teacher, stream = setup
-    settings = dict(epochs=2, cfer=CferConfig())  # the cfer preset: every mechanism with a state
+    settings = dict(epochs=2, cfer=cfer)
     full, student = resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
                                         checkpoint=tmp_path / "full.pt", seed=3)
     assert len(full.matrix) == stream.n_steps == 4

@@ -2,7 +2,7 @@
 
 At compound step ``i`` (the basic experience is step 0) the training loss becomes
 
-    loss = (1 - g_i) * CE(y, s) + g_i * KD + w_p * P + w_f * F
+    loss = (1 - g_i) * CE(y, s) + g_i * KD + w_p * P + w_f * F + w_q * Q
 
 * ``CE(y, s)``: the strategy's own criterion; the plugin scales it by ``1 - g_i``
   through :mod:`cfer.continual.plugins.criterion` (so another plugin that changes the
@@ -23,6 +23,10 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
 * ``P`` (off by default, not in the published method): the same tempered cross-entropy
   from the **previous step's** frozen student, on the outputs it had (the compound classes
   learnt so far included), weighted by ``previous_weight``;
+* ``Q`` (off by default, not in the published method): ``1 - cosine`` between the
+  student's pre-logit features and the **previous step's** frozen student's, on every
+  mini-batch item, weighted by ``previous_feature_weight`` (a less-forget constraint: the
+  old classes' features, which the nearest-class-mean rule reads, stay where they were);
 * ``F``: feature distillation, the student's pre-logit features mapped by a learned
   linear projection (identity-initialised when the widths match) towards the teacher's
   pre-logit features, by mean squared error (``"mse"``) or ``1 - cosine`` (``"cosine"``),
@@ -115,6 +119,8 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         teacher_feature_from: The side of it read (default: ``feature_from``).
         previous_weight: Weight of distillation from the previous step's student (0: off,
             as published).
+        previous_feature_weight: Weight of the ``1 - cosine`` term between the student's
+            pre-logit features and the previous step's student's (0: off, as published).
         cache_outputs: Compute the frozen teacher's (and previous student's) logits and
             features once per distinct input in a step and reuse them in later epochs
             (:class:`~cfer.continual.output_cache.OutputCache`; it switches itself off when
@@ -143,6 +149,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         teacher_feature_layer: str | None = None,
         teacher_feature_from: Literal["input", "output"] | None = None,
         previous_weight: float = 0.0,
+        previous_feature_weight: float = 0.0,
         cache_outputs: bool = True,
     ) -> None:
         super().__init__()
@@ -154,7 +161,10 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             raise ValueError(f"feature_weight must be >= 0, got {feature_weight}")
         if previous_weight < 0:
             raise ValueError(f"previous_weight must be >= 0, got {previous_weight}")
+        if previous_feature_weight < 0:
+            raise ValueError(f"previous_feature_weight must be >= 0, got {previous_feature_weight}")
         self.previous_weight = previous_weight
+        self.previous_feature_weight = previous_feature_weight
         self.cache_outputs = bool(cache_outputs)
         self._caches: dict[str, OutputCache] = {}  # "teacher" / "previous", while an experience trains
         self.cache_stats: dict[str, dict] = {}
@@ -185,6 +195,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         self._s_layer: tuple[str, str] | None = None  # the student's (module name, side)
         self._tap: FeatureTap | None = None  # on the student, while an experience trains
         self._t_tap: FeatureTap | None = None  # on the teacher, likewise
+        self._p_tap: FeatureTap | None = None  # on the previous student, likewise
 
     @staticmethod
     def _freeze(model: nn.Module) -> nn.Module:
@@ -236,12 +247,18 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
     # -- callbacks ---------------------------------------------------------------------------
     def before_train_dataset_adaptation(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         self._count("before_train_dataset_adaptation")
-        if self.feature_weight == 0:
+        if self.feature_weight == 0 and self.previous_feature_weight == 0:
             return
         model = strategy.model
         first = self._s_layer is None  # the first experience: check the student (and a given teacher) now
         if first:
             self._s_layer = find_feature_layer(model, feature_layer=self.feature_layer, feature_from=self.feature_from)
+        if self.feature_weight == 0:
+            if first:
+                probe = strategy.experience.dataset[0][0][None].to(strategy.device)
+                probe_features(model, probe, layer=self._s_layer[0], side=self._s_layer[1],
+                               check_classifier=self.feature_layer is None)
+            return
         if not first and (self.teacher is None or self.projection is not None):
             return
         probe = strategy.experience.dataset[0][0][None].to(strategy.device)
@@ -296,10 +313,22 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
                 self._t_layer = self._teacher_layer(self.teacher)
             self._tap = FeatureTap(strategy.model, layer=self._s_layer[0], side=self._s_layer[1])
             self._t_tap = FeatureTap(self.teacher, layer=self._t_layer[0], side=self._t_layer[1])
+        if self._previous_features_on():
+            if self._s_layer is None:
+                self._s_layer = find_feature_layer(strategy.model, feature_layer=self.feature_layer,
+                                                   feature_from=self.feature_from)
+            if self._tap is None:
+                self._tap = FeatureTap(strategy.model, layer=self._s_layer[0], side=self._s_layer[1])
+            self.previous.to(strategy.device)
+            self._p_tap = FeatureTap(self.previous, layer=self._s_layer[0], side=self._s_layer[1])
         if self.cache_outputs:  # the frozen models' outputs, once per distinct input this step
             self._caches = {"teacher": OutputCache(self.teacher, tap=self._t_tap)}
             if self.previous is not None:
-                self._caches["previous"] = OutputCache(self.previous)
+                self._caches["previous"] = OutputCache(self.previous, tap=self._p_tap)
+
+    def _previous_features_on(self) -> bool:
+        """Whether the previous-student feature term runs in the experience that starts."""
+        return self.previous_feature_weight > 0 and self.previous is not None and self._step > self.first_step
 
     def before_forward(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         if self._tap is not None:
@@ -326,22 +355,32 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             pkd = logit_distillation(student_logits[:, :n], p_logits, temperature=self.temperature)
             strategy.loss = strategy.loss + self.previous_weight * pkd
             self.last["previous"] = float(pkd.detach())
+        if self._p_tap is not None:
+            s_feat, p_feat = self._student_features(x), self._frozen("previous", x)[1]
+            q = feature_distillation(s_feat, p_feat, kind="cosine")
+            strategy.loss = strategy.loss + self.previous_feature_weight * q
+            self.last["previous_feat"] = float(q.detach())
         if self.feature_weight > 0 and self._tap is not None:
-            s_feat = self._tap.features
-            if s_feat is None or s_feat.shape[0] != x.shape[0]:
-                raise RuntimeError(f"the student's feature layer {self._tap.layer!r} did not run in the strategy's "
-                                   "forward pass of this mini-batch; pass feature_layer= naming a module it uses")
+            s_feat = self._student_features(x)
             if self.projection is not None:
                 s_feat = self.projection(s_feat)
             f = feature_distillation(s_feat, t_feat, kind=self.feature_loss)
             strategy.loss = strategy.loss + self.feature_weight * f
             self.last["feat"] = float(f.detach())
 
+    def _student_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The student's tapped pre-logit features of this mini-batch's training forward."""
+        s_feat = self._tap.features
+        if s_feat is None or s_feat.shape[0] != x.shape[0]:
+            raise RuntimeError(f"the student's feature layer {self._tap.layer!r} did not run in the strategy's "
+                               "forward pass of this mini-batch; pass feature_layer= naming a module it uses")
+        return s_feat
+
     def _frozen(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The frozen teacher's or previous student's logits and tapped features of ``x``."""
         if name in self._caches:
             return self._caches[name](x)
-        tap = self._t_tap if name == "teacher" else None
+        tap = self._t_tap if name == "teacher" else self._p_tap
         with torch.no_grad():
             logits = getattr(self, name)(x)
         return logits, None if tap is None else tap.features
@@ -356,11 +395,11 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
                             for k, c in self._caches.items()}
         self._caches = {}
         self._scale = None
-        for tap in (self._tap, self._t_tap):
+        for tap in (self._tap, self._t_tap, self._p_tap):
             if tap is not None:
                 tap.remove()
-        self._tap = self._t_tap = None
-        if self.previous_weight > 0:
+        self._tap = self._t_tap = self._p_tap = None
+        if self.previous_weight > 0 or self.previous_feature_weight > 0:
             self.previous = self._freeze(strategy.model)
         if self.teacher is None:
             self.teacher = self._freeze(strategy.model)

@@ -10,7 +10,13 @@ experience brought), and from then on the model predicts
 
     logit_c(x) = scale * cos(f(x), mu_c)
 
-for classes with a mean (the others get a score far below any cosine). The model is left
+for classes with a mean (the others get a score far below any cosine). With
+``head_weight=w > 0`` the two classifiers vote: the model predicts
+``log_softmax(scale * cos) + w * log_softmax(head logits)``, the class means' posterior
+times the (logit-adjusted) head's to the power ``w``. With
+``mirror=True`` each item also counts with its horizontally flipped copy (as iCaRL's own
+implementation computes its means): a face and its mirror image show the same
+expression, and the mean moves less with where a memory item happens to look. The model is left
 untouched: a forward hook on it replaces its output, only in eval mode and only between
 experiences, so training, the replay policy's scoring at the end of the next experience
 and the loss never see it; ``plugin.active`` says whether it is on. Any model works whose
@@ -49,24 +55,26 @@ _ATTACHED: "weakref.WeakKeyDictionary[nn.Module, NearestMeanPlugin]" = weakref.W
 
 @torch.no_grad()
 def normalised_features(model: nn.Module, data, *, layer: tuple[str, str], device: torch.device | str = "cpu",  # noqa: ANN001
-                        batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """The L2-normalised pre-logit features of every item of ``data`` (eval mode) and its labels."""
+                        batch_size: int = 256, mirror: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The L2-normalised pre-logit features of every item of ``data`` (eval mode) and its labels;
+    with ``mirror=True``, then those of every item flipped left to right (twice the rows)."""
     was = model.training
     model.eval()
     feats, labels = [], []
     try:
         with FeatureTap(model, layer=layer[0], side=layer[1]) as tap:
-            for x, y, *_ in DataLoader(data, batch_size=batch_size, shuffle=False):
-                model(x.to(device))
-                feats.append(nn.functional.normalize(tap.features.float(), dim=1).cpu())
-                labels.append(torch.as_tensor(y))
+            for flip in (False, True) if mirror else (False,):
+                for x, y, *_ in DataLoader(data, batch_size=batch_size, shuffle=False):
+                    model(torch.flip(x, [-1]).to(device) if flip else x.to(device))
+                    feats.append(nn.functional.normalize(tap.features.float(), dim=1).cpu())
+                    labels.append(torch.as_tensor(y))
     finally:
         model.train(was)
     return torch.cat(feats), torch.cat(labels)
 
 
 def class_means(model: nn.Module, data, *, layer: tuple[str, str], device: torch.device | str = "cpu",  # noqa: ANN001
-                batch_size: int = 256) -> dict[int, tuple[torch.Tensor, int]]:
+                batch_size: int = 256, mirror: bool = False) -> dict[int, tuple[torch.Tensor, int]]:
     """Per class of ``data``, the sum of the L2-normalised features and the item count.
 
     Args:
@@ -75,11 +83,12 @@ def class_means(model: nn.Module, data, *, layer: tuple[str, str], device: torch
         layer: ``(module name, side)`` of the pre-logit features.
         device: Where the model runs.
         batch_size: Items per forward pass.
+        mirror: Also count every item flipped left to right (the count doubles).
 
     Returns:
         ``{class: (feature sum, count)}`` (sums, so sources can be pooled).
     """
-    f, y = normalised_features(model, data, layer=layer, device=device, batch_size=batch_size)
+    f, y = normalised_features(model, data, layer=layer, device=device, batch_size=batch_size, mirror=mirror)
     return {int(c): (f[y == c].sum(0), int((y == c).sum())) for c in torch.unique(y).tolist()}
 
 
@@ -94,19 +103,27 @@ class NearestMeanPlugin(SupervisedPlugin, supports_distributed=True):
         feature_layer: The module whose input (or output) holds the pre-logit features
             (default: found).
         feature_from: ``"input"`` or ``"output"`` of ``feature_layer``.
+        mirror: Count every item and its left-right mirror image in the means.
+        head_weight: Weight of the model's own head's log-probabilities added to the
+            class means' (0: the class means alone).
 
     Raises:
-        ValueError: For an unknown ``source`` or a ``scale`` that is not positive.
+        ValueError: For an unknown ``source``, a ``scale`` that is not positive or a
+            negative ``head_weight``.
     """
 
     def __init__(self, *, source: Literal["memory", "memory+new"] = "memory", scale: float = 16.0,
-                 feature_layer: str | None = None, feature_from: Literal["input", "output"] = "input") -> None:
+                 feature_layer: str | None = None, feature_from: Literal["input", "output"] = "input",
+                 mirror: bool = False, head_weight: float = 0.0) -> None:
         super().__init__()
         if source not in ("memory", "memory+new"):
             raise ValueError(f"source must be 'memory' or 'memory+new', got {source!r}")
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
-        self.source, self.scale = source, float(scale)
+        if not head_weight >= 0:
+            raise ValueError(f"head_weight must be >= 0 (0: the class means alone), got {head_weight}")
+        self.source, self.scale, self.mirror = source, float(scale), bool(mirror)
+        self.head_weight = float(head_weight)
         self.feature_layer, self.feature_from = feature_layer, feature_from
         self.means: torch.Tensor | None = None  # (classes, features); NaN rows: no mean
         self._model: nn.Module | None = None
@@ -160,7 +177,10 @@ class NearestMeanPlugin(SupervisedPlugin, supports_distributed=True):
         width = output.shape[1]
         if sim.shape[1] < width:
             sim = nn.functional.pad(sim, (0, width - sim.shape[1]), value=_ABSENT)
-        return sim[:, :width].to(output.dtype)
+        sim = sim[:, :width]
+        if self.head_weight > 0:
+            sim = torch.log_softmax(sim, 1) + self.head_weight * torch.log_softmax(output.float(), 1)
+        return sim.to(output.dtype)
 
     # -- callbacks ----------------------------------------------------------------------------
     def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
@@ -170,11 +190,12 @@ class NearestMeanPlugin(SupervisedPlugin, supports_distributed=True):
         model = strategy.model
         layer = find_feature_layer(model, feature_layer=self.feature_layer, feature_from=self.feature_from)
         memory = _memory_of(strategy)
-        sums = class_means(model, memory, layer=layer, device=strategy.device) if memory is not None else {}
+        sums = (class_means(model, memory, layer=layer, device=strategy.device, mirror=self.mirror)
+                if memory is not None else {})
         if self.source == "memory+new":
             data = strategy.experience.dataset
             data = data.eval() if hasattr(data, "eval") else data
-            new = class_means(model, data, layer=layer, device=strategy.device)
+            new = class_means(model, data, layer=layer, device=strategy.device, mirror=self.mirror)
             for c, (s, n) in new.items():  # the experience's own classes: all their items
                 sums[c] = (s, n)
         if not sums:

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from cfer.continual.plugins.distillation import (
     logit_distillation,
 )
 from cfer.continual.runner import run_stream
+from cfer.models.features import find_feature_layer
 
 
 def test_gamma_schedule_is_the_published_one():
@@ -293,3 +295,65 @@ def test_previous_student_distillation_is_the_formula_from_the_second_compound_s
     assert all(not p.requires_grad for p in plugin.previous.parameters()) and not plugin.previous.training
     with pytest.raises(ValueError, match="previous_weight must be >= 0"):
         BasicDistillationPlugin(previous_weight=-1)
+
+
+def test_previous_feature_distillation_is_one_minus_cosine_to_the_previous_students_features(tiny_stream):
+    from cfer.models.features import probe_features
+
+    class FeatProbe(_Probe):
+        def before_backward(self, strategy, **kwargs):
+            feats = None
+            if self._p_tap is not None:
+                feats = self._tap.features.detach().clone()
+                with torch.no_grad():
+                    prev = probe_features(self.previous, strategy.mb_x, layer=self._s_layer[0], side=self._s_layer[1])
+                feats = (feats, prev)
+            super().before_backward(strategy, **kwargs)
+            if self.records and len(self.records[-1]) == 5:
+                self.records[-1] = (*self.records[-1], feats)
+
+    plugin = FeatProbe(feature_weight=0.0, previous_feature_weight=2.0)
+    model, strategy = _strategy(plugin, tiny_stream)
+    run_stream(strategy, tiny_stream)
+    assert {r[0] for r in plugin.records} == {1, 2}
+    second = 0
+    for step, ce, x, out, total, feats in plugin.records:
+        with torch.no_grad():
+            t = plugin.teacher(x)
+        g = 0.1 * math.exp(-step / (1 + math.e))
+        expected = (1 - g) * ce + g * logit_distillation(out, t, temperature=3.0)
+        if step == 2:  # the student after the first compound step: the term starts here, as the logit one does
+            s_feat, p_feat = feats
+            assert s_feat.shape == p_feat.shape and not torch.allclose(s_feat, p_feat)
+            expected = expected + 2.0 * (1 - nn.functional.cosine_similarity(s_feat, p_feat, dim=1)).mean()
+            second += 1
+        else:
+            assert feats is None
+        assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert second > 0 and plugin.last["previous_feat"] > 0
+    assert all(not p.requires_grad for p in plugin.previous.parameters())
+    with pytest.raises(ValueError, match="previous_feature_weight must be >= 0"):
+        BasicDistillationPlugin(previous_feature_weight=-1)
+
+
+def test_the_previous_feature_term_keeps_the_old_features_closer(tiny_stream):
+    """Training the same stream with and without the term: with it, the final student's
+    features of the first step's images stay closer (in cosine) to the previous student's."""
+    from cfer.models.features import probe_features
+
+    def run(weight):
+        torch.manual_seed(0)
+        plugin = BasicDistillationPlugin(feature_weight=0.0, previous_feature_weight=weight)
+        model, strategy = _strategy(plugin, tiny_stream, epochs=3)
+        for k, exp in enumerate(tiny_stream.train_stream):
+            if k == len(tiny_stream.train_stream) - 1:
+                before = copy.deepcopy(model).eval()
+            strategy.train(exp)
+        x = torch.stack([tiny_stream.train_stream[0].dataset[i][0] for i in range(32)])
+        layer = find_feature_layer(model)
+        with torch.no_grad():
+            a = probe_features(before, x, layer=layer[0], side=layer[1])
+            b = probe_features(model.eval(), x, layer=layer[0], side=layer[1])
+        return nn.functional.cosine_similarity(a, b, dim=1).mean().item()
+
+    assert run(10.0) > run(0.0)

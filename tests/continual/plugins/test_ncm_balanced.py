@@ -111,3 +111,48 @@ def test_balanced_finetuning_moves_the_head_towards_the_balanced_memory(make_ten
     assert plugin.passes == 1
     assert before > 0.9 and after < 0.5  # the bias is gone: class 3 is a quarter of the memory
     assert all(torch.equal(a, b) for a, b in zip(backbone, model[0].parameters()))  # head only
+
+
+def test_mirror_means_pool_each_item_with_its_left_right_flip(make_tensor_dataset):
+    # Inputs are (2, 2) "images" flattened by the net, so flipping the last axis changes them.
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    x = torch.randn(9, 1, 2, 2)
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+
+    def feats(inp):
+        return nn.functional.normalize(model[2](model[1](model[0](inp))).detach(), dim=1)
+
+    plain, mirror = NearestMeanPlugin(), NearestMeanPlugin(mirror=True)
+    for plugin in (plain, mirror):
+        plugin.after_training_exp(_strategy(model, make_tensor_dataset(x, y)))
+        plugin.detach()
+    f, g = feats(x), feats(torch.flip(x, [-1]))
+    for c in range(3):  # iCaRL's rule: the mean of both halves, normalised
+        want = nn.functional.normalize((f[y == c].mean(0) + g[y == c].mean(0)) / 2, dim=0)
+        assert torch.allclose(mirror.means[c], want, atol=1e-6)
+        assert torch.allclose(plain.means[c], nn.functional.normalize(f[y == c].mean(0), dim=0), atol=1e-6)
+    assert not torch.allclose(mirror.means, plain.means, atol=1e-3)
+    sums = class_means(model, make_tensor_dataset(x, y), layer=("3", "input"), mirror=True)
+    assert {c: n for c, (_, n) in sums.items()} == {0: 6, 1: 6, 2: 6}
+
+
+def test_head_weight_adds_the_heads_log_probabilities(make_tensor_dataset):
+    model = _net()
+    x, y = torch.randn(12, 4), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    alone, vote = NearestMeanPlugin(scale=10.0), NearestMeanPlugin(scale=10.0, head_weight=0.5)
+    q = torch.randn(7, 4)
+    with torch.no_grad():
+        head = model(q)
+    outs = []
+    for plugin in (alone, vote):
+        plugin.after_training_exp(_strategy(model, make_tensor_dataset(x, y)))
+        model.eval()
+        with torch.no_grad():
+            outs.append(model(q))
+        plugin.detach()
+        model.train()
+    want = torch.log_softmax(outs[0], 1) + 0.5 * torch.log_softmax(head, 1)
+    assert torch.allclose(outs[1], want, atol=1e-5)
+    with pytest.raises(ValueError, match="head_weight must be >= 0"):
+        NearestMeanPlugin(head_weight=-1.0)

@@ -1,0 +1,49 @@
+"""``benchmarks/continual_compare.py --merge``: a later file's run of a strategy and order
+replaces the earlier one; other orders add up; paired differences pair by order."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "continual_compare.py"
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("continual_compare", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(order, acc):
+    keys = ("average_accuracy", "final_accuracy", "final_basic_accuracy", "final_compound_accuracy",
+            "mean_newest_accuracy", "forgetting", "final_macro_f1", "mean_step_time_s")
+    return {**{k: acc for k in keys}, "mean_step_time_s": 1.0, "order": list(order),
+            "final_macro_f1_basic": acc, "final_macro_f1_compound": acc}
+
+
+def _file(tmp_path, name, results):
+    args = {"per_step": 1, "arch": "a", "epochs": 4, "basic_epochs": 6, "subjects": [16, 4, 8], "per_class": 4,
+            "memory_fraction": 0.3, "seed": 0, "evaluate_on": "test"}
+    path = tmp_path / name
+    path.write_text(json.dumps({"args": args, "results": [{"strategy": s, "runs": r} for s, r in results.items()]}))
+    return path
+
+
+def test_a_later_run_of_the_same_order_replaces_the_earlier_one(compare, tmp_path, capsys):
+    old = _file(tmp_path, "old.json", {"icarl": [_run("ab", 0.5), _run("ba", 0.7)], "joint": [_run("ab", 0.9)]})
+    new = _file(tmp_path, "new.json", {"icarl": [_run("ab", 0.6), _run("ba", 0.6)], "joint": [_run("ba", 0.8)],
+                                       "cfer": [_run("ab", 0.8), _run("ba", 0.7)]})
+    args = compare.parse_args(["--merge", str(old), str(new)])
+    assert compare.report_merged(args) == 0
+    out = capsys.readouterr().out
+    assert "2 runs replaced by a later file's" in out
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in out.splitlines()
+            if line.startswith("| ") and "±" in line and line.count("|") > 8}
+    assert rows["icarl"] == "0.600 ± 0.000"  # the re-run, not the mean of four runs
+    assert rows["joint"] == "0.850 ± 0.050"  # orders from two files add up
+    paired = [line for line in out.splitlines() if line.startswith("| icarl | 2 |")]
+    assert paired and "+0.150 ± 0.050" in paired[0]  # cfer − icarl over the same two orders
