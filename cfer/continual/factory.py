@@ -117,10 +117,10 @@ class CferConfig:
     psmr_mode: str = "limit"
     psmr_scorer: str = "current"
     psmr_rescore_old: bool = False
-    psmr_new_class_selection: str = "sorted"
+    psmr_new_class_selection: str = "sorted_herding"
     logit_adjustment: float = 1.0
     nearest_mean: str = "memory"
-    nearest_mean_mirror: bool = False
+    nearest_mean_mirror: bool = True
     nearest_mean_head_weight: float = 0.0
     balanced_epochs: int = 0
     balanced_lr: float = 1e-4

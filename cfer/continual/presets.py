@@ -9,9 +9,12 @@ preset         what it is
                mini-batches; the linear head predicts. Nothing else.
 ``cfer``       The best method the comparison in ``docs/benchmarks.md`` found on
                validation subjects: the published distillation plus feature
-               distillation, PSMR with the same budget at every step (``limit``), logit
-               adjustment against the new-class prior, and prediction by nearest class
-               mean over the memory (see :data:`PRESETS` for the values).
+               distillation, distillation from the previous step's student, PSMR
+               with the same budget at every step (``limit``) that herds a new
+               class's items within its better-recognised half, training on new data
+               and the whole memory, logit adjustment against the new-class prior,
+               and prediction by nearest class mean over the memory items and their
+               mirror images (see :data:`PRESETS` for the values).
 =============  ========================================================================
 
 ``make_strategy("published")`` and ``make_strategy("cfer")`` build them;

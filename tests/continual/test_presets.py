@@ -30,6 +30,8 @@ def test_published_is_the_method_as_published(tiny_stream):
     assert (p.feature_weight, p.psmr_mode, p.psmr_new_class_selection, p.psmr_scorer) == (0.0, "grow", "sorted",
                                                                                           "current")
     assert (p.logit_adjustment, p.nearest_mean, p.balanced_epochs, p.replay_batches) == (0.0, "off", 0, "mixed")
+    assert (p.previous_weight, p.previous_feature_weight, p.criterion) == (0.0, 0.0, "ce")
+    assert (p.nearest_mean_mirror, p.nearest_mean_head_weight) == (False, 0.0)
     strategy = _build("published", tiny_stream)
     assert _own(strategy) == ["BasicDistillationPlugin", "ReplayPlugin"]  # nothing else
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))
