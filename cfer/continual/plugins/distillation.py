@@ -24,9 +24,8 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
   from the **previous step's** frozen student, on the outputs it had (the compound classes
   learnt so far included), weighted by ``previous_weight``;
 * ``Q`` (off by default, not in the published method): ``1 - cosine`` between the
-  student's pre-logit features and the **previous step's** frozen student's, on every
-  mini-batch item, weighted by ``previous_feature_weight`` (a less-forget constraint: the
-  old classes' features, which the nearest-class-mean rule reads, stay where they were);
+  student's pre-logit features and the **previous step's** frozen student's, weighted by
+  ``previous_feature_weight`` (a less-forget constraint on the features);
 * ``F``: feature distillation, the student's pre-logit features mapped by a learned
   linear projection (identity-initialised when the widths match) towards the teacher's
   pre-logit features, by mean squared error (``"mse"``) or ``1 - cosine`` (``"cosine"``),
@@ -313,10 +312,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
                 self._t_layer = self._teacher_layer(self.teacher)
             self._tap = FeatureTap(strategy.model, layer=self._s_layer[0], side=self._s_layer[1])
             self._t_tap = FeatureTap(self.teacher, layer=self._t_layer[0], side=self._t_layer[1])
-        if self._previous_features_on():
-            if self._s_layer is None:
-                self._s_layer = find_feature_layer(strategy.model, feature_layer=self.feature_layer,
-                                                   feature_from=self.feature_from)
+        if self.previous_feature_weight > 0 and self.previous is not None and self._step > self.first_step:
             if self._tap is None:
                 self._tap = FeatureTap(strategy.model, layer=self._s_layer[0], side=self._s_layer[1])
             self.previous.to(strategy.device)
@@ -325,10 +321,6 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             self._caches = {"teacher": OutputCache(self.teacher, tap=self._t_tap)}
             if self.previous is not None:
                 self._caches["previous"] = OutputCache(self.previous, tap=self._p_tap)
-
-    def _previous_features_on(self) -> bool:
-        """Whether the previous-student feature term runs in the experience that starts."""
-        return self.previous_feature_weight > 0 and self.previous is not None and self._step > self.first_step
 
     def before_forward(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         if self._tap is not None:
