@@ -9,7 +9,8 @@ rest trains. A model without a ``group_matcher`` (cfer's own CNNs) is split by i
 children in order (``stem``, ``se``, ``stages``, ...), the classifier left out.
 
 Frozen batch-norm layers still update their running statistics in training mode (their
-weights do not change); a ViT has none.
+weights do not change); a ViT has none. ``frozen_copy(model)`` freezes a whole model
+instead: an eval-mode copy without gradients (a distillation teacher, a previous student).
 
 Example:
     >>> import timm, cfer.models
@@ -22,11 +23,21 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 
 from torch import nn
 
-__all__ = ["freeze_stages", "stage_groups"]
+__all__ = ["freeze_stages", "stage_groups", "frozen_copy"]
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode whose parameters need no gradients."""
+    frozen = copy.deepcopy(model)
+    frozen.eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
 
 logger = logging.getLogger(__name__)
 

@@ -56,7 +56,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Callable, Literal
 
@@ -67,6 +66,7 @@ from torch import nn
 from cfer.continual.output_cache import OutputCache
 from cfer.continual.plugins.criterion import CriterionAdjustment, adjust_criterion
 from cfer.models.features import FeatureTap, find_feature_layer, probe_features
+from cfer.models.freeze import frozen_copy
 
 __all__ = ["BasicDistillationPlugin", "gamma_schedule", "logit_distillation", "feature_distillation"]
 
@@ -196,13 +196,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         self._t_tap: FeatureTap | None = None  # on the teacher, likewise
         self._p_tap: FeatureTap | None = None  # on the previous student, likewise
 
-    @staticmethod
-    def _freeze(model: nn.Module) -> nn.Module:
-        frozen = copy.deepcopy(model)
-        frozen.eval()
-        for p in frozen.parameters():
-            p.requires_grad_(False)
-        return frozen
+    _freeze = staticmethod(frozen_copy)
 
     def _teacher_layer(self, teacher: nn.Module) -> tuple[str, str]:
         name = self.teacher_feature_layer or self.feature_layer

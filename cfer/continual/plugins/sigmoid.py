@@ -25,13 +25,12 @@ Example:
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from avalanche.core import SupervisedPlugin
 from torch import nn
 
 from cfer.continual.plugins.criterion import CriterionAdjustment, adjust_criterion
+from cfer.models.freeze import frozen_copy
 
 __all__ = ["SigmoidCriterionPlugin", "sigmoid_targets"]
 
@@ -87,7 +86,6 @@ class SigmoidCriterionPlugin(SupervisedPlugin, CriterionAdjustment, supports_dis
         adjust_criterion(strategy, self)
 
     def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
-        adjust_criterion(strategy, self)  # (no-op when before_training wrapped it)
         self._training = True
         if self.previous is not None:
             self.previous.to(strategy.device)
@@ -102,8 +100,4 @@ class SigmoidCriterionPlugin(SupervisedPlugin, CriterionAdjustment, supports_dis
         self._training = False
         self._previous_logits = None
         if self.distil_old:
-            frozen = copy.deepcopy(strategy.model)
-            frozen.eval()
-            for p in frozen.parameters():
-                p.requires_grad_(False)
-            self.previous = frozen
+            self.previous = frozen_copy(strategy.model)
