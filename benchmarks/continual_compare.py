@@ -70,8 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "bft (balanced fine-tuning, --balanced-epochs), nofeat (no feature distillation), "
                          "grow (PSMR grow mode), cat (train on new data and the whole memory "
                          "concatenated), herd (PSMR sorts, then herds within the top half), prev / prevW (distil "
-                         "the previous student, weight 1 / W), pfW (the previous student's features, 1 - cosine, "
-                         "weight W), eN (N epochs per compound step instead of --epochs); e.g. cfer+la+ncm")
+                         "the previous student, weight 1 / W; prevsW: weight W x sqrt(old / new classes)), "
+                         "pfW (the previous student's features, 1 - cosine, weight W), eN (N epochs per compound "
+                         "step instead of --epochs); e.g. cfer+la+ncm")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--arch", default="resemotenet_slim")
@@ -142,7 +143,8 @@ def _number(text: str) -> bool:
 def _strategy_name(name: str) -> str:
     base, *opts = name.split("+")
     bad = [o for o in opts if o not in VARIANTS and not (o[:1] == "e" and o[1:].isdigit() and int(o[1:]) > 0)
-           and not (o[:4] == "prev" and o[4:].isdigit()) and not (o[:2] == "pf" and _number(o[2:]))]
+           and not (o[:4] == "prev" and o[4:].isdigit()) and not (o[:5] == "prevs" and _number(o[5:]))
+           and not (o[:2] == "pf" and _number(o[2:]))]
     if base not in STRATEGIES or (opts and base != "cfer") or bad:
         raise argparse.ArgumentTypeError(f"{name!r}: use one of {list(STRATEGIES)}, or cfer+OPT[+OPT...] with OPT in "
                                          f"{list(VARIANTS)}")
@@ -167,8 +169,9 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
                       replay_batches="concat" if "cat" in opts else "mixed",
                       criterion="sigmoid" if "sig" in opts else "ce",
                       psmr_new_class_selection="sorted_herding" if "herd" in opts else "sorted",
-                      previous_weight=max([1.0 if o == "prev" else float(o[4:]) for o in opts if o[:4] == "prev"]
-                                          or [0.0]),
+                      previous_weight=max([1.0 if o == "prev" else float(o[4:].lstrip("s")) for o in opts
+                                           if o[:4] == "prev"] or [0.0]),
+                      previous_weight_scale="sqrt_ratio" if any(o[:5] == "prevs" for o in opts) else "constant",
                       previous_feature_weight=max([float(o[2:]) for o in opts if o[:2] == "pf"] or [0.0]),
                       cache_teacher="nocache" not in opts)
 

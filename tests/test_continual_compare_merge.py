@@ -47,3 +47,19 @@ def test_a_later_run_of_the_same_order_replaces_the_earlier_one(compare, tmp_pat
     assert rows["joint"] == "0.850 ± 0.050"  # orders from two files add up
     paired = [line for line in out.splitlines() if line.startswith("| icarl | 2 |")]
     assert paired and "+0.150 ± 0.050" in paired[0]  # cfer − icarl over the same two orders
+
+
+def test_variant_names_build_the_configuration_they_name(compare):
+    """``cfer+la+ncm+cat+prev3+herd+mirror`` is the ``cfer`` preset, and ``prevs3`` in its
+    place differs from it by the square-root scaling alone (the docs relabel runs by this)."""
+    import dataclasses
+
+    from cfer.continual.factory import CferConfig
+
+    args = compare.parse_args(["--strategies", "cfer"])
+    assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror", args) == CferConfig()
+    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror", args)
+    assert scaled == dataclasses.replace(CferConfig(), previous_weight_scale="sqrt_ratio")
+    for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3"):
+        with pytest.raises(Exception, match="use one of"):
+            compare._strategy_name(bad)

@@ -92,6 +92,8 @@ class CferConfig:
         balanced_lr: Learning rate of that pass.
         previous_weight: Weight of logit distillation from the previous step's frozen
             student, over all the classes it knew (0: off, the published method).
+        previous_weight_scale: ``"constant"`` or ``"sqrt_ratio"`` (``previous_weight`` times
+            ``sqrt(old classes / new classes)`` at each step; ``"constant"`` when it is off).
         previous_feature_weight: Weight of ``1 - cosine`` between the student's pre-logit
             features and the previous step's frozen student's (0: off, the published method).
         criterion: ``"ce"`` (softmax cross-entropy, the published method) or ``"sigmoid"``
@@ -127,6 +129,7 @@ class CferConfig:
     replay_batches: str = "concat"
     criterion: str = "ce"
     previous_weight: float = 3.0
+    previous_weight_scale: str = "constant"
     previous_feature_weight: float = 0.0
     cache_teacher: bool = True
 
@@ -135,6 +138,9 @@ class CferConfig:
             raise ValueError(f"replay_batches must be 'mixed' or 'concat', got {self.replay_batches!r}")
         if self.previous_weight < 0:
             raise ValueError(f"previous_weight must be >= 0 (0: off), got {self.previous_weight}")
+        if self.previous_weight_scale not in ("constant", "sqrt_ratio"):
+            raise ValueError(f"previous_weight_scale must be 'constant' or 'sqrt_ratio', got "
+                             f"{self.previous_weight_scale!r}")
         if self.previous_feature_weight < 0:
             raise ValueError(f"previous_feature_weight must be >= 0 (0: off), got {self.previous_feature_weight}")
         if self.criterion not in ("ce", "sigmoid"):
@@ -275,6 +281,7 @@ def make_strategy(
                                       feature_layer=cfer.feature_layer, feature_from=cfer.feature_from,
                                       previous_weight=cfer.previous_weight,
                                       previous_feature_weight=cfer.previous_feature_weight,
+                                      previous_weight_scale=cfer.previous_weight_scale,
                                       cache_outputs=cfer.cache_teacher)
     replay = psmr_plugin(max_size=memory_size, total_classes=total_classes, mode=cfer.psmr_mode,
                          scorer=cfer.psmr_scorer, teacher=teacher if cfer.psmr_scorer == "teacher" else None,

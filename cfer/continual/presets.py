@@ -45,7 +45,7 @@ PRESETS: dict[str, CferConfig] = {
                             psmr_new_class_selection="sorted", logit_adjustment=0.0, nearest_mean="off",
                             nearest_mean_mirror=False, nearest_mean_head_weight=0.0, balanced_epochs=0,
                             replay_batches="mixed", criterion="ce", previous_weight=0.0,
-                            previous_feature_weight=0.0),
+                            previous_weight_scale="constant", previous_feature_weight=0.0),
     "cfer": CferConfig(),
 }
 """The presets by name (``CferConfig()`` is the ``cfer`` preset)."""

@@ -31,6 +31,7 @@ def test_published_is_the_method_as_published(tiny_stream):
                                                                                           "current")
     assert (p.logit_adjustment, p.nearest_mean, p.balanced_epochs, p.replay_batches) == (0.0, "off", 0, "mixed")
     assert (p.previous_weight, p.previous_feature_weight, p.criterion) == (0.0, 0.0, "ce")
+    assert p.previous_weight_scale == "constant"
     assert (p.nearest_mean_mirror, p.nearest_mean_head_weight) == (False, 0.0)
     strategy = _build("published", tiny_stream)
     assert _own(strategy) == ["BasicDistillationPlugin", "ReplayPlugin"]  # nothing else
@@ -54,6 +55,8 @@ def test_cfer_preset_is_config_defaults_and_builds_its_mechanisms(tiny_stream):
     assert ("NearestMeanPlugin" in names) == (c.nearest_mean != "off")
     if "NearestMeanPlugin" in names:  # it reads the memory the replay plugin has just updated
         assert names.index("NearestMeanPlugin") > names.index(names[1])
+    kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))
+    assert (kd.previous_weight, kd.previous_weight_scale) == (c.previous_weight, c.previous_weight_scale)
     assert describe_preset("cfer", c) == {"preset": "cfer", "options": dataclasses.asdict(c)}
 
 

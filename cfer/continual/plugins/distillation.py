@@ -22,7 +22,9 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
   the first one): ``first_step=0`` reproduces that;
 * ``P`` (off by default, not in the published method): the same tempered cross-entropy
   from the **previous step's** frozen student, on the outputs it had (the compound classes
-  learnt so far included), weighted by ``previous_weight``;
+  learnt so far included), weighted by ``previous_weight`` (times ``sqrt(n_old / n_new)``,
+  the ratio of the classes it knew to the step's new ones, with
+  ``previous_weight_scale="sqrt_ratio"``, as LUCIR scales its less-forget term);
 * ``Q`` (off by default, not in the published method): ``1 - cosine`` between the
   student's pre-logit features and the **previous step's** frozen student's, weighted by
   ``previous_feature_weight`` (a less-forget constraint on the features);
@@ -120,6 +122,8 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             as published).
         previous_feature_weight: Weight of the ``1 - cosine`` term between the student's
             pre-logit features and the previous step's student's (0: off, as published).
+        previous_weight_scale: ``"constant"``, or ``"sqrt_ratio"``: ``previous_weight`` times
+            ``sqrt(n_old / n_new)`` at each step (more weight as old classes outnumber new ones).
         cache_outputs: Compute the frozen teacher's (and previous student's) logits and
             features once per distinct input in a step and reuse them in later epochs
             (:class:`~cfer.continual.output_cache.OutputCache`; it switches itself off when
@@ -149,6 +153,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         teacher_feature_from: Literal["input", "output"] | None = None,
         previous_weight: float = 0.0,
         previous_feature_weight: float = 0.0,
+        previous_weight_scale: Literal["constant", "sqrt_ratio"] = "constant",
         cache_outputs: bool = True,
     ) -> None:
         super().__init__()
@@ -156,13 +161,13 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 0 <= gamma0 <= 1:
             raise ValueError(f"gamma0 must lie in [0, 1], got {gamma0}")
-        if feature_weight < 0:
-            raise ValueError(f"feature_weight must be >= 0, got {feature_weight}")
-        if previous_weight < 0:
-            raise ValueError(f"previous_weight must be >= 0, got {previous_weight}")
-        if previous_feature_weight < 0:
-            raise ValueError(f"previous_feature_weight must be >= 0, got {previous_feature_weight}")
-        self.previous_weight = previous_weight
+        for name, value in (("feature_weight", feature_weight), ("previous_weight", previous_weight),
+                            ("previous_feature_weight", previous_feature_weight)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if previous_weight_scale not in ("constant", "sqrt_ratio"):
+            raise ValueError(f"previous_weight_scale must be 'constant' or 'sqrt_ratio', got {previous_weight_scale!r}")
+        self.previous_weight, self.previous_weight_scale = previous_weight, previous_weight_scale
         self.previous_feature_weight = previous_feature_weight
         self.cache_outputs = bool(cache_outputs)
         self._caches: dict[str, OutputCache] = {}  # "teacher" / "previous", while an experience trains
@@ -296,9 +301,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             if params:
                 strategy.optimizer.add_param_group({"params": params})
         if self.feature_weight > 0:
-            # Read the student's features in its own training forward (no second pass) and
-            # the teacher's in its one forward, by hooks resolved by name now (after the
-            # head grew).
+            # Hooks resolved by name now (the head grew): the student's features from its training forward.
             if self._s_layer is None:
                 self._s_layer = find_feature_layer(strategy.model, feature_layer=self.feature_layer,
                                                    feature_from=self.feature_from)
@@ -339,8 +342,11 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             p_logits = self._frozen("previous", x)[0]
             n = p_logits.shape[1]
             pkd = logit_distillation(student_logits[:, :n], p_logits, temperature=self.temperature)
-            strategy.loss = strategy.loss + self.previous_weight * pkd
-            self.last["previous"] = float(pkd.detach())
+            w = self.previous_weight
+            if self.previous_weight_scale == "sqrt_ratio" and student_logits.shape[1] > n:
+                w = w * math.sqrt(n / (student_logits.shape[1] - n))
+            strategy.loss = strategy.loss + w * pkd
+            self.last.update(previous=float(pkd.detach()), previous_weight=w)
         if self._p_tap is not None:
             s_feat, p_feat = self._student_features(x), self._frozen("previous", x)[1]
             q = feature_distillation(s_feat, p_feat, kind="cosine")

@@ -267,7 +267,8 @@ def test_one_training_forward_per_mini_batch_for_a_timm_model_without_pre_logits
     assert plugin.last["feat"] > 0
 
 
-def test_previous_student_distillation_is_the_formula_from_the_second_compound_step(tiny_stream):
+@pytest.mark.parametrize("scale", ["constant", "sqrt_ratio"])
+def test_previous_student_distillation_is_the_formula_from_the_second_compound_step(tiny_stream, scale):
     class PrevProbe(_Probe):
         def before_backward(self, strategy, **kwargs):
             prev = None
@@ -278,7 +279,7 @@ def test_previous_student_distillation_is_the_formula_from_the_second_compound_s
             if self.records and len(self.records[-1]) == 5:
                 self.records[-1] = (*self.records[-1], prev)
 
-    plugin = PrevProbe(feature_weight=0.0, previous_weight=2.0)
+    plugin = PrevProbe(feature_weight=0.0, previous_weight=2.0, previous_weight_scale=scale)
     model, strategy = _strategy(plugin, tiny_stream)
     run_stream(strategy, tiny_stream)
     steps = {r[0] for r in plugin.records}
@@ -290,11 +291,16 @@ def test_previous_student_distillation_is_the_formula_from_the_second_compound_s
         expected = (1 - g) * ce + g * logit_distillation(out, t, temperature=3.0)
         if step == 2:  # the student after the first compound step, over the 8 classes it knew
             assert prev is not None and prev.shape[1] == tiny_stream.n_basic + 2 < out.shape[1]
-            expected = expected + 2.0 * logit_distillation(out[:, : prev.shape[1]], prev, temperature=3.0)
+            # sqrt_ratio: the 8 classes it knew against the step's 2 new ones, sqrt(8 / 2) = 2
+            w = 2.0 if scale == "constant" else 4.0
+            expected = expected + w * logit_distillation(out[:, : prev.shape[1]], prev, temperature=3.0)
         assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert plugin.last["previous_weight"] == pytest.approx(2.0 if scale == "constant" else 4.0)
     assert all(not p.requires_grad for p in plugin.previous.parameters()) and not plugin.previous.training
     with pytest.raises(ValueError, match="previous_weight must be >= 0"):
         BasicDistillationPlugin(previous_weight=-1)
+    with pytest.raises(ValueError, match="previous_weight_scale must be"):
+        BasicDistillationPlugin(previous_weight_scale="linear")
 
 
 def test_previous_feature_distillation_is_one_minus_cosine_to_the_previous_students_features(tiny_stream):
