@@ -23,8 +23,7 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
 * ``P`` (off by default, not in the published method): the same tempered cross-entropy
   from the **previous step's** frozen student, on the outputs it had (the compound classes
   learnt so far included), weighted by ``previous_weight`` (times ``sqrt(n_old / n_new)``,
-  the ratio of the classes it knew to the step's new ones, with
-  ``previous_weight_scale="sqrt_ratio"``, as LUCIR scales its less-forget term);
+  old over new classes, with ``previous_weight_scale="sqrt_ratio"``, as LUCIR scales it);
 * ``Q`` (off by default, not in the published method): ``1 - cosine`` between the
   student's pre-logit features and the **previous step's** frozen student's, weighted by
   ``previous_feature_weight`` (a less-forget constraint on the features);
@@ -36,19 +35,17 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
 The features are read by a forward hook (:class:`cfer.models.features.FeatureTap`) on the
 module :func:`cfer.models.features.find_feature_layer` names, during the forward passes
 that make the logits: the student's training forward (no second pass, batch-norm
-statistics updated once) and one teacher forward, which runs once per distinct input in a
-step: later epochs read the teacher's logits and features from a cache
-(:mod:`cfer.continual.output_cache`, ``cache_outputs=True``). Any ``nn.Module`` works: timm and
-cfer models, a torchvision ResNet, a user's own network whose classifier is its last
-``nn.Linear``; otherwise name the layer with ``feature_layer=`` (and
-``feature_from="output"`` when the features are that module's output). The layer is
-checked on a probe image at the start of the first experience, so a model it cannot
-read fails there, with the fix in the message, not at the second experience.
+statistics updated once) and one teacher forward per distinct input in a step, later epochs
+reading a cache (:mod:`cfer.continual.output_cache`, ``cache_outputs=True``). Any ``nn.Module`` works: timm and
+cfer models, a torchvision ResNet, a network whose classifier is its last ``nn.Linear``;
+otherwise name the layer (``feature_layer=``, ``feature_from="output"`` for a module's
+output). A probe image checks the layer as the first experience starts, so a model it cannot
+read fails there, with the fix in the message.
 
 Without a given teacher, the plugin takes a frozen copy of the model at the end of the
-first (basic) experience. The projection belongs to the plugin (``plugin.projection``),
-not to the user's model: the plugin adds its parameters to the strategy's optimiser as a
-parameter group of their own, and :meth:`BasicDistillationPlugin.state_dict` saves it.
+first (basic) experience. The projection is the plugin's (``plugin.projection``), not the
+model's: it joins the strategy's optimiser as a parameter group of its own, and
+:meth:`BasicDistillationPlugin.state_dict` saves it.
 
 Example:
     >>> from avalanche.training import Naive
@@ -96,6 +93,15 @@ def feature_distillation(student: torch.Tensor, teacher: torch.Tensor, *, kind: 
     if kind == "cosine":
         return (1.0 - nn.functional.cosine_similarity(student, teacher, dim=1)).mean()
     raise ValueError(f"feature loss must be 'mse' or 'cosine', got {kind!r}")
+
+
+def old_new_ratio(experience, *, n_old: int, width: int) -> float:  # noqa: ANN001
+    """Classes seen before ``experience`` over its new ones (Avalanche's class lists; else the head's widths)."""
+    old = set(getattr(experience, "previous_classes", None) or ())
+    new = set(getattr(experience, "classes_in_this_experience", None) or ()) - old
+    if old and new:
+        return len(old) / len(new)
+    return n_old / (width - n_old) if width > n_old else 1.0
 
 
 class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_distributed=True):
@@ -162,7 +168,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         if not 0 <= gamma0 <= 1:
             raise ValueError(f"gamma0 must lie in [0, 1], got {gamma0}")
         for name, value in (("feature_weight", feature_weight), ("previous_weight", previous_weight),
-                            ("previous_feature_weight", previous_feature_weight)):
+                            ("previous_feature_weight", previous_feature_weight), ("first_step", first_step)):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if previous_weight_scale not in ("constant", "sqrt_ratio"):
@@ -186,8 +192,6 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             self.teacher = self._freeze(teacher)
             if feature_weight > 0:
                 self._t_layer = self._teacher_layer(self.teacher)
-        if first_step < 0:
-            raise ValueError(f"first_step must be >= 0, got {first_step}")
         self.temperature, self.gamma0, self.gamma, self.t_squared = temperature, gamma0, gamma, t_squared
         self.first_step = first_step
         self.use_logits, self.feature_weight, self.feature_loss = use_logits, feature_weight, feature_loss
@@ -197,9 +201,9 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         self._scale: float | None = None  # 1 - g_i while a compound experience trains
         self._step = 0
         self._s_layer: tuple[str, str] | None = None  # the student's (module name, side)
-        self._tap: FeatureTap | None = None  # on the student, while an experience trains
-        self._t_tap: FeatureTap | None = None  # on the teacher, likewise
-        self._p_tap: FeatureTap | None = None  # on the previous student, likewise
+        # FeatureTaps on the student, the teacher and the previous student, while an experience trains
+        self._tap: FeatureTap | None = None
+        self._t_tap = self._p_tap = self._tap
 
     _freeze = staticmethod(frozen_copy)
 
@@ -221,15 +225,13 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
     # -- the criterion and the plugin's own state ------------------------------------------
     def adjust(self, criterion, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
         """``(1 - g_i) * criterion(logits, targets)`` while a compound experience trains."""
-        if self._scale is None:
-            return criterion(logits, targets)
-        return self._scale * criterion(logits, targets)
+        loss = criterion(logits, targets)
+        return loss if self._scale is None else self._scale * loss
 
     def named_parameters(self) -> dict[str, nn.Parameter]:
         """The plugin's trainable parameters (the feature projection), by name."""
-        if self.projection is None:
-            return {}
-        return {f"projection.{n}": p for n, p in self.projection.named_parameters()}
+        return {} if self.projection is None else {f"projection.{n}": p
+                                                   for n, p in self.projection.named_parameters()}
 
     def state_dict(self) -> dict:
         """The projection's weights (empty before it exists): what a resumed run needs."""
@@ -342,9 +344,8 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             p_logits = self._frozen("previous", x)[0]
             n = p_logits.shape[1]
             pkd = logit_distillation(student_logits[:, :n], p_logits, temperature=self.temperature)
-            w = self.previous_weight
-            if self.previous_weight_scale == "sqrt_ratio" and student_logits.shape[1] > n:
-                w = w * math.sqrt(n / (student_logits.shape[1] - n))
+            ratio = old_new_ratio(strategy.experience, n_old=n, width=student_logits.shape[1])
+            w = self.previous_weight * (math.sqrt(ratio) if self.previous_weight_scale == "sqrt_ratio" else 1.0)
             strategy.loss = strategy.loss + w * pkd
             self.last.update(previous=float(pkd.detach()), previous_weight=w)
         if self._p_tap is not None:

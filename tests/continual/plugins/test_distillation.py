@@ -363,3 +363,14 @@ def test_the_previous_feature_term_keeps_the_old_features_closer(tiny_stream):
         return nn.functional.cosine_similarity(a, b, dim=1).mean().item()
 
     assert run(10.0) > run(0.0)
+
+
+def test_old_new_ratio_reads_the_experience_then_the_head_widths():
+    from types import SimpleNamespace
+
+    from cfer.continual.plugins.distillation import old_new_ratio
+
+    exp = SimpleNamespace(previous_classes=[0, 1, 2, 3, 4, 5], classes_in_this_experience=[6, 7])
+    assert old_new_ratio(exp, n_old=99, width=100) == 3.0  # 6 old classes, 2 new: the class lists win
+    assert old_new_ratio(SimpleNamespace(), n_old=8, width=10) == 4.0  # no class lists: 8 outputs known, 2 more
+    assert old_new_ratio(SimpleNamespace(), n_old=10, width=10) == 1.0  # a fixed-width head: no ratio to read
