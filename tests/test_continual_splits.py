@@ -1,0 +1,52 @@
+"""``benchmarks/continual_splits.py``: runs of several subject splits pooled and paired."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "continual_splits.py"
+
+
+@pytest.fixture(scope="module")
+def splits():
+    spec = importlib.util.spec_from_file_location("continual_splits", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _file(tmp_path, seed, results, **args):
+    path = tmp_path / f"seed{seed}.json"
+    runs = {s: [{"order": list(o), "average_accuracy": a, "final_accuracy": a - 0.1, "forgetting": 0.1}
+                for o, a in r] for s, r in results.items()}
+    path.write_text(json.dumps({"args": {"seed": seed, "data": "d", "per_step": 1, **args},
+                                "results": [{"strategy": s, "runs": r} for s, r in runs.items()]}))
+    return path
+
+
+def test_splits_pool_pair_and_count_a_repeated_order_once(splits, tmp_path):
+    a = _file(tmp_path, 0, {"cfer": [("ab", 0.8), ("ba", 0.6), ("ab", 0.8)], "icarl": [("ab", 0.7), ("ba", 0.7),
+                                                                                       ("ab", 0.7)]})
+    b = _file(tmp_path, 1, {"cfer": [("ab", 0.9)], "icarl": [("ab", 0.6)]})
+    runs = splits.load_runs([a, b])
+    assert len(runs["cfer"]) == 3  # split 0's repeated order "ab" counts once; split 1's "ab" is another run
+    table = splits.pooled_table(runs, reference="cfer")
+    assert "3 distinct (split, class order) runs over 2 splits" in table
+    row = next(line for line in table.splitlines() if line.startswith("| icarl | 3 | +"))
+    # differences +0.1, -0.1 (split 0) and +0.3 (split 1): mean +0.1, won 2 of 3, by split 0.0 and +0.3
+    assert "+0.100 ± 0.163" in row and "2 / 3" in row and row.endswith("+0.000, +0.300 |")
+
+
+def test_splits_refuse_a_seed_twice_or_another_comparison(splits, tmp_path):
+    a = _file(tmp_path, 0, {"cfer": [("ab", 0.8)]})
+    (tmp_path / "again").mkdir()
+    again = _file(tmp_path / "again", 0, {"cfer": [("ab", 0.8)]})
+    with pytest.raises(SystemExit, match="both of seed 0"):
+        splits.load_runs([a, again])
+    other = _file(tmp_path, 1, {"cfer": [("ab", 0.8)]}, per_step=3)
+    with pytest.raises(SystemExit, match="per_step"):
+        splits.load_runs([a, other])
+    with pytest.raises(SystemExit, match="choose --reference"):
+        splits.pooled_table(splits.load_runs([a]), reference="icarl")
