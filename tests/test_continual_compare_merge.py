@@ -1,21 +1,14 @@
 """``benchmarks/continual_compare.py --merge``: a later file's run of a strategy and order
 replaces the earlier one; other orders add up; paired differences pair by order."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "continual_compare.py"
-
 
 @pytest.fixture(scope="module")
-def compare():
-    spec = importlib.util.spec_from_file_location("continual_compare", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def compare(load_benchmark):
+    return load_benchmark("continual_compare")
 
 
 def _run(order, acc):

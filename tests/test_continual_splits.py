@@ -1,20 +1,13 @@
 """``benchmarks/continual_splits.py``: runs of several subject splits pooled and paired."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "continual_splits.py"
-
 
 @pytest.fixture(scope="module")
-def splits():
-    spec = importlib.util.spec_from_file_location("continual_splits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def splits(load_benchmark):
+    return load_benchmark("continual_splits")
 
 
 def _file(tmp_path, seed, results, **args):
