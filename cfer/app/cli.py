@@ -291,6 +291,10 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--psmr-mode",), "continual.psmr_mode", "grow or limit (default: the preset's)"),
     (("--nearest-mean",), "continual.nearest_mean", "off, memory or memory+new: predict by nearest class mean "
      "(default: the preset's)"),
+    (("--previous-weight",), "continual.previous_weight", "weight of distillation from the previous step's student "
+     "(default: the preset's)"),
+    (("--previous-weight-scale",), "continual.previous_weight_scale", "constant or sqrt_ratio (the weight times "
+     "sqrt(old / new classes): less forgetting, less new-class accuracy; default: the preset's)"),
     (("--logger",), "continual.logger", "training curves to RUN/logs/KIND/: none (default), tensorboard, csv "
                                         "or wandb-offline"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),

@@ -7,11 +7,9 @@ from the command line (``--epochs 3`` is ``continual.epochs: 3``) and printed ba
 (``cfer run --print-config``). Every value is checked when the config is built, so a
 wrong option fails before any work starts, with a message that names the fix.
 
-The sections are plain data: building one touches neither the disk nor timm, so a saved
-config loads anywhere. What needs the disk or timm (the data path, the face cascade, the
-architecture name, the weights file) is checked where the run starts
-(:func:`cfer.app.prepare.check_inputs`). Reading and writing the YAML form is
-:mod:`cfer.app.config_io`.
+The sections are plain data (no disk, no timm), so a saved config loads anywhere; the data
+path, face cascade, architecture and weights file are checked where the run starts
+(:func:`cfer.app.prepare.check_inputs`). The YAML form is :mod:`cfer.app.config_io`.
 
 Example:
     >>> RunConfig(continual=ContinualSection(per_step=5)).continual.epochs
@@ -248,12 +246,12 @@ class ContinualSection:
         memory_size: Replay budget in items (overrides ``memory_fraction``).
         strategy: ``cfer`` (the default preset) or ``published`` (the method as published,
             exactly; it takes none of the options below): :mod:`cfer.continual.presets`.
-        psmr_mode, gamma0, temperature, feature_weight, logit_adjustment, nearest_mean:
-            Change the ``cfer`` preset's value (None: the preset's): PSMR ``grow`` or
-            ``limit``; the logit-distillation weight at the start of the schedule;
-            the distillation temperature; the feature-distillation weight; ``tau`` of
-            logit adjustment; nearest-class-mean prediction (``off``, ``memory``,
-            ``memory+new``).
+        psmr_mode, gamma0, temperature, feature_weight, logit_adjustment, nearest_mean,
+            previous_weight, previous_weight_scale: Change the ``cfer`` preset's value (None:
+            the preset's): PSMR ``grow`` or ``limit``; the first logit-distillation weight;
+            the temperature; the feature-distillation weight; logit adjustment's ``tau``;
+            nearest-class-mean prediction (``off``, ``memory``, ``memory+new``); the previous
+            student's weight and its scaling (``constant``, ``sqrt_ratio``: sqrt(old / new)).
         basic_epochs: Epochs on the basic experience for a student of its own
             (``model.student_arch``); a copy of the teacher skips it.
         logger: Where the training curves go besides the report: ``none``, ``tensorboard``,
@@ -276,6 +274,8 @@ class ContinualSection:
     feature_weight: float | None = None
     logit_adjustment: float | None = None
     nearest_mean: str | None = None
+    previous_weight: float | None = None
+    previous_weight_scale: str | None = None
     basic_epochs: int = 10
     logger: str = "none"
 

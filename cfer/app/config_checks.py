@@ -19,7 +19,8 @@ __all__ = ["finite", "positive", "fraction", "run_level", "continual_method", "t
 STRATEGIES = ("cfer", "published")
 """The presets ``continual.strategy`` names (:mod:`cfer.continual.presets`)."""
 
-METHOD_KEYS = ("psmr_mode", "gamma0", "temperature", "feature_weight", "logit_adjustment", "nearest_mean")
+METHOD_KEYS = ("psmr_mode", "gamma0", "temperature", "feature_weight", "logit_adjustment", "nearest_mean",
+               "previous_weight", "previous_weight_scale")
 """``continual`` keys that change the ``cfer`` preset (None: the preset's value)."""
 
 
@@ -106,5 +107,9 @@ def continual_method(section: Any) -> None:
         fraction("continual", "gamma0", section.gamma0, zero_ok=True)
     if not given.get("temperature", 1.0) > 0:
         raise ValueError(f"continual.temperature must be > 0, got {section.temperature}")
-    if given.get("feature_weight", 0) < 0 or given.get("logit_adjustment", 0) < 0:
-        raise ValueError("continual.feature_weight and continual.logit_adjustment must be >= 0 (0 switches off)")
+    if min(given.get(k, 0) for k in ("feature_weight", "logit_adjustment", "previous_weight")) < 0:
+        raise ValueError("continual.feature_weight, continual.logit_adjustment and continual.previous_weight must "
+                         "be >= 0 (0 switches off)")
+    if given.get("previous_weight_scale", "constant") not in ("constant", "sqrt_ratio"):
+        raise ValueError("continual.previous_weight_scale must be 'constant' or 'sqrt_ratio' (weight times "
+                         f"sqrt(old / new classes)), got {section.previous_weight_scale!r}")

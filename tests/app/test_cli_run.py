@@ -33,6 +33,19 @@ def test_the_strategy_flag_picks_a_preset(capsys):
     assert printed["strategy"] == "cfer" and printed["nearest_mean"] == "off"
 
 
+def test_the_previous_student_flags_reach_the_strategy(capsys):
+    from cfer.app.config_io import config_from_dict
+    from cfer.app.stages import strategy_options
+
+    assert cli.main(["run", "--previous-weight", "5", "--previous-weight-scale", "sqrt_ratio", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["continual"]["previous_weight"], printed["continual"]["previous_weight_scale"]) == (5.0, "sqrt_ratio")
+    options = strategy_options(config_from_dict(printed))
+    assert (options.previous_weight, options.previous_weight_scale) == (5.0, "sqrt_ratio")
+    preset = strategy_options(config_from_dict({}))  # unset: the preset's values
+    assert (preset.previous_weight, preset.previous_weight_scale) == (3.0, "constant")
+
+
 def test_print_config_merges_file_and_flags(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"continual": {"epochs": 7, "per_step": 2}, "seed": 5}))
