@@ -11,8 +11,9 @@ In one run, on the synthetic faces:
    and is scored with a nearest-prototype classifier: 5-way 1-shot and 5-way 5-shot,
    ``--episodes`` episodes each (mean accuracy, 95% CI);
 4. speed, measured in the same run: one embedding pass over a pool of all 15 compound
-   classes, 1,000 episodes on the cached embeddings, and the cost of embedding each
-   episode's images again (timed on ``--reembed-episodes`` episodes, scaled to 1,000).
+   classes (median of 3), 1,000 episodes on the cached embeddings with each episode sampler
+   (learn2learn's, the default where it imports, and cfer's built-in one; median of 3),
+   and the cost of embedding each episode's images again (timed on ``--reembed-episodes`` episodes, scaled to 1,000).
 
 Usage:
     python benchmarks/fewshot_compare.py [--episodes 600] [--json out.json] [--plot out.png]
@@ -43,6 +44,7 @@ from cfer.continual.stream import compound_orders, make_stream
 from cfer.continual.teacher import TeacherConfig, train_teacher
 from cfer.data.synthetic import make_synthetic_splits, render_faces
 from cfer.fewshot.episodes import EpisodeConfig, embed, evaluate_embeddings, sample_episodes
+from cfer.fewshot.sampling import resolve_sampler
 
 
 def _plain(v: object) -> object:
@@ -137,13 +139,27 @@ def main(argv: list[str] | None = None) -> int:
     xs, ys = speed_pool.tensors()
     enc = teacher.model
     embed(enc, xs[:64])  # warm-up
-    t0 = time.perf_counter()
-    fs = embed(enc, xs)
-    t_embed = time.perf_counter() - t0
-    cfg = EpisodeConfig(ways=5, shots=1, queries=args.queries, episodes=1000, seed=args.seed)
-    t0 = time.perf_counter()
-    evaluate_embeddings(features=fs, labels=ys, class_names=list(speed_pool.classes), config=cfg)
-    t_eps = time.perf_counter() - t0
+    passes = []
+    for _ in range(3):  # the median of 3 passes
+        t0 = time.perf_counter()
+        fs = embed(enc, xs)
+        passes.append(time.perf_counter() - t0)
+    t_embed = float(np.median(passes))
+    # 1,000 episodes with each sampler cfer has here (learn2learn's task transforms when it
+    # imports: the default; cfer's built-in one), after a warm-up call of each (the first
+    # imports the sampler, as the embedding pass had its warm-up); median of 3, interleaved.
+    samplers = ["builtin"] + (["learn2learn"] if resolve_sampler("auto") == "learn2learn" else [])
+    times: dict[str, list[float]] = {name: [] for name in samplers}
+    for repeat in range(4):
+        for name in samplers:
+            cfg = EpisodeConfig(ways=5, shots=1, queries=args.queries, episodes=1000 if repeat else 2,
+                                seed=args.seed, sampler=name)
+            t0 = time.perf_counter()
+            evaluate_embeddings(features=fs, labels=ys, class_names=list(speed_pool.classes), config=cfg)
+            if repeat:
+                times[name].append(time.perf_counter() - t0)
+    by_sampler = {name: float(np.median(t)) for name, t in times.items()}
+    t_eps = by_sampler[resolve_sampler("auto")]
     few = EpisodeConfig(ways=5, shots=1, queries=args.queries, episodes=args.reembed_episodes, seed=args.seed)
     t0 = time.perf_counter()
     for support, query, _ in sample_episodes(labels=ys, config=few):
@@ -152,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     t_reembed = (time.perf_counter() - t0) * 1000 / args.reembed_episodes
     speed = {"pool_images": len(xs), "embed_pass_s": t_embed, "episodes_1000_cached_s": t_eps,
              "episodes_1000_reembed_s": t_reembed, "cached_over_embed": t_eps / t_embed,
-             "reembed_over_cached": t_reembed / t_eps, "reembed_timed_episodes": args.reembed_episodes}
+             "reembed_over_cached": t_reembed / t_eps, "reembed_timed_episodes": args.reembed_episodes,
+             "default_sampler": resolve_sampler("auto"), "episodes_1000_cached_s_by_sampler": by_sampler}
     total = time.perf_counter() - t_start
 
     print(f"\n5-way episodes on the {len(novel)} compound classes no encoder saw ({', '.join(novel)}), "
@@ -166,11 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         cells = [f"{100 * r[k]['accuracy']:.2f} ± {100 * r[k]['ci95']:.2f}" for k in ("5w1s", "5w5s")]
         print(f"| {r['encoder']} | " + " | ".join(cells) + " |")
     print(f"\nspeed ({speed['pool_images']} images, teacher encoder, 5-way 1-shot {args.queries}-query episodes):\n")
-    print("| one embedding pass | 1,000 episodes on cached embeddings | 1,000 episodes re-embedding their images"
-          " | cached / pass | re-embed / cached |")
-    print("|---|---|---|---|---|")
-    print(f"| {t_embed:.2f} s | {t_eps:.2f} s | {t_reembed:.1f} s (timed on {args.reembed_episodes}) "
-          f"| {speed['cached_over_embed']:.2f}x | {speed['reembed_over_cached']:.0f}x |")
+    print("| sampler | one embedding pass | 1,000 episodes on cached embeddings | 1,000 episodes re-embedding "
+          "their images | cached / pass | re-embed / cached |")
+    print("|---|---|---|---|---|---|")
+    for name, t in by_sampler.items():
+        label = f"{name} (the default)" if name == speed["default_sampler"] else name
+        print(f"| {label} | {t_embed:.2f} s | {t:.2f} s | {t_reembed:.1f} s (timed on {args.reembed_episodes}) "
+              f"| {t / t_embed:.2f}x | {t_reembed / t:.0f}x |")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"seen": seen, "novel": novel, "rows": rows, "speed": speed,
