@@ -67,7 +67,7 @@ from cfer.continual.plugins.criterion import CriterionAdjustment, adjust_criteri
 from cfer.models.features import FeatureTap, find_feature_layer, probe_features
 from cfer.models.freeze import frozen_copy
 
-__all__ = ["BasicDistillationPlugin", "gamma_schedule", "logit_distillation", "feature_distillation"]
+__all__ = ["BasicDistillationPlugin", "gamma_schedule", "logit_distillation", "feature_distillation", "old_new_ratio"]
 
 
 def gamma_schedule(step: int, *, gamma0: float = 0.1) -> float:
