@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import random
 from typing import Iterator, Mapping, Sequence
@@ -41,7 +42,7 @@ import torch
 from cfer.fewshot.config import EpisodeConfig
 
 __all__ = ["LEARN2LEARN_INSTALL", "label_array", "encode_labels", "check_pool", "resolve_sampler", "draw_episodes",
-           "sample_episodes"]
+           "sample_episodes", "gc_paused"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,23 @@ def private_random(seed: int) -> Iterator[None]:
         yield
     finally:
         random.setstate(state)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block, then restore its state.
+
+    learn2learn's task transforms allocate a few small objects per sampled item, freed by
+    reference counting; the collections they trigger scan the whole heap (torch's objects
+    included) and took three to five times the sampling itself (benchmarks.md).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def label_array(labels: Sequence[object] | np.ndarray | torch.Tensor) -> np.ndarray:
@@ -246,7 +264,7 @@ def _learn2learn(ids: np.ndarray, config: EpisodeConfig) -> list[Episode]:
     per = config.shots + config.queries
     taskset = l2l.data.Taskset(meta, task_transforms=[NWays(meta, config.ways), KShots(meta, per)], num_tasks=-1)
     out = []
-    with private_random(config.seed):
+    with private_random(config.seed), gc_paused():
         for _ in range(config.episodes):
             desc = taskset.sample_task_description()
             idx = np.fromiter((d.index for d in desc), dtype=np.int64, count=len(desc))

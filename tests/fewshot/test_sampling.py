@@ -93,6 +93,36 @@ def test_auto_uses_learn2learn_where_it_is_installed():
                                                         sampler="learn2learn")
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_learn2learn_sampling_pauses_the_garbage_collector_and_restores_its_state(enabled):
+    import gc
+
+    pytest.importorskip("learn2learn")
+    cfg = EpisodeConfig(ways=4, shots=2, queries=2, episodes=15, seed=3, sampler="learn2learn")
+    seen = []
+
+    class Probe:  # learn2learn calls the sampler's random draws inside the loop; record the GC state there
+        def __init__(self):
+            self.draw = random.sample
+
+        def __call__(self, *args, **kwargs):
+            seen.append(gc.isenabled())
+            return self.draw(*args, **kwargs)
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(random, "sample", Probe())
+            paused = sample_episodes(LABELS, config=cfg)
+        assert seen and not any(seen)  # off while learn2learn draws
+        assert gc.isenabled() == enabled  # and as it was afterwards
+    finally:
+        (gc.enable if was else gc.disable)()
+    again = sample_episodes(LABELS, config=cfg)  # pausing changes no draw
+    assert all((x[0] == y[0]).all() and (x[1] == y[1]).all() for x, y in zip(paused, again))
+
+
 def test_labels_are_coded_as_contiguous_ids_keeping_their_names():
     ids, names, values = encode_labels(np.array([119, 100, 119, 105]))
     assert ids.tolist() == [2, 0, 2, 1] and names == ["100", "105", "119"] and values.tolist() == [100, 105, 119]
