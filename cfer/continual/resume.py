@@ -38,6 +38,7 @@ from cfer.continual.growing import head_width
 from cfer.continual.metrics import ContinualResults
 from cfer.continual.runner import run_stream
 from cfer.distributed import barrier, is_main, resolve_device
+from cfer.models.freeze import frozen_copy
 from cfer.models.io import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,10 +107,13 @@ def _check_student(student: nn.Module, teacher: nn.Module, *, n_basic: int, basi
                          "(it learns them from the labels and the teacher's distillation)")
 
 
-def _plugin(strategy, kind: type):  # noqa: ANN001, ANN202
+def _plugin(strategy, kind: type, *, optional: bool = False):  # noqa: ANN001, ANN202
+    """The strategy's plugin of type ``kind``; ``None`` for an ``optional`` one it lacks."""
     for p in strategy.plugins:
         if isinstance(p, kind):
             return p
+    if optional:
+        return None
     raise RuntimeError(f"the cfer strategy has no {kind.__name__}")  # pragma: no cover - make_strategy adds it
 
 
@@ -129,14 +133,14 @@ def _sigmoid_criterion(strategy):  # noqa: ANN001, ANN202
     """The strategy's per-class sigmoid criterion plugin, or None."""
     from cfer.continual.plugins.sigmoid import SigmoidCriterionPlugin
 
-    return next((p for p in strategy.plugins if isinstance(p, SigmoidCriterionPlugin)), None)
+    return _plugin(strategy, SigmoidCriterionPlugin, optional=True)
 
 
 def _nearest_mean(strategy):  # noqa: ANN001, ANN202
     """The strategy's nearest-class-mean plugin, or None."""
     from cfer.continual.plugins.ncm import NearestMeanPlugin
 
-    return next((p for p in strategy.plugins if isinstance(p, NearestMeanPlugin)), None)
+    return _plugin(strategy, NearestMeanPlugin, optional=True)
 
 
 def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
@@ -272,7 +276,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
             distill.previous = distill._freeze(student)
         sigmoid = _sigmoid_criterion(strategy)
         if sigmoid is not None and sigmoid.distil_old:
-            sigmoid.previous = distill._freeze(student)
+            sigmoid.previous = frozen_copy(student)
         ncm = _nearest_mean(strategy)
         if ncm is not None and "nearest_mean" in state["plugins"]:  # predict as the run did after that step
             ncm.load_state_dict(state["plugins"]["nearest_mean"])

@@ -60,17 +60,17 @@ def normalised_features(model: nn.Module, data, *, layer: tuple[str, str], devic
     with ``mirror=True``, then those of every item flipped left to right (twice the rows)."""
     was = model.training
     model.eval()
-    feats, labels = [], []
+    feats, labels, flipped = [], [], []
     try:
         with FeatureTap(model, layer=layer[0], side=layer[1]) as tap:
-            for flip in (False, True) if mirror else (False,):
-                for x, y, *_ in DataLoader(data, batch_size=batch_size, shuffle=False):
-                    model(torch.flip(x, [-1]).to(device) if flip else x.to(device))
-                    feats.append(nn.functional.normalize(tap.features.float(), dim=1).cpu())
-                    labels.append(torch.as_tensor(y))
+            for x, y, *_ in DataLoader(data, batch_size=batch_size, shuffle=False):  # the data read once
+                for out, batch in ((feats, x), (flipped, torch.flip(x, [-1]))) if mirror else ((feats, x),):
+                    model(batch.to(device))
+                    out.append(nn.functional.normalize(tap.features.float(), dim=1).cpu())
+                labels.append(torch.as_tensor(y))
     finally:
         model.train(was)
-    return torch.cat(feats), torch.cat(labels)
+    return torch.cat(feats + flipped), torch.cat(labels * 2 if mirror else labels)
 
 
 def class_means(model: nn.Module, data, *, layer: tuple[str, str], device: torch.device | str = "cpu",  # noqa: ANN001
