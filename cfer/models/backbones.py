@@ -25,9 +25,9 @@ __all__ = ["CFER_MODELS", "ENSEMBLE_PREFIX", "create_backbone", "is_ensemble_arc
 
 logger = logging.getLogger(__name__)
 
-CFER_MODELS = ("resemotenet", "resemotenet_slim", "cfer_tiny", "manet", "manet_slim", "manet_tiny",
-               "dualview", "dualview_slim", "dualview_tiny", "vit_face_small", "vit_face_tiny", "vit_face_mini",
-               "vit_face_micro")
+CFER_MODELS = ("resemotenet", "resemotenet_slim", "cfer_tiny", "manet", "manet_slim", "manet_pool_slim",
+               "manet_tiny", "dualview", "dualview_slim", "dualview_tiny", "vit_face_small", "vit_face_tiny",
+               "vit_face_mini", "vit_face_micro")
 """The models cfer registers with timm, per family full, CPU-friendly (``_slim``) and for tests
 (``cfer_tiny``, ``_tiny``): ResEmoteNet, the MA-Net-style multi-scale local-attention
 network, and the dual-view fusion model; and the face-sized ViTs (8-pixel patches on

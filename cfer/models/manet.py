@@ -27,8 +27,16 @@ name               stem / trunk                 global       local       feature
 =================  ===========================  ===========  ==========  ========  ============
 ``manet``          64 / 128-256                 512 (3x128)  256 (2x2)   768       full width
 ``manet_slim``     16 / 32-64                   128 (3x32)   64 (2x2)    192       CPU, 48-64 px
+``manet_pool_slim``  16 / 32-64, max-pool trunk  128 (3x32)   64 (2x2)    192       CPU, 48-64 px
 ``manet_tiny``     8 (stride 2) / 8-16          16 (3x4)     8 (2x2)     24        tests
 =================  ===========================  ===========  ==========  ========  ============
+
+The trunk is either strided residual blocks (``trunk="residual"``, MA-Net's ResNet-like
+trunk) or conv-norm-ReLU-max-pool blocks like ResEmoteNet's stem (``trunk="pool"``). On
+48-pixel synthetic faces (all 22 classes) the max-pool trunk is the one that learns:
+``manet_pool_slim`` reaches the validation accuracy of ``resemotenet_slim``, where
+``manet_slim`` stays about 10 points below (``docs/benchmarks.md``). Any variant takes
+``trunk=...`` as a keyword of ``timm.create_model``.
 
 Example:
     >>> import timm, torch, cfer.models
@@ -156,6 +164,9 @@ class MANet(nn.Module):
         in_chans: Input channels (1 grey, 3 RGB).
         drop_rate: Dropout before the classifier.
         stem_stride: Stride of the first convolution.
+        trunk: ``"residual"`` (strided residual blocks) or ``"pool"`` (conv-norm-ReLU blocks,
+            each followed by a 2x2 max-pool, as in ResEmoteNet's stem): both halve the
+            resolution once a block.
         global_pool: ``"avg"``, ``"max"``, ``"avgmax"`` or ``""`` (no pooling; needs
             ``num_classes=0``).
         norm: ``"batch"`` or ``"group"``.
@@ -188,6 +199,7 @@ class MANet(nn.Module):
         in_chans: int = 3,
         drop_rate: float = 0.2,
         stem_stride: int = 1,
+        trunk: str = "residual",
         global_pool: str = "avg",
         norm: str = "batch",
         bn_momentum: float = 0.1,
@@ -201,11 +213,15 @@ class MANet(nn.Module):
             raise ValueError(f"drop_rate must lie in [0, 1), got {drop_rate}")
         if len(trunk_widths) < 1:
             raise ValueError(f"need at least one trunk width, got {tuple(trunk_widths)}")
+        if trunk not in ("residual", "pool"):
+            raise ValueError(f"trunk must be 'residual' (strided residual blocks) or 'pool' (conv + max-pool "
+                             f"blocks), got {trunk!r}")
         self.num_classes, self.in_chans, self.drop_rate = num_classes, in_chans, drop_rate
         kw = dict(norm=norm, momentum=bn_momentum)
         self.stem = nn.Sequential(_stem_block(in_chans, stem_width, stride=stem_stride, **kw))
         widths = [stem_width, *trunk_widths]
-        self.trunk = nn.Sequential(*[ResidualBlock(a, b, stride=2, **kw) for a, b in zip(widths[:-1], widths[1:])])
+        self.trunk = nn.Sequential(*[ResidualBlock(a, b, stride=2, **kw) if trunk == "residual"
+                                     else _stem_block(a, b, stride=1, **kw) for a, b in zip(widths[:-1], widths[1:])])
         self.deep = ResidualBlock(widths[-1], global_width, stride=1, **kw)
         self.multiscale = MultiScaleBlock(global_width, branch_width=branch_width, dilations=dilations, **kw)
         self.local = LocalPatchAttention(widths[-1], width=local_width, grid=grid, hidden=score_hidden, **kw)
@@ -278,6 +294,7 @@ def _cfg(**kwargs: Any) -> dict:
 default_cfgs = generate_default_cfgs({
     "manet": _cfg(),
     "manet_slim": _cfg(),
+    "manet_pool_slim": _cfg(),
     "manet_tiny": _cfg(pool_size=(4, 4)),
 })
 
@@ -286,6 +303,8 @@ _VARIANTS: dict[str, dict[str, Any]] = {
                   score_hidden=64),
     "manet_slim": dict(stem_width=16, trunk_widths=(32, 64), global_width=128, branch_width=32, local_width=64,
                        score_hidden=16, bn_momentum=0.5),
+    "manet_pool_slim": dict(stem_width=16, trunk_widths=(32, 64), global_width=128, branch_width=32, local_width=64,
+                            score_hidden=16, bn_momentum=0.5, trunk="pool"),
     "manet_tiny": dict(stem_width=8, trunk_widths=(8, 16), global_width=16, branch_width=4, local_width=8,
                        score_hidden=4, stem_stride=2, drop_rate=0.0, bn_momentum=0.5),
 }
@@ -308,6 +327,12 @@ def manet(pretrained: bool = False, **kwargs: Any) -> MANet:
 def manet_slim(pretrained: bool = False, **kwargs: Any) -> MANet:
     """The MA-Net-style network at a quarter of the widths: trains quickly on a CPU at 48-64 px."""
     return _create_manet("manet_slim", pretrained=pretrained, **kwargs)
+
+
+@register_model
+def manet_pool_slim(pretrained: bool = False, **kwargs: Any) -> MANet:
+    """``manet_slim`` with a max-pool trunk (``trunk="pool"``): the slim variant to use on 48-64 px faces."""
+    return _create_manet("manet_pool_slim", pretrained=pretrained, **kwargs)
 
 
 @register_model

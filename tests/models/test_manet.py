@@ -79,3 +79,21 @@ def test_bad_arguments_name_the_fix():
     assert timm.create_model("manet_tiny", num_classes=0, global_pool="")(torch.rand(2, 3, 32, 32)).shape == (2, 24, 2, 2)
     with pytest.raises(TypeError, match="unexpected keyword"):
         timm.create_model("manet_tiny", gird=2)
+
+
+def test_the_pool_trunk_halves_with_max_pools_and_keeps_the_branches():
+    torch.manual_seed(0)
+    pool = timm.create_model("manet_pool_slim", num_classes=4, in_chans=1).eval()
+    residual = timm.create_model("manet_slim", num_classes=4, in_chans=1).eval()
+    kinds = [[type(m) for m in block] for block in pool.trunk]
+    assert kinds == [[nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]] * 2  # conv-norm-ReLU-max-pool, twice
+    assert not any(isinstance(m, type(residual.trunk[0])) for m in pool.trunk.modules())
+    x = torch.rand(2, 1, 48, 48)
+    # the same maps and features as the residual trunk: only the way down to 1/8 differs
+    assert pool.trunk(pool.stem(x)).shape == residual.trunk(residual.stem(x)).shape == (2, 64, 6, 6)
+    assert pool.forward_features(x).shape == residual.forward_features(x).shape == (2, 192, 6, 6)
+    assert pool.num_features == residual.num_features and pool.feature_info == residual.feature_info
+    # any variant takes the keyword
+    assert timm.create_model("manet_tiny", trunk="pool", num_classes=3)(torch.rand(2, 3, 40, 40)).shape == (2, 3)
+    with pytest.raises(ValueError, match="trunk must be 'residual' .* or 'pool'"):
+        timm.create_model("manet_slim", trunk="maxpool")
