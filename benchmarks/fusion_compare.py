@@ -11,9 +11,12 @@ recall, F1 and support.
     python benchmarks/fusion_compare.py --framed         # detector crops of photo-like frames
     python benchmarks/fusion_compare.py --summarise a.json b.json   # runs split with --first-seed, together
 
-An ensemble name may end in ``/one_by_one``: its members then train one at a time, each
-with its own early stopping, and with ``learn_weights=true`` the fusion weights are fitted
-on the validation subjects (``TeacherConfig(member_training="one_by_one")``)::
+Any model may end in ``/precise_bn``: its BatchNorm statistics are recomputed on the training
+faces before each validation (``TeacherConfig(precise_bn=True)``); an ensemble with it is
+compared with its members run with it. An ensemble name may end in ``/one_by_one``: its
+members then train one at a time, each with its own early stopping, and with
+``learn_weights=true`` the fusion weights are fitted on the validation subjects
+(``TeacherConfig(member_training="one_by_one")``)::
 
     python benchmarks/fusion_compare.py --tasks all22 --models resemotenet_slim manet_slim \
         "ensemble:resemotenet_slim+manet_slim,learn_weights=true/one_by_one"
@@ -51,13 +54,31 @@ def splits_for(task: str, seed: int, *, subjects: tuple[int, int, int], per_clas
                                  seed=seed)
 
 
+FLAGS = ("one_by_one", "precise_bn")
+
+
+def parse_spec(spec: str) -> tuple[str, set[str]]:
+    """``"ARCH[/one_by_one][/precise_bn]"`` -> the arch and its training flags."""
+    arch, *flags = spec.split("/")
+    unknown = set(flags) - set(FLAGS)
+    if unknown:
+        raise ValueError(f"unknown flag(s) {sorted(unknown)} in {spec!r}; a model may end in {list(FLAGS)}")
+    return arch, set(flags)
+
+
+def member_spec(member: str, ensemble_spec: str) -> str:
+    """How a member trained alone is named next to an ensemble: with the ensemble's ``/precise_bn``."""
+    return member + ("/precise_bn" if "precise_bn" in parse_spec(ensemble_spec)[1] else "")
+
+
 def run_one(spec: str, task: str, seed: int, *, epochs: int, sp: dict) -> dict:
-    arch, _, training = spec.partition("/")  # "ensemble:...[/one_by_one]"
+    arch, flags = parse_spec(spec)
     classes = TASKS[task]
     t0 = time.perf_counter()
     res = train_teacher(train=sp["train"], val=sp["val"], classes=tuple(classes),
                         config=TeacherConfig(arch=arch, max_epochs=epochs, seed=seed,
-                                             member_training=training or "joint"))
+                                             member_training="one_by_one" if "one_by_one" in flags else "joint",
+                                             precise_bn="precise_bn" in flags))
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     conf = confusion(res.model, sp["test"], classes=res.classes)
@@ -88,7 +109,8 @@ def _paired(runs: list[dict], models: list[str], tasks: list[str]) -> None:
     from cfer.models.ensemble_arch import parse_ensemble_arch
 
     for arch in [m for m in models if m.startswith("ensemble:")]:
-        members = [m for m in parse_ensemble_arch(arch.partition("/")[0])["members"] if m in models]
+        members = [member_spec(m, arch) for m in parse_ensemble_arch(parse_spec(arch)[0])["members"]]
+        members = [m for m in members if m in models]
         for task in tasks:
             f1 = {m: {r["seed"]: r["macro_f1"] for r in runs if r["task"] == task and r["arch"] == m}
                   for m in [*members, arch]}

@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--member-training", choices=("joint", "one_by_one"), default="joint",
                    help="an ensemble arch's members: joint (the ensemble loss) or one_by_one (each alone, then "
                         "learn_weights=true fusion weights fitted on validation)")
+    t.add_argument("--precise-bn", action="store_true", help="recompute the BatchNorm statistics on the training "
+                   "faces before each validation (steadier early stopping for models with noisy statistics)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=_positive_int, default=64, help="global mini-batch size (default 64)")
     t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
@@ -280,6 +282,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "5e-4 suits a ViT from MAE weights)"),
     (("--member-training",), "teacher.member_training", "an ensemble teacher's members: joint (default, the "
      "ensemble loss) or one_by_one (each alone, then learn_weights=true fusion weights fitted on validation)"),
+    (("--teacher-precise-bn",), "teacher.precise_bn", "recompute the teacher's BatchNorm statistics on the training "
+     "faces before each validation"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),
     (("--per-step",), "continual.per_step", "compound classes per step (1 = published protocol)"),
@@ -312,7 +316,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--compile",), "compile", "train the teacher through torch.compile"),
     (("--workers",), "workers", "worker processes loading the continual stream's training batches (default 0)"),
 ]
-_RUN_FLAGS = {"data.crop_faces", "data.align_faces", "data.grey", "data.skip_invalid", "compile"}
+_RUN_FLAGS = {"data.crop_faces", "data.align_faces", "data.grey", "data.skip_invalid", "compile",
+              "teacher.precise_bn"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,9 +7,9 @@ from the command line (``--epochs 3`` is ``continual.epochs: 3``) and printed ba
 (``cfer run --print-config``). Every value is checked when the config is built, so a
 wrong option fails before any work starts, with a message that names the fix.
 
-The sections are plain data (no disk, no timm), so a saved config loads anywhere; the data
-path, face cascade, architecture and weights file are checked where the run starts
-(:func:`cfer.app.prepare.check_inputs`). The YAML form is :mod:`cfer.app.config_io`.
+The sections are plain data (no disk, no timm), so a saved config loads anywhere; the data path,
+face cascade, architecture and weights file are checked where the run starts
+(:func:`cfer.app.prepare.check_inputs`). YAML: :mod:`cfer.app.config_io`.
 
 Example:
     >>> RunConfig(continual=ContinualSection(per_step=5)).continual.epochs
@@ -40,7 +40,6 @@ __all__ = ["DataSection", "ClassesSection", "ModelSection", "TeacherSection", "C
 
 DEFAULT_IMAGE_SIZE = 48
 """The image side of every command's default (``--image-size``)."""
-
 
 TEACHER_RECIPES = ("auto", "fast", "photo")  # teacher.recipe
 MAX_SEED = 2**32 - 1
@@ -214,9 +213,9 @@ class TeacherSection:
             Adam) or ``photo`` (:func:`cfer.continual.teacher.photo_recipe`; docs/photos.md).
         epochs: Maximum epochs (default: the recipe's, 15 fast, 40 photo).
         patience: Epochs without a better validation accuracy before stopping (3 fast, 8 photo).
-        lr: Learning rate (default: the recipe's, 2e-3 fast, 1e-3 photo).
-        batch_size: Mini-batch size.
-        member_training: An ensemble's members ``joint`` or ``one_by_one`` (docs/models.md).
+        lr: Learning rate (default: the recipe's, 2e-3 fast, 1e-3 photo); ``batch_size``: mini-batch size.
+        member_training: An ensemble's members ``joint`` or ``one_by_one`` (docs/models.md); ``precise_bn``:
+            recompute the BatchNorm statistics on the training faces before each validation.
     """
 
     recipe: str = "auto"
@@ -225,6 +224,7 @@ class TeacherSection:
     lr: float | None = None
     batch_size: int = 64
     member_training: str = "joint"
+    precise_bn: bool = False
 
     def __post_init__(self) -> None:
         _finite(self, "teacher")

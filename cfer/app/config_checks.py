@@ -39,7 +39,7 @@ MEMBER_TRAINING = ("joint", "one_by_one")
 
 
 def teacher_section(section: Any, *, recipes: tuple[str, ...]) -> None:
-    """The ``teacher`` section's values: recipe, epochs, patience, batch size, lr, member training."""
+    """The ``teacher`` section's values: recipe, epochs, patience, batch size, lr, member training, precise BN."""
     if section.recipe not in recipes:
         raise ValueError(f"teacher.recipe must be one of {list(recipes)}, got {section.recipe!r}")
     for name in ("epochs", "patience", "batch_size"):
@@ -50,6 +50,8 @@ def teacher_section(section: Any, *, recipes: tuple[str, ...]) -> None:
     if section.member_training not in MEMBER_TRAINING:
         raise ValueError(f"teacher.member_training must be one of {list(MEMBER_TRAINING)}, got "
                          f"{section.member_training!r}")
+    if not isinstance(section.precise_bn, bool):
+        raise ValueError(f"teacher.precise_bn must be true or false, got {section.precise_bn!r}")
 
 
 def positive(section: str, name: str, value: Any) -> None:

@@ -92,6 +92,12 @@ class TeacherConfig:
             ensemble loss) or ``"one_by_one"`` (each member alone with cross-entropy and its
             own early stopping, then, with ``learn_weights=true``, the fusion weights fitted
             on the validation set: :func:`cfer.continual.members.fit_members`).
+        precise_bn: Before each validation, recompute the BatchNorm layers' running
+            statistics as an average over the training faces
+            (:func:`cfer.continual.precise_bn.recompute_batchnorm`) instead of keeping the
+            moving average of the last mini-batches. The eval-mode model, its validation
+            accuracy and the saved best epoch then use the statistics of the whole training
+            set; costs one forward pass over it per epoch.
 
     Under ``torchrun`` (:mod:`cfer.distributed`) the model is wrapped in
     ``DistributedDataParallel``: each of the N processes takes every N-th item of each
@@ -122,6 +128,7 @@ class TeacherConfig:
     layer_decay: float = 1.0
     arch_options: dict = field(default_factory=dict)
     member_training: str = "joint"
+    precise_bn: bool = False
 
     def __post_init__(self) -> None:
         from cfer.distributed import check_precision, resolve_device

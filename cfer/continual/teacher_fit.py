@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from cfer.continual.evaluation import LazyItems
+from cfer.continual.precise_bn import recompute_batchnorm
 from cfer.data.augment import FaceAugment
 from cfer.distributed import (
     all_reduce_sum,
@@ -190,6 +191,9 @@ def fit(model: nn.Module, *, xt: torch.Tensor | LazyItems, yt: torch.Tensor, xv:
                 scaler.step(opt)
                 scaler.update()
                 total += loss.detach().float().cpu() * len(yb)
+            if config.precise_bn:  # the statistics of the training faces, not of the last few batches
+                recompute_batchnorm(model, xt, batch_size=max(2, -(-config.batch_size // world)), device=device,
+                                    precision=config.precision)
             sync_buffers(model)  # rank 0's BatchNorm statistics everywhere before validation
             acc = _sharded_accuracy(model, xv, yv, device=device, precision=config.precision)
             train_loss = float(all_reduce_sum(total)) / len(xt)

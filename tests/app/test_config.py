@@ -159,3 +159,20 @@ def test_align_faces_and_the_recipe_are_run_options(capsys):
     assert printed["teacher"]["recipe"] == "photo" and printed["teacher"]["epochs"] is None
     assert cli.main(["run", "--align-faces", "--print-config"]) == 2  # without --data it would do nothing
     assert "data.align_faces needs data.path" in capsys.readouterr().err
+
+
+def test_precise_batchnorm_reaches_the_teacher_from_the_command_line_and_the_yaml(capsys):
+    from cfer.app import cli
+    from cfer.app.config import TeacherSection
+    from cfer.app.recipe import teacher_config
+
+    assert teacher_config(RunConfig())[1].precise_bn is False
+    on = RunConfig(teacher=TeacherSection(precise_bn=True))
+    assert teacher_config(on)[1].precise_bn is True
+    with pytest.raises(ValueError, match="teacher.precise_bn must be true or false"):
+        TeacherSection(precise_bn="yes")
+    assert cli.build_parser().parse_args(["teacher", "--out", "t.pt", "--precise-bn"]).precise_bn is True
+    assert cli.main(["run", "--teacher-precise-bn", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["teacher"]["precise_bn"] is True
+    assert teacher_config(config_from_dict(printed))[1].precise_bn is True
