@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--weight-decay", type=float, default=None, help="default: 1e-4 with adam, 0.05 with adamw")
     ap.add_argument("--warmup-epochs", type=int, default=0)
     ap.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
+    ap.add_argument("--precise-bn", action="store_true", help="recompute the BatchNorm statistics on the training "
+                    "faces before each validation (TeacherConfig(precise_bn=True))")
     ap.add_argument("--subjects", type=int, nargs=3, default=(16, 4, 8), metavar=("TRAIN", "VAL", "TEST"))
     ap.add_argument("--per-class", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=48)
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                         config=TeacherConfig(arch=args.arch, max_epochs=args.epochs, seed=args.seed, weights=weights,
                                              patience=args.patience, optimizer=args.optimizer, lr=args.lr,
                                              weight_decay=decay, warmup_epochs=args.warmup_epochs,
-                                             schedule=args.schedule))
+                                             schedule=args.schedule, precise_bn=args.precise_bn))
     ens = res.model
     models = {**dict(zip(ens.member_names, ens.members)), "fused": ens}
     faces = render_faces(classes=CLASSES, n_subjects=args.explain_subjects, per_class=2, image_size=args.image_size,

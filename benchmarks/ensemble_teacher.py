@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--compound", type=int, default=15, help="compound classes in the stream (15: all)")
     ap.add_argument("--per-step", type=int, default=1, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--teacher-epochs", type=int, default=15)
+    ap.add_argument("--precise-bn", action="store_true", help="teachers recompute their BatchNorm statistics on "
+                    "the training faces before each validation (TeacherConfig(precise_bn=True))")
     ap.add_argument("--basic-epochs", type=int, default=10, help="basic epochs of a student of its own")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per compound step")
     ap.add_argument("--subjects", type=int, nargs=3, default=(16, 4, 8), metavar=("TRAIN", "VAL", "TEST"))
@@ -84,7 +86,7 @@ def _teacher(arch: str, splits: dict, args: argparse.Namespace, seed: int) -> tu
     training = args.ensemble_training if arch.startswith("ensemble:") else "joint"
     res = train_teacher(train=splits["train"], val=splits["val"], classes=taxonomy.BASIC,
                         config=TeacherConfig(arch=arch, max_epochs=args.teacher_epochs, seed=seed,
-                                             member_training=training))
+                                             member_training=training, precise_bn=args.precise_bn))
     scores = confusion(res.model, splits["test"], classes=res.classes).scores()
     return res.model, {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1(), "epochs_run": len(res.history),
                        "train_s": time.perf_counter() - t0}
