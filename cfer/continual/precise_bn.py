@@ -23,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -30,11 +32,61 @@ from torch import nn
 from cfer.continual.evaluation import LazyItems
 from cfer.distributed import autocast, shard
 
-__all__ = ["recompute_batchnorm"]
+__all__ = ["recompute_batchnorm", "recompute_batchnorm_over"]
 
 logger = logging.getLogger(__name__)
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@contextmanager
+def _statistics_pass(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """The model in eval mode but its BatchNorm layers averaging afresh; their momenta restored after."""
+    layers = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
+    saved = [m.momentum for m in layers]
+    model.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches of this pass
+        m.train()
+    try:
+        yield layers
+    finally:
+        for m, momentum in zip(layers, saved):
+            m.momentum = momentum
+            m.eval()
+
+
+@torch.no_grad()
+def recompute_batchnorm_over(model: nn.Module, batches: Iterable[torch.Tensor], *,
+                             device: torch.device | str = "cpu", precision: str = "fp32") -> int:
+    """Like :func:`recompute_batchnorm`, over ``batches`` of inputs (e.g. a replay memory's loader).
+
+    Batches of one input are skipped (no variance). Returns how many BatchNorm layers were
+    recomputed; a model without any is left as it was and gives 0. Raises ``ValueError``
+    when no batch of two or more inputs came (the statistics would be the layers' defaults).
+
+    Example:
+        >>> import timm, torch, cfer.models
+        >>> net = timm.create_model("cfer_tiny", num_classes=3)
+        >>> recompute_batchnorm_over(net, torch.rand(20, 3, 32, 32).split(8))
+        5
+    """
+    if not any(isinstance(m, _BN) and m.track_running_stats for m in model.modules()):
+        return 0
+    device = torch.device(device)
+    seen = 0
+    with _statistics_pass(model) as layers:
+        for x in batches:
+            if len(x) < 2:
+                continue
+            with autocast(device, precision):
+                model(x.to(device))
+            seen += len(x)
+        if not seen:
+            raise ValueError("precise BatchNorm needs batches of two or more inputs; none came")
+    logger.debug("precise BatchNorm: %d layers from %d inputs", len(layers), seen)
+    return len(layers)
 
 
 @torch.no_grad()
@@ -64,27 +116,6 @@ def recompute_batchnorm(model: nn.Module, x: torch.Tensor | LazyItems, *, batch_
         raise ValueError(f"batch_size must be >= 2 to estimate a variance, got {batch_size}")
     if len(x) == 0:
         raise ValueError("precise BatchNorm needs training inputs; x is empty")
-    layers = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
-    if not layers:
-        return 0
-    device = torch.device(device)
-    saved = [m.momentum for m in layers]
-    model.eval()
-    for m in layers:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches of this pass
-        m.train()
-    try:
-        mine = shard(torch.arange(len(x)))
-        for i in range(0, len(mine), batch_size):
-            pos = mine[i:i + batch_size]
-            if len(pos) < 2:  # a trailing single input has no batch variance
-                continue
-            with autocast(device, precision):
-                model(x[pos].to(device))
-    finally:
-        for m, momentum in zip(layers, saved):
-            m.momentum = momentum
-            m.eval()
-    logger.debug("precise BatchNorm: %d layers from %d inputs", len(layers), len(mine))
-    return len(layers)
+    mine = shard(torch.arange(len(x)))
+    return recompute_batchnorm_over(model, (x[mine[i:i + batch_size]] for i in range(0, len(mine), batch_size)),
+                                    device=device, precision=precision)

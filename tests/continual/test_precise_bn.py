@@ -70,3 +70,16 @@ def test_the_teacher_keeps_its_best_epoch_with_precise_statistics():
     recompute_batchnorm(precise, sp["train"].tensors()[0], batch_size=16)
     pairs = [(a, b) for a, b in zip(plain.model.modules(), precise.modules()) if isinstance(a, nn.BatchNorm2d)]
     assert any(not torch.allclose(a.running_mean, b.running_mean, atol=1e-3) for a, b in pairs)
+
+
+def test_batches_from_a_loader_give_the_same_statistics_and_single_items_are_skipped():
+    from cfer.continual.precise_bn import recompute_batchnorm_over
+
+    x = torch.randn(40, 3, 6, 6)
+    a, b = _net(), _net()
+    recompute_batchnorm(a, x, batch_size=10)
+    # the same batches, plus a batch of one that has no variance: skipped
+    assert recompute_batchnorm_over(b, [*x.split(10), torch.randn(1, 3, 6, 6) * 100]) == 2
+    assert torch.allclose(a[1].running_mean, b[1].running_mean) and torch.allclose(a[3].running_var, b[3].running_var)
+    with pytest.raises(ValueError, match="batches of two or more inputs; none came"):
+        recompute_batchnorm_over(_net(), [torch.rand(1, 3, 6, 6)])
