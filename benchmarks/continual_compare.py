@@ -209,12 +209,14 @@ def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple
     return splits, first, later
 
 
-def final_scores(model: torch.nn.Module, data: FaceDataset, *, classes: tuple[str, ...]) -> dict:
+def final_scores(model: torch.nn.Module, data: FaceDataset, *, classes: tuple[str, ...],
+                 first: tuple[str, ...] | None = None) -> dict:
     """Per-class precision, recall, F1 and macro-F1 of the final model over every class it
     learnt (:meth:`cfer.continual.confusion.Confusion.scores`), on ``data`` (the split the
     accuracies are measured on): ``{"final_macro_f1", "final_macro_f1_basic",
-    "final_macro_f1_compound", "final_scores"}``."""
-    scores = confusion(model, data, classes=classes).scores()
+    "final_macro_f1_compound", "final_scores"}``; "basic" is the first step's classes
+    ``first`` (default: the taxonomy's basic classes), "compound" the later steps'."""
+    scores = confusion(model, data, classes=classes).scores(basic=first)
     return {"final_macro_f1": scores.macro_f1(), "final_macro_f1_basic": scores.macro_f1(kind="basic"),
             "final_macro_f1_compound": scores.macro_f1(kind="compound"), "final_scores": scores.to_dict()}
 
@@ -233,7 +235,8 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
                              plugins=[epochs], cfer=cfer_opts)
     torch.manual_seed(args.seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
-    return {**res.to_dict(), **final_scores(strategy.model, eval_data, classes=tuple(stream.class_names))}
+    names = tuple(stream.class_names)
+    return {**res.to_dict(), **final_scores(strategy.model, eval_data, classes=names, first=names[:stream.n_basic])}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,7 +205,7 @@ def _metrics(state: RunState) -> dict:
         "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS if k in _ALWAYS or k in teacher_info},
         "continual": {"strategy": _strategy(state.config), "orders": records, "summary": _summary(records)},
         "confusion": out["confusion"],
-        "scores": _scores(out["confusion"]),
+        "scores": _scores(out["confusion"], basic=data.basic),
         "fewshot": out["fewshot"],
         "explain": out["explain"],
     }
@@ -219,10 +219,12 @@ def _strategy(config: RunConfig) -> dict:
     return describe_preset(config.continual.strategy, strategy_options(config))
 
 
-def _scores(confusions: dict) -> dict:
+def _scores(confusions: dict, *, basic: tuple[str, ...]) -> dict:
     """Per-class precision, recall, F1 and macro-F1 of each model, from the confusion stage's
-    counts (no forward pass: a resumed run reads them from confusion.json and gets the same)."""
-    return {model: class_scores(c["counts"], rows=c["classes"], outputs=c["outputs"]).to_dict()
+    counts (no forward pass: a resumed run reads them from confusion.json and gets the same).
+    "basic" and "compound" are the stream's roles: ``basic`` is its first step's classes
+    (``--basic``), every other class came in a later step."""
+    return {model: class_scores(c["counts"], rows=c["classes"], outputs=c["outputs"], basic=basic).to_dict()
             for model, c in confusions.items()}
 
 

@@ -292,8 +292,10 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> RunData:
         else:
             rng_pool = list(compound)
         if len(compound) - fs.holdout < 1:
+            ways = (f" (the episodes then draw from the stream's {len(compound)} compound classes: also pass "
+                    f"--ways {len(compound)} or fewer)" if len(compound) < fs.ways else "")
             raise ValueError(f"a few-shot hold-out of {fs.holdout} leaves no compound class for the stream "
-                             f"(the data has {len(compound)}); lower --holdout, or set it to 0")
+                             f"(the data has {len(compound)}); lower --holdout, or set it to 0{ways}")
         pick = np.random.default_rng(config.seed).choice(len(rng_pool), size=fs.holdout, replace=False)
         holdout = tuple(sorted((rng_pool[i] for i in pick), key=taxonomy.COMPOUND.index))
         compound = tuple(c for c in compound if c not in holdout)

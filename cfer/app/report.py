@@ -84,7 +84,8 @@ def _f1_rows(scores: dict) -> list[tuple[str, str, str]]:
     """Macro-F1 rows of the summary: the teacher's over the basic classes, the final student's."""
     rows = []
     if "teacher" in scores:
-        rows.append(("teacher macro-F1, basic classes", _f1(scores["teacher"]["macro_f1"]), "one teacher"))
+        rows.append(("teacher macro-F1, basic classes", _f1(scores["teacher"]["macro_f1"]),
+                     "one teacher; later classes' test faces count in its precision"))
         rows += [(f"{model_label(k)} (its own head) macro-F1, basic classes", _f1(scores[k]["macro_f1"]),
                   "one teacher") for k in _member_keys(scores, "teacher")]
     if "student" in scores:
@@ -147,8 +148,7 @@ def _tables(run: Path, metrics: dict) -> list[Path]:
         for c, att in e["region_attention"].items():
             kind = "basic" if c in taxonomy.BASIC else "compound" if c in taxonomy.COMPOUND else "other"
             regions.append([model, c, kind, *[att[r] for r in taxonomy.REGIONS]])
-    out.append(write_text(run / "tables" / "regions.csv", _csv(regions, ["model", "class", "kind",
-                                                                           *taxonomy.REGIONS])))
+    out.append(write_text(run / "tables" / "regions.csv", _csv(regions, ["model", "class", "kind", *taxonomy.REGIONS])))
     shares = []
     for model, c in metrics["confusion"].items():
         rows = [[r, *m] for r, m in zip(c["classes"], c["matrix"])]
@@ -156,7 +156,8 @@ def _tables(run: Path, metrics: dict) -> list[Path]:
         shares += [[model, k, *("" if v[f] is None else v[f] for f in _SHARE)]
                    for k, v in c["constituent_share"].items()]
     out.append(write_text(run / "tables" / "constituents.csv", _csv(shares, ["model", "compound", *_SHARE])))
-    scores = [[model, c, "compound" if c in taxonomy.COMPOUND else "basic", *(v[f] for f in _SCORE)]
+    first = (metrics.get("data") or {}).get("basic") or taxonomy.BASIC  # the stream's roles, as in the macro-F1s
+    scores = [[model, c, "basic" if c in first else "compound", *(v[f] for f in _SCORE)]
               for model, sc in (metrics.get("scores") or {}).items() for c, v in sc["per_class"].items()]
     out.append(write_text(run / "tables" / "class_scores.csv", _csv(scores, ["model", "class", "kind", *_SCORE])))
     return out
@@ -238,10 +239,10 @@ def _scores_section(metrics: dict) -> list[str]:
     return [
         "<h2>Per-class precision, recall and F1</h2>",
         "<p>From the confusion counts on the test faces: the final student (first class order) over every class it "
-        "learnt, the teacher over its basic outputs (an ensemble's members each on its own head). Precision "
-        "counts every face predicted as the class, so a "
-        "compound face the teacher puts on a basic output is a false positive of that output. A class never "
-        "predicted has precision 0; macro-F1 is the unweighted mean over the classes with test faces.</p>",
+        "learnt, the teacher over its basic outputs (an ensemble's members each on its own head). Precision counts "
+        "every face predicted as the class, so a compound face (a later class's face) the teacher puts on a basic "
+        "output is a false positive of that output. A class never predicted has precision 0; macro-F1 is the "
+        "unweighted mean over the classes with test faces; basic = the first step's classes.</p>",
         "<table><tr><th>class</th><th>test faces</th><th>student precision</th><th>student recall</th>"
         f"<th>student F1</th>{heads}</tr>{rows}</table>",
     ]
@@ -329,8 +330,7 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
                    "different compound classes in each order (see the table below).")),
         f"<table><tr><th>order</th><th>compound classes in order of arrival</th><th>classes per step</th>"
         f"<th>memory M (items per class)</th><th>avg over steps</th><th>final</th></tr>{order_rows}</table>",
-        *_confusion_section(metrics),
-        *_scores_section(metrics),
+        *_confusion_section(metrics), *_scores_section(metrics),
         "<h2>Few-shot episodes</h2>",
         f"<p class=note>Each episode draws {config.fewshot.ways} classes, support and query faces of test subjects; "
         "queries come from every class in the episode, so always answering one class scores chance, not 100%.</p>",

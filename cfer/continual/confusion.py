@@ -72,11 +72,12 @@ class Confusion:
         n = self.counts.sum(1, keepdims=True)
         return np.divide(self.counts, n, out=np.zeros(self.counts.shape), where=n > 0)
 
-    def scores(self) -> ClassScores:
+    def scores(self, *, basic: Sequence[str] | None = None) -> ClassScores:
         """Per-class precision, recall, F1 and support of every output, macro-F1 and accuracy
         (:func:`cfer.continual.scores.class_scores`: rows without an output are not scored,
-        but their faces lower the precision of the outputs they land on)."""
-        return class_scores(self.counts, rows=self.rows, outputs=self.outputs)
+        but their faces lower the precision of the outputs they land on). ``basic``: the
+        stream's first-step classes where they are not the taxonomy's basic classes."""
+        return class_scores(self.counts, rows=self.rows, outputs=self.outputs, basic=basic)
 
     def to_dict(self) -> dict:
         """JSON form: classes, outputs, the row-normalised matrix, counts and constituent shares."""

@@ -20,6 +20,12 @@ of the scored classes' faces predicted right (rows without an output are left ou
 teacher's accuracy is its basic test accuracy); the faces of the rows without an output are
 counted in ``unscored``.
 
+"Basic" and "compound" in :meth:`ClassScores.macro_f1` are the stream's roles: the classes of
+its first step and those of the later steps. By default they are the taxonomy's (a class is
+compound if it is one of :data:`cfer.taxonomy.COMPOUND`); a stream whose first step and
+later steps are other classes (CK+48's basic expressions split into a first step and later
+steps) passes its first step's classes as ``basic=``.
+
 Example:
     >>> import numpy as np
     >>> s = class_scores(np.array([[2, 0], [1, 1], [1, 0]]), rows=("happy", "sad", "awed"), outputs=("happy", "sad"))
@@ -27,6 +33,9 @@ Example:
     ([0.5, 1.0], [1.0, 0.5], [2, 2])
     >>> round(s.macro_f1(), 4), s.accuracy, s.unscored
     (0.6667, 0.75, {'awed': 1})
+    >>> class_scores(np.array([[2, 0], [1, 1]]), rows=("happy", "sad"), outputs=("happy", "sad"),
+    ...              basic=("happy",)).macro_f1(kind="compound")     # sad came in a later step
+    0.6666666666666666
 """
 
 from __future__ import annotations
@@ -42,7 +51,8 @@ __all__ = ["ClassScores", "class_scores", "KINDS"]
 
 KINDS = ("all", "basic", "compound")
 """What :meth:`ClassScores.macro_f1` can average over: every scored class, the basic-step
-classes (every class that is not compound: neutral counts as basic), the compound classes."""
+classes (by default every class that is not compound: neutral counts as basic), the
+compound (later-step) classes."""
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -61,6 +71,8 @@ class ClassScores:
         support: Per class, its test faces.
         accuracy: Correct share of the scored classes' faces (None without faces).
         unscored: Faces of each row that has no output (a wrong answer each).
+        basic: The first step's classes, if the stream's roles differ from the taxonomy's
+            (None: a class is compound if :data:`cfer.taxonomy.COMPOUND` has it).
     """
 
     classes: tuple[str, ...]
@@ -70,14 +82,18 @@ class ClassScores:
     support: np.ndarray
     accuracy: float | None
     unscored: dict[str, int]
+    basic: tuple[str, ...] | None = None
+
+    def _is_compound(self, name: str) -> bool:
+        return name not in self.basic if self.basic is not None else name in taxonomy.COMPOUND
 
     def macro_f1(self, *, kind: str = "all") -> float | None:
-        """Unweighted mean F1 over the classes of ``kind`` (one of :data:`KINDS`) that have
-        test faces; None if none has."""
+        """Unweighted mean F1 over the classes of ``kind`` (one of :data:`KINDS`: every class,
+        the first step's, the later steps') that have test faces; None if none has."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         keep = [i for i, c in enumerate(self.classes) if self.support[i] > 0 and
-                (kind == "all" or (c in taxonomy.COMPOUND) == (kind == "compound"))]
+                (kind == "all" or self._is_compound(c) == (kind == "compound"))]
         return float(self.f1[keep].mean()) if keep else None
 
     def to_dict(self) -> dict:
@@ -92,7 +108,7 @@ class ClassScores:
 
 
 def class_scores(counts: np.ndarray | Sequence[Sequence[int]], *, rows: Sequence[str],
-                 outputs: Sequence[str]) -> ClassScores:
+                 outputs: Sequence[str], basic: Sequence[str] | None = None) -> ClassScores:
     """Score every output of a model from its confusion counts.
 
     Args:
@@ -101,6 +117,9 @@ def class_scores(counts: np.ndarray | Sequence[Sequence[int]], *, rows: Sequence
             or the ``"counts"`` of its JSON form).
         rows: The true class of each row (any spelling of a cfer class name).
         outputs: The class of each output unit.
+        basic: The stream's first-step classes, where they are not the taxonomy's basic
+            classes (what ``macro_f1(kind="basic")`` averages over; the others are
+            "compound"). Default: the taxonomy decides.
 
     Returns:
         A :class:`ClassScores` over ``outputs``.
@@ -110,6 +129,7 @@ def class_scores(counts: np.ndarray | Sequence[Sequence[int]], *, rows: Sequence
             column per output, or holds anything but non-negative whole numbers.
     """
     rows, outputs = taxonomy.normalize_many(list(rows)), taxonomy.normalize_many(list(outputs))
+    first = None if basic is None else taxonomy.normalize_many(list(basic))
     given = np.asarray(counts)
     if given.size == 0 and len(rows) * len(outputs) == 0:
         given = given.reshape(len(rows), len(outputs))
@@ -128,4 +148,5 @@ def class_scores(counts: np.ndarray | Sequence[Sequence[int]], *, rows: Sequence
     faces = int(support.sum())
     unscored = {c: int(counts[i].sum()) for i, c in enumerate(rows) if c not in outputs}
     return ClassScores(classes=outputs, precision=precision, recall=recall, f1=f1, support=support,
-                       accuracy=float(tp.sum() / faces) if faces else None, unscored=unscored)
+                       accuracy=float(tp.sum() / faces) if faces else None, unscored=unscored,
+                       basic=first)

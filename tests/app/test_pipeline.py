@@ -152,6 +152,27 @@ def test_tables_agree_with_the_metrics(tiny_run):
     assert float(fs[0]["accuracy"]) == pytest.approx(metrics["fewshot"][0]["accuracy"])
 
 
+def test_basic_and_compound_in_the_scores_are_the_streams_roles(tiny_run, tmp_path):
+    """A stream whose first step is not the taxonomy's basic classes (CK+48 split into a first
+    step and later steps): its macro-F1s and class_scores.csv follow the stream's roles."""
+    from cfer.app.pipeline import _scores
+    from cfer.app.report import _tables
+
+    _, _, metrics = tiny_run
+    learnt = metrics["continual"]["orders"][0]["class_names"]
+    first = learnt[:2]  # as if only two classes had made the first step
+    scores = _scores(metrics["confusion"], basic=tuple(first))
+    f1 = {c: v["f1"] for c, v in scores["student"]["per_class"].items()}
+    assert scores["student"]["macro_f1_basic"] == pytest.approx(sum(f1[c] for c in first) / 2)
+    later = [c for c in learnt if c not in first]
+    assert scores["student"]["macro_f1_compound"] == pytest.approx(sum(f1[c] for c in later) / len(later))
+    assert scores["student"]["macro_f1"] == pytest.approx(metrics["scores"]["student"]["macro_f1"])
+    _tables(tmp_path, {**metrics, "data": {**metrics["data"], "basic": first}, "scores": scores})
+    kinds = {r["class"]: r["kind"] for r in csv.DictReader((tmp_path / "tables" / "class_scores.csv").open())
+             if r["model"] == "student"}
+    assert kinds == {c: "basic" if c in first else "compound" for c in learnt}
+
+
 def test_every_figure_of_the_report_loads_in_headless_chromium(tiny_run):
     from browser import page_images, require_chromium
 
@@ -208,7 +229,7 @@ def test_data_problems_are_reported_before_training(tmp_path):
     assert not (tmp_path / "r" / "teacher.pt").exists()
     cfg = config_from_dict({**TINY, "classes": {"compound": ["awed", "hatred", "appalled"]},
                             "fewshot": {"holdout": 5}})
-    with pytest.raises(ValueError, match="leaves no compound class for the stream"):
+    with pytest.raises(ValueError, match=r"leaves no compound class for the stream.*also pass --ways 3 or fewer"):
         run_pipeline(cfg, out_dir=tmp_path / "r2", progress=False)
 
 

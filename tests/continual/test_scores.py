@@ -63,6 +63,21 @@ def test_confusion_scores_and_their_json_form():
     assert again.to_dict() == d
 
 
+def test_the_streams_first_step_decides_what_basic_and_compound_mean_when_given():
+    # CK+48-like: basic expressions only, happy in the first step, surprised and sad in later steps
+    s = class_scores(COUNTS, rows=ROWS, outputs=OUTPUTS, basic=("happy",))
+    assert s.macro_f1(kind="basic") == pytest.approx(2 / 3)  # happy alone
+    assert s.macro_f1(kind="compound") == pytest.approx((2 / 3 + 0) / 2)  # surprised and happily surprised (sad: no face)
+    assert s.macro_f1() == class_scores(COUNTS, rows=ROWS, outputs=OUTPUTS).macro_f1()  # "all" does not change
+    d = Confusion(rows=ROWS, outputs=OUTPUTS, counts=COUNTS).scores(basic=["Happy"]).to_dict()  # any spelling
+    assert d["macro_f1_basic"] == pytest.approx(2 / 3) and d["macro_f1_compound"] == pytest.approx(1 / 3)
+    # a basic-only stream without the option: every class counts as basic, none as compound
+    only_basic = class_scores([[2, 0], [1, 1]], rows=("happy", "sad"), outputs=("happy", "sad"))
+    assert only_basic.macro_f1(kind="compound") is None
+    assert class_scores([[2, 0], [1, 1]], rows=("happy", "sad"), outputs=("happy", "sad"),
+                        basic=("happy",)).macro_f1(kind="compound") == pytest.approx(2 / 3)
+
+
 def test_wrong_counts_are_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"one row per true class \(3\) and one column per output \(4\)"):
         class_scores(COUNTS[:2], rows=ROWS, outputs=OUTPUTS)
