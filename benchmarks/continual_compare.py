@@ -71,8 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "grow (PSMR grow mode), cat (train on new data and the whole memory "
                          "concatenated), herd (PSMR sorts, then herds within the top half), prev / prevW (distil "
                          "the previous student, weight 1 / W; prevsW: weight W x sqrt(old / new classes)), "
-                         "pfW (the previous student's features, 1 - cosine, weight W), eN (N epochs per compound "
-                         "step instead of --epochs); e.g. cfer+la+ncm")
+                         "pfW (the previous student's features, 1 - cosine, weight W), cos (a cosine-normalised "
+                         "head instead of the linear one), eN (N epochs per compound step instead of --epochs); "
+                         "e.g. cfer+la+ncm")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--arch", default="resemotenet_slim")
@@ -130,7 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 VARIANTS = ("la", "ncm", "ncmnew", "mirror", "ncmhead", "sig", "bft", "nofeat", "grow", "cat", "herd", "prev",
-            "nocache")
+            "nocache", "cos")
 
 
 def _number(text: str) -> bool:
@@ -173,7 +174,7 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
                                            if o[:4] == "prev"] or [0.0]),
                       previous_weight_scale="sqrt_ratio" if any(o[:5] == "prevs" for o in opts) else "constant",
                       previous_feature_weight=max([float(o[2:]) for o in opts if o[:2] == "pf"] or [0.0]),
-                      cache_teacher="nocache" not in opts)
+                      head="cosine" if "cos" in opts else "linear", cache_teacher="nocache" not in opts)
 
 
 def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple[str, ...], tuple[str, ...]]:

@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "the training faces before each validation (TeacherConfig(precise_bn=True))")
     ap.add_argument("--basic-epochs", type=int, default=10, help="basic epochs of a student of its own")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per compound step")
+    ap.add_argument("--head", default=CferConfig().head, choices=["linear", "cosine"],
+                    help="the students' head (default: the cfer preset's)")
     ap.add_argument("--subjects", type=int, nargs=3, default=(16, 4, 8), metavar=("TRAIN", "VAL", "TEST"))
     ap.add_argument("--per-class", type=int, default=4)
     ap.add_argument("--image-size", type=int, default=48)
@@ -103,7 +105,8 @@ def _student_run(setup: str, teacher: torch.nn.Module, stream, splits: dict, arg
     seed_everything(seed)
     t0 = time.perf_counter()
     results, student = run_order(stream=stream, teacher=teacher, memory_size=memory, epochs=args.epochs,
-                                 cfer=CferConfig(), checkpoint=folder / f"{setup.replace('>', '')}-{seed}.pt",
+                                 cfer=CferConfig(head=args.head),
+                                 checkpoint=folder / f"{setup.replace('>', '')}-{seed}.pt",
                                  seed=seed, **extra)
     scores = confusion(student, splits["test"], classes=tuple(stream.class_names)).scores()
     return {**results.to_dict(), "final_macro_f1": scores.macro_f1(), "seconds": time.perf_counter() - t0}

@@ -299,6 +299,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "(default: the preset's)"),
     (("--previous-weight-scale",), "continual.previous_weight_scale", "constant or sqrt_ratio (the weight times "
      "sqrt(old / new classes): less forgetting, less new-class accuracy; default: the preset's)"),
+    (("--head",), "continual.head", "the student's head: linear or cosine (cosine-normalised; default: the "
+     "preset's, linear)"),
     (("--logger",), "continual.logger", "training curves to RUN/logs/KIND/: none (default), tensorboard, csv "
                                         "or wandb-offline"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),

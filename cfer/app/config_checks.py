@@ -20,7 +20,7 @@ STRATEGIES = ("cfer", "published")
 """The presets ``continual.strategy`` names (:mod:`cfer.continual.presets`)."""
 
 METHOD_KEYS = ("psmr_mode", "gamma0", "temperature", "feature_weight", "logit_adjustment", "nearest_mean",
-               "previous_weight", "previous_weight_scale")
+               "previous_weight", "previous_weight_scale", "head")
 """``continual`` keys that change the ``cfer`` preset (None: the preset's value)."""
 
 
@@ -112,6 +112,8 @@ def continual_method(section: Any) -> None:
     if min(given.get(k, 0) for k in ("feature_weight", "logit_adjustment", "previous_weight")) < 0:
         raise ValueError("continual.feature_weight, continual.logit_adjustment and continual.previous_weight must "
                          "be >= 0 (0 switches off)")
+    if given.get("head", "cosine") not in ("cosine", "linear"):
+        raise ValueError(f"continual.head must be 'cosine' or 'linear', got {section.head!r}")
     if given.get("previous_weight_scale", "constant") not in ("constant", "sqrt_ratio"):
         raise ValueError("continual.previous_weight_scale must be 'constant' or 'sqrt_ratio' (weight times "
                          f"sqrt(old / new classes)), got {section.previous_weight_scale!r}")

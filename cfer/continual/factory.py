@@ -106,6 +106,10 @@ class CferConfig:
         cache_teacher: Compute the frozen teacher's and previous student's outputs once per
             distinct input in a step (:mod:`cfer.continual.output_cache`; exact, so the
             ``published`` preset has it too: it changes the cost, not the result).
+        head: The student's growing head: ``"linear"`` (the published method and the
+            preset) or ``"cosine"`` (a learnt scale times the cosine of features and class
+            weights, :mod:`cfer.continual.cosine_head`; the strategy turns the model's linear
+            head into one, keeping each class's weights).
     """
 
     gamma0: float = 0.1
@@ -132,6 +136,7 @@ class CferConfig:
     previous_weight_scale: str = "constant"
     previous_feature_weight: float = 0.0
     cache_teacher: bool = True
+    head: str = "linear"
 
     def __post_init__(self) -> None:
         if self.replay_batches not in ("mixed", "concat"):
@@ -149,6 +154,8 @@ class CferConfig:
             raise ValueError(f"nearest_mean must be 'off', 'memory' or 'memory+new', got {self.nearest_mean!r}")
         if self.balanced_epochs < 0 or not self.balanced_lr > 0:
             raise ValueError("balanced_epochs must be >= 0 (0: off) and balanced_lr > 0")
+        if self.head not in ("linear", "cosine"):
+            raise ValueError(f"head must be 'linear' or 'cosine', got {self.head!r}")
 
 
 def make_strategy(
@@ -275,6 +282,8 @@ def make_strategy(
             raise ValueError("the 'published' strategy is the method as published and takes no cfer options; "
                              "use make_strategy('cfer', cfer=CferConfig(...)) to change them")
         cfer = preset_config("published")
+    if cfer.head == "cosine":
+        _cosine_head(model)
     distill = BasicDistillationPlugin(teacher=teacher, temperature=cfer.temperature, gamma0=cfer.gamma0,
                                       first_step=cfer.first_step, t_squared=cfer.t_squared,
                                       feature_weight=cfer.feature_weight, feature_loss=cfer.feature_loss,
@@ -353,6 +362,15 @@ def _class_order_check():  # noqa: ANN202
                     extractor.train(was)
 
     return ClassOrderCheck()
+
+
+def _cosine_head(model: nn.Module) -> None:
+    from cfer.continual.cosine_head import use_cosine_head
+
+    try:
+        use_cosine_head(model)
+    except TypeError as err:
+        raise ValueError(f"{err}, or keep its own head with cfer=CferConfig(head='linear')") from None
 
 
 def _require_growing(model: nn.Module, key: str) -> None:

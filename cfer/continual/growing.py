@@ -29,6 +29,7 @@ import torch
 from avalanche.models import DynamicModule, IncrementalClassifier
 from torch import nn
 
+from cfer.continual.cosine_head import CosineLinear, has_cosine_head, use_cosine_head
 from cfer.models.ensemble import LateFusionEnsemble
 from cfer.models.features import pre_logits
 from cfer.models.io import read_model_file
@@ -42,7 +43,9 @@ def _grow(head: IncrementalClassifier, num_classes: int) -> None:
     old = head.classifier
     if num_classes < old.out_features:
         raise ValueError(f"the head has {old.out_features} outputs; it can grow, not shrink to {num_classes}")
-    if num_classes > old.out_features:
+    if num_classes > old.out_features and isinstance(old, CosineLinear):
+        head.classifier = old.widened(num_classes)
+    elif num_classes > old.out_features:
         new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
         new.weight[: old.out_features] = old.weight
         new.bias[: old.out_features] = old.bias
@@ -223,6 +226,8 @@ def load_model(path: str | Path, *, img_size: int | None = None) -> tuple[nn.Mod
         options["fusion"] = "attention"  # a clip model saved when attention fusion was temporal*'s default
     model = build_model(arch=payload["arch"], num_classes=payload["num_classes"], in_chans=payload["in_chans"],
                         img_size=img_size, options=options or None)
+    if has_cosine_head(payload["state_dict"]):  # a student trained with head="cosine" (cfer.continual.cosine_head)
+        use_cosine_head(model)
     model.load_state_dict(payload["state_dict"])
     model.eval()
     model.cfer_meta = dict(payload.get("extra") or {})

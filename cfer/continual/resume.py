@@ -251,6 +251,10 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
     else:
         _check_student(student, teacher, n_basic=stream.n_basic, basic_epochs=basic_epochs)
         student.train()
+    if cfer.head == "cosine":  # before a checkpoint's state (with the head's scale) loads into it
+        from cfer.continual.cosine_head import use_cosine_head
+
+        use_cosine_head(student)
     test = stream.test_stream
     results = ContinualResults(n_test=[len(e.dataset) for e in test])
     state = load_checkpoint(checkpoint) if checkpoint.is_file() else None

@@ -46,6 +46,16 @@ def test_the_previous_student_flags_reach_the_strategy(capsys):
     assert (preset.previous_weight, preset.previous_weight_scale) == (3.0, "constant")
 
 
+def test_the_head_flag_reaches_the_strategy(capsys):
+    from cfer.app.config_io import config_from_dict
+    from cfer.app.stages import strategy_options
+
+    assert cli.main(["run", "--head", "cosine", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["continual"]["head"] == "cosine" and strategy_options(config_from_dict(printed)).head == "cosine"
+    assert strategy_options(config_from_dict({})).head == "linear"  # unset: the preset's
+
+
 def test_print_config_merges_file_and_flags(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"continual": {"epochs": 7, "per_step": 2}, "seed": 5}))

@@ -43,6 +43,8 @@ def test_a_yaml_file_sets_nested_keys_and_normalises_class_names(tmp_path):
      "takes no continual.logit_adjustment; use --strategy cfer"),
     ({"continual": {"nearest_mean": "herding"}}, "'off', 'memory' or 'memory+new'"),
     ({"continual": {"previous_weight_scale": "linear"}}, "'constant' or 'sqrt_ratio'"),
+    ({"continual": {"head": "cos"}}, "continual.head must be 'cosine' or 'linear'"),
+    ({"continual": {"strategy": "published", "head": "cosine"}}, "takes no continual.head"),
     ({"continual": {"previous_weight": -1}}, "continual.previous_weight must be >= 0"),
     ({"continual": {"strategy": "published", "previous_weight_scale": "sqrt_ratio"}},
      "takes no continual.previous_weight_scale"),
