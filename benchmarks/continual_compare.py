@@ -231,6 +231,9 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     own = [int(o[1:]) for o in name.split("+")[1:] if o[:1] == "e" and o[1:].isdigit()]
     epochs = BasicEpochsPlugin(basic_epochs=args.basic_epochs, later_epochs=own[-1] if own else args.epochs)
     cfer_opts = cfer_options(name, args) if name.startswith("cfer") else CferConfig()
+    # Seeded before the strategy is built too: iCaRL's classifier and DER's widened head are
+    # drawn there, and torch's generator is seeded at random when a process starts.
+    torch.manual_seed(args.seed)
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
                              plugins=[epochs], cfer=cfer_opts)

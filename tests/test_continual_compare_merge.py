@@ -56,3 +56,24 @@ def test_variant_names_build_the_configuration_they_name(compare):
     for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3"):
         with pytest.raises(Exception, match="use one of"):
             compare._strategy_name(bad)
+
+
+def test_a_run_does_not_depend_on_the_random_state_it_starts_from(compare):
+    """iCaRL's classifier is drawn when its strategy is built: a run must not depend on what
+    drew from torch's generator before it (a fresh process seeds it at random)."""
+    import torch
+
+    from cfer.continual.growing import build_model
+    from cfer.continual.stream import make_stream
+
+    args = compare.parse_args(["--quick", "--strategies", "icarl", "--orders", "1", "--threads", "1",
+                               "--subjects", "3", "2", "2", "--epochs", "1", "--basic-epochs", "1"])
+    splits, first, later = compare.load_splits(args)
+    stream = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], per_step=5, basic=first,
+                         compound=later[:5], order=tuple(later[:5]))
+    init = build_model(arch=args.arch, num_classes=len(first), img_size=args.image_size, seed=0).state_dict()
+    runs = []
+    for state in (1, 2):
+        torch.manual_seed(state)  # whatever ran before
+        runs.append(compare.run_one("icarl", stream, args, init, 40, splits["test"]))
+    assert runs[0]["matrix"] == runs[1]["matrix"]
