@@ -26,7 +26,8 @@ EVERY_STATE = CferConfig(criterion="sigmoid", previous_feature_weight=1.0, neare
 """The preset plus every option that keeps a state between steps (a previous student, means)."""
 
 
-@pytest.mark.parametrize("cfer", [CferConfig(), EVERY_STATE], ids=["preset", "every-option"])
+@pytest.mark.parametrize("cfer", [CferConfig(), EVERY_STATE, CferConfig(head="cosine")],
+                         ids=["preset", "every-option", "cosine-head"])
 def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_path, monkeypatch, cfer):
     _, teacher, stream = setup
     settings = dict(epochs=2, cfer=cfer)
