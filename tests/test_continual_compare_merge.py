@@ -53,6 +53,8 @@ def test_variant_names_build_the_configuration_they_name(compare):
     assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror", args) == CferConfig()
     scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror", args)
     assert scaled == dataclasses.replace(CferConfig(), previous_weight_scale="sqrt_ratio")
+    both = compare.cfer_options(compare._strategy_name("cfer+la+ncm+cat+prev3+herd+mirror+wa+margin"), args)
+    assert both == dataclasses.replace(CferConfig(), weight_aligning=True, psmr_score="margin")
     for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3"):
         with pytest.raises(Exception, match="use one of"):
             compare._strategy_name(bad)

@@ -76,6 +76,8 @@ class CferConfig:
         psmr_rescore_old: Re-sort old classes before truncating them.
         psmr_new_class_selection: ``"sorted"`` (the method), ``"random"`` (the authors' code)
             or ``"sorted_herding"`` (herding within the better-recognised half).
+        psmr_score: What PSMR sorts by: ``"softmax"`` (the true class's probability, the
+            method) or ``"margin"`` (its logit minus the highest other logit).
         logit_adjustment: ``tau`` of :class:`~cfer.continual.plugins.logit_adjustment.LogitAdjustmentPlugin`
             (0: off, the published method).
         nearest_mean: Predict by nearest class mean
@@ -106,6 +108,9 @@ class CferConfig:
         cache_teacher: Compute the frozen teacher's and previous student's outputs once per
             distinct input in a step (:mod:`cfer.continual.output_cache`; exact, so the
             ``published`` preset has it too: it changes the cost, not the result).
+        weight_aligning: After each step, scale the new classes' head weights to the old
+            classes' mean norm (:mod:`~cfer.continual.plugins.weight_aligning`; off in
+            the published method and the preset; needs ``head="linear"``).
         head: The student's growing head: ``"linear"`` (the published method and the
             preset) or ``"cosine"`` (a learnt scale times the cosine of features and class
             weights, :mod:`cfer.continual.cosine_head`; the strategy turns the model's linear
@@ -124,6 +129,7 @@ class CferConfig:
     psmr_scorer: str = "current"
     psmr_rescore_old: bool = False
     psmr_new_class_selection: str = "sorted_herding"
+    psmr_score: str = "softmax"
     logit_adjustment: float = 1.0
     nearest_mean: str = "memory"
     nearest_mean_mirror: bool = True
@@ -136,6 +142,7 @@ class CferConfig:
     previous_weight_scale: str = "constant"
     previous_feature_weight: float = 0.0
     cache_teacher: bool = True
+    weight_aligning: bool = False
     head: str = "linear"
 
     def __post_init__(self) -> None:
@@ -156,6 +163,9 @@ class CferConfig:
             raise ValueError("balanced_epochs must be >= 0 (0: off) and balanced_lr > 0")
         if self.head not in ("linear", "cosine"):
             raise ValueError(f"head must be 'linear' or 'cosine', got {self.head!r}")
+        if self.weight_aligning and self.head == "cosine":
+            raise ValueError("weight_aligning rescales the linear head's weight norms, which a cosine head ignores; "
+                             "use head='linear' with it, or weight_aligning=False")
 
 
 def make_strategy(
@@ -295,8 +305,12 @@ def make_strategy(
     replay = psmr_plugin(max_size=memory_size, total_classes=total_classes, mode=cfer.psmr_mode,
                          scorer=cfer.psmr_scorer, teacher=teacher if cfer.psmr_scorer == "teacher" else None,
                          rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection,
-                         batches=cfer.replay_batches)
+                         score=cfer.psmr_score, batches=cfer.replay_batches)
     own = [distill, replay]
+    if cfer.weight_aligning:  # first: the memory is scored and the previous student frozen with the aligned head
+        from cfer.continual.plugins.weight_aligning import WeightAligningPlugin
+
+        own.insert(0, WeightAligningPlugin())
     if cfer.criterion == "sigmoid":  # innermost criterion (it wraps in before_training); copies the model
         from cfer.continual.plugins.sigmoid import SigmoidCriterionPlugin  # after distillation removed its taps
 

@@ -42,10 +42,11 @@ __all__ = ["PRESETS", "preset_config", "describe_preset"]
 PRESETS: dict[str, CferConfig] = {
     "published": CferConfig(gamma0=0.1, temperature=3.0, first_step=1, t_squared=False, feature_weight=0.0,
                             psmr_mode="grow", psmr_scorer="current", psmr_rescore_old=False,
-                            psmr_new_class_selection="sorted", logit_adjustment=0.0, nearest_mean="off",
-                            nearest_mean_mirror=False, nearest_mean_head_weight=0.0, balanced_epochs=0,
-                            replay_batches="mixed", criterion="ce", previous_weight=0.0,
-                            previous_weight_scale="constant", previous_feature_weight=0.0),
+                            psmr_new_class_selection="sorted", psmr_score="softmax", logit_adjustment=0.0,
+                            nearest_mean="off", nearest_mean_mirror=False, nearest_mean_head_weight=0.0,
+                            balanced_epochs=0, replay_batches="mixed", criterion="ce", previous_weight=0.0,
+                            previous_weight_scale="constant", previous_feature_weight=0.0,
+                            weight_aligning=False),
     "cfer": CferConfig(),
 }
 """The presets by name (``CferConfig()`` is the ``cfer`` preset)."""

@@ -33,12 +33,14 @@ def test_published_is_the_method_as_published(tiny_stream):
     assert (p.previous_weight, p.previous_feature_weight, p.criterion) == (0.0, 0.0, "ce")
     assert p.previous_weight_scale == "constant"
     assert (p.nearest_mean_mirror, p.nearest_mean_head_weight) == (False, 0.0)
+    assert (p.psmr_score, p.weight_aligning) == ("softmax", False)
     strategy = _build("published", tiny_stream)
     assert _own(strategy) == ["BasicDistillationPlugin", "ReplayPlugin"]  # nothing else
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))
     assert (kd.gamma0, kd.temperature, kd.feature_weight, kd.t_squared) == (0.1, 3.0, 0.0, False)
     policy = next(p for p in strategy.plugins if hasattr(p, "storage_policy")).storage_policy
     assert isinstance(policy, PredictiveSortingBuffer) and policy.mode == "grow"
+    assert policy.selection.score == "softmax"
     assert policy.per_class_quota == 42 // len(tiny_stream.class_names)  # m = floor(M / total classes)
     with pytest.raises(ValueError, match="takes no cfer options"):
         _build("published", tiny_stream, cfer=CferConfig(logit_adjustment=0.5))
@@ -58,6 +60,8 @@ def test_cfer_preset_is_config_defaults_and_builds_its_mechanisms(tiny_stream):
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))
     assert (kd.previous_weight, kd.previous_weight_scale) == (c.previous_weight, c.previous_weight_scale)
     assert describe_preset("cfer", c) == {"preset": "cfer", "options": dataclasses.asdict(c)}
+    margin = _build("cfer", tiny_stream, cfer=CferConfig(psmr_score="margin"))
+    assert next(p for p in margin.plugins if hasattr(p, "storage_policy")).storage_policy.selection.score == "margin"
 
 
 def test_preset_config_overrides_and_refusals():

@@ -8,6 +8,8 @@
   bias (``LogitAdjustmentPlugin``);
 * :mod:`~cfer.continual.plugins.ncm`: prediction by nearest class mean over the replay
   memory (``NearestMeanPlugin``);
+* :mod:`~cfer.continual.plugins.weight_aligning`: the new classes' head weights scaled
+  to the old classes' mean norm after each step (``WeightAligningPlugin``);
 * :mod:`~cfer.continual.plugins.balanced`: a class-balanced fine-tuning pass on the memory
   after each step (``BalancedFinetunePlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
@@ -39,6 +41,7 @@ _NAMES = {
     "ConcatReplayPlugin": "psmr", "herding_order": "psmr",
     "NearestMeanPlugin": "ncm", "BalancedFinetunePlugin": "balanced",
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
+    "WeightAligningPlugin": "weight_aligning", "align_new_classes": "weight_aligning",
     "DistributedPlugin": "ddp", "per_process_batch": "ddp",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
     "CferTermsMetric": "monitor", "TERM_NAMES": "monitor",

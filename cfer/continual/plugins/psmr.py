@@ -61,18 +61,20 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
     Args:
         scorer: ``"current"`` (the strategy's model) or ``"teacher"`` (``teacher``).
         teacher: The frozen model used when ``scorer="teacher"``.
-        score: ``"softmax"`` (probability of the true class) or ``"logit"``.
+        score: ``"softmax"`` (probability of the true class), ``"logit"``, or ``"margin"``
+            (the true class's logit minus the highest other logit: how far an item is
+            from the nearest other class, not only how sure the model is of its own).
         batch_size: Items per forward pass (default: the strategy's eval batch size).
     """
 
     def __init__(self, *, scorer: Literal["current", "teacher"] = "current", teacher: nn.Module | None = None,
-                 score: Literal["softmax", "logit"] = "softmax", batch_size: int | None = None) -> None:
+                 score: Literal["softmax", "logit", "margin"] = "softmax", batch_size: int | None = None) -> None:
         if scorer not in ("current", "teacher"):
             raise ValueError(f"scorer must be 'current' or 'teacher', got {scorer!r}")
         if scorer == "teacher" and teacher is None:
             raise ValueError("scorer='teacher' needs teacher=<frozen model>")
-        if score not in ("softmax", "logit"):
-            raise ValueError(f"score must be 'softmax' or 'logit', got {score!r}")
+        if score not in ("softmax", "logit", "margin"):
+            raise ValueError(f"score must be 'softmax', 'logit' or 'margin', got {score!r}")
         self.scorer, self.teacher, self.score, self.batch_size = scorer, teacher, score, batch_size
 
     @torch.no_grad()
@@ -95,6 +97,8 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
                 y = y.to(logits.device).long()
                 if self.score == "softmax":
                     vals = torch.softmax(logits, 1).gather(1, y[:, None])[:, 0]
+                elif self.score == "margin":
+                    vals = _margins(logits.float(), y)
                 else:
                     vals = logits.gather(1, y.clamp_max(logits.shape[1] - 1)[:, None])[:, 0]
                     vals = torch.where(y < logits.shape[1], vals, torch.full_like(vals, -float("inf")))
@@ -143,7 +147,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         mode: ``"grow"`` or ``"limit"``.
         scorer: ``"current"`` or ``"teacher"``.
         teacher: Frozen model for ``scorer="teacher"``.
-        score: ``"softmax"`` or ``"logit"``.
+        score: ``"softmax"``, ``"logit"`` or ``"margin"``.
         rescore_old: Re-sort old classes with the scorer before truncating them.
         new_class_selection: ``"sorted"``, ``"random"`` or ``"sorted_herding"``.
         seed: Seed of the random selection (a private generator).
@@ -157,7 +161,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         mode: Literal["grow", "limit"] = "grow",
         scorer: Literal["current", "teacher"] = "current",
         teacher: nn.Module | None = None,
-        score: Literal["softmax", "logit"] = "softmax",
+        score: Literal["softmax", "logit", "margin"] = "softmax",
         rescore_old: bool = False,
         new_class_selection: Literal["sorted", "random", "sorted_herding"] = "sorted",
         seed: int = 0,
@@ -270,6 +274,16 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
             buf.take(datasets[e], e, idx)
             self.buffer_groups[int(c)] = buf
         self._rng.bit_generator.state = json.loads(state["rng"])
+
+
+def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each row's logit for its class ``y`` minus its highest other logit (``-inf`` for a
+    class beyond the head)."""
+    n = logits.shape[1]
+    inside = y < n
+    true = logits.gather(1, y.clamp_max(n - 1)[:, None])[:, 0]
+    others = logits.scatter(1, y.clamp_max(n - 1)[:, None], -float("inf")).amax(1) if n > 1 else torch.zeros_like(true)
+    return torch.where(inside, true - others, torch.full_like(true, -float("inf")))
 
 
 def herding_order(features: torch.Tensor, *, n: int) -> list[int]:

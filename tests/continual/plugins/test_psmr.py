@@ -146,3 +146,23 @@ def test_a_budget_below_one_item_per_class_warns_with_the_quota():
         _w.simplefilter("error")  # enough for every class, or no replay at all: no warning
         PredictiveSortingBuffer(max_size=21, total_classes=21)
         PredictiveSortingBuffer(max_size=0, total_classes=21)
+
+
+def test_margin_score_sorts_by_the_distance_to_the_nearest_other_class(make_tensor_dataset):
+    # Three items of class 0 under 3-class logits. Item 0 is the most probable for class 0 by
+    # softmax (0.73: one rival, 1 logit behind); item 1 is less probable (0.69: two rivals)
+    # yet further from the nearest one (1.5 logits).
+    x = np.array([[5.0, 4.0, -9.0], [1.5, 0.0, 0.0], [0.2, 0.0, 0.0]], dtype=np.float32)
+    y = np.zeros(3, dtype=np.int64)
+    data = make_tensor_dataset(x, y)
+    agent = _agent(ScoreModel(3))
+    by_softmax = PredictiveSortingSelection(score="softmax").make_sorted_indices(agent, data)
+    margin = PredictiveSortingSelection(score="margin")
+    assert margin.scores(agent, data).tolist() == pytest.approx([1.0, 1.5, 0.2], abs=1e-5)
+    assert margin.make_sorted_indices(agent, data) == [1, 0, 2]
+    assert by_softmax == [0, 1, 2]  # the two scores disagree here: the test tells them apart
+    # a class beyond the model's outputs sorts last, as with the logit score
+    far = make_tensor_dataset(x[:2], np.array([0, 5]))
+    assert margin.scores(agent, far)[1] == -float("inf")
+    with pytest.raises(ValueError, match="'softmax', 'logit' or 'margin'"):
+        PredictiveSortingSelection(score="rank")
