@@ -43,18 +43,20 @@ def test_a_later_run_of_the_same_order_replaces_the_earlier_one(compare, tmp_pat
 
 
 def test_variant_names_build_the_configuration_they_name(compare):
-    """``cfer+la+ncm+cat+prev3+herd+mirror`` is the ``cfer`` preset, and ``prevs3`` in its
+    """``cfer+la+ncm+cat+prev3+herd+mirror+wa`` is the ``cfer`` preset, and ``prevs3`` in its
     place differs from it by the square-root scaling alone (the docs relabel runs by this)."""
     import dataclasses
 
     from cfer.continual.factory import CferConfig
 
     args = compare.parse_args(["--strategies", "cfer"])
-    assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror", args) == CferConfig()
-    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror", args)
+    assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror+wa", args) == CferConfig()
+    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror+wa", args)
     assert scaled == dataclasses.replace(CferConfig(), previous_weight_scale="sqrt_ratio")
     both = compare.cfer_options(compare._strategy_name("cfer+la+ncm+cat+prev3+herd+mirror+wa+margin"), args)
-    assert both == dataclasses.replace(CferConfig(), weight_aligning=True, psmr_score="margin")
+    assert both == dataclasses.replace(CferConfig(), psmr_score="margin")
+    assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror", args) == dataclasses.replace(
+        CferConfig(), weight_aligning=False)  # the preset before weight aligning joined it
     for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3"):
         with pytest.raises(Exception, match="use one of"):
             compare._strategy_name(bad)

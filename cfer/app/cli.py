@@ -301,6 +301,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "sqrt(old / new classes): less forgetting, less new-class accuracy; default: the preset's)"),
     (("--head",), "continual.head", "the student's head: linear or cosine (cosine-normalised; default: the "
      "preset's, linear)"),
+    (("--weight-aligning",), "continual.weight_aligning", "on or off: scale the new classes' head weights to the old "
+     "classes' mean norm after each step (default: the preset's, on)"),
     (("--logger",), "continual.logger", "training curves to RUN/logs/KIND/: none (default), tensorboard, csv "
                                         "or wandb-offline"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),

@@ -5,7 +5,6 @@ One :class:`RunConfig` holds every option, grouped in sections that follow the d
 from a YAML file (``cfer run --config FILE``), set from the command line (``--epochs 3`` is
 ``continual.epochs: 3``) and printed back (``cfer run --print-config``). Every value is checked when the
 config is built, so a wrong option fails before any work starts, with a message that names the fix.
-
 The sections are plain data (no disk, no timm), so a saved config loads anywhere; the data path,
 face cascade, architecture and weights file are checked where the run starts
 (:func:`cfer.app.prepare.check_inputs`). YAML: :mod:`cfer.app.config_io`.
@@ -246,11 +245,11 @@ class ContinualSection:
         strategy: ``cfer`` (the default preset) or ``published`` (the method as published,
             exactly; it takes none of the options below): :mod:`cfer.continual.presets`.
         psmr_mode, gamma0, temperature, feature_weight, logit_adjustment, nearest_mean, previous_weight,
-            previous_weight_scale, head: Change the ``cfer`` preset's value (None: the preset's): PSMR
-            ``grow`` or ``limit``; the first logit-distillation weight; the temperature; the feature-distillation
-            weight; logit adjustment's ``tau``; nearest-class-mean prediction (``off``, ``memory``,
-            ``memory+new``); the previous student's weight and its scaling (``constant``, ``sqrt_ratio``:
-            sqrt(old / new)); the student's head (``cosine``, ``linear``).
+            previous_weight_scale, head, weight_aligning: Change the ``cfer`` preset's value (None: the
+            preset's): PSMR ``grow`` or ``limit``; the first logit-distillation weight; the temperature; the
+            feature-distillation weight; logit adjustment's ``tau``; nearest-class-mean prediction (``off``,
+            ``memory``, ``memory+new``); the previous student's weight and its scaling (``constant``,
+            ``sqrt_ratio``: sqrt(old / new)); the student's head (``cosine``, ``linear``); weight aligning.
         basic_epochs: Epochs on the basic experience for a student of its own
             (``model.student_arch``); a copy of the teacher skips it.
         logger: Where the training curves go besides the report: ``none``, ``tensorboard``,
@@ -276,6 +275,7 @@ class ContinualSection:
     previous_weight: float | None = None
     previous_weight_scale: str | None = None
     head: str | None = None
+    weight_aligning: bool | None = None
     basic_epochs: int = 10
     logger: str = "none"
 

@@ -48,6 +48,9 @@ def _unknown(key: str) -> ValueError:
     return ValueError(f"unknown config key {key!r}{hint}; print the known keys with `cfer run --print-config`")
 
 
+_WORDS = {"true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Turn a YAML/CLI value into the field's type; refuse what does not fit."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -67,9 +70,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 raise ValueError(f"{key} must have {len(args)} values, got {list(value)}")
         return tuple(_coerce(v, item, key) for v in value)
     if hint is bool:
+        if isinstance(value, str) and value.strip().lower() in _WORDS:  # from the command line
+            return _WORDS[value.strip().lower()]
         if isinstance(value, bool):
             return value
-        raise ValueError(f"{key} must be true or false, got {value!r}")
+        raise ValueError(f"{key} must be true or false (on or off), got {value!r}")
     if hint in (int, float) and isinstance(value, str):  # from the command line
         try:
             value = hint(value)

@@ -109,8 +109,9 @@ class CferConfig:
             distinct input in a step (:mod:`cfer.continual.output_cache`; exact, so the
             ``published`` preset has it too: it changes the cost, not the result).
         weight_aligning: After each step, scale the new classes' head weights to the old
-            classes' mean norm (:mod:`~cfer.continual.plugins.weight_aligning`; off in
-            the published method and the preset; needs ``head="linear"``).
+            classes' mean norm (:mod:`~cfer.continual.plugins.weight_aligning`; on in the
+            preset, off in the published method; a cosine head has no norms to align, so
+            with ``head="cosine"`` it does nothing).
         head: The student's growing head: ``"linear"`` (the published method and the
             preset) or ``"cosine"`` (a learnt scale times the cosine of features and class
             weights, :mod:`cfer.continual.cosine_head`; the strategy turns the model's linear
@@ -142,7 +143,7 @@ class CferConfig:
     previous_weight_scale: str = "constant"
     previous_feature_weight: float = 0.0
     cache_teacher: bool = True
-    weight_aligning: bool = False
+    weight_aligning: bool = True
     head: str = "linear"
 
     def __post_init__(self) -> None:
@@ -163,9 +164,6 @@ class CferConfig:
             raise ValueError("balanced_epochs must be >= 0 (0: off) and balanced_lr > 0")
         if self.head not in ("linear", "cosine"):
             raise ValueError(f"head must be 'linear' or 'cosine', got {self.head!r}")
-        if self.weight_aligning and self.head == "cosine":
-            raise ValueError("weight_aligning rescales the linear head's weight norms, which a cosine head ignores; "
-                             "use head='linear' with it, or weight_aligning=False")
 
 
 def make_strategy(
@@ -307,7 +305,7 @@ def make_strategy(
                          rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection,
                          score=cfer.psmr_score, batches=cfer.replay_batches)
     own = [distill, replay]
-    if cfer.weight_aligning:  # first: the memory is scored and the previous student frozen with the aligned head
+    if cfer.weight_aligning and cfer.head == "linear":  # first: PSMR and the previous student see the aligned head
         from cfer.continual.plugins.weight_aligning import WeightAligningPlugin
 
         own.insert(0, WeightAligningPlugin())

@@ -13,8 +13,9 @@ preset         what it is
                with the same budget at every step (``limit``) that herds a new
                class's items within its better-recognised half, training on new data
                and the whole memory, logit adjustment against the new-class prior,
-               and prediction by nearest class mean over the memory items and their
-               mirror images (see :data:`PRESETS` for the values).
+               weight aligning of the head after each step, and prediction by
+               nearest class mean over the memory items and their mirror images
+               (see :data:`PRESETS` for the values).
 =============  ========================================================================
 
 ``make_strategy("published")`` and ``make_strategy("cfer")`` build them;

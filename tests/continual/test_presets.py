@@ -51,6 +51,8 @@ def test_cfer_preset_is_config_defaults_and_builds_its_mechanisms(tiny_stream):
     c = CferConfig()
     strategy = _build("cfer", tiny_stream)
     names = _own(strategy)
+    if c.weight_aligning:  # first: the memory is scored and the previous student frozen with the aligned head
+        assert names.pop(0) == "WeightAligningPlugin"
     assert names[:2] == ["BasicDistillationPlugin", "ConcatReplayPlugin" if c.replay_batches == "concat"
                          else "ReplayPlugin"]
     assert ("LogitAdjustmentPlugin" in names) == (c.logit_adjustment > 0)

@@ -52,13 +52,13 @@ def test_the_plugin_reads_old_and_new_classes_from_the_experience_and_refuses_a_
     assert head.classifier.weight[2].norm().item() == pytest.approx(2.0)
 
 
-def test_the_cfer_strategy_aligns_every_compound_step_when_asked(tiny_stream):
+def test_the_cfer_preset_aligns_every_compound_step(tiny_stream):
     names = len(tiny_stream.class_names)
     model = build_model(arch="cfer_tiny", num_classes=tiny_stream.n_basic, img_size=24, seed=0)
     strategy = make_strategy("cfer", model=model, optimizer=torch.optim.Adam(model.parameters(), lr=2e-3),
                              train_epochs=1, train_mb_size=16, memory_size=30, total_classes=names,
                              plugins=[BasicEpochsPlugin(basic_epochs=1, later_epochs=1)],
-                             cfer=CferConfig(weight_aligning=True))
+                             cfer=CferConfig())
     plugin = strategy.plugins[0]
     assert isinstance(plugin, WeightAligningPlugin)  # first: replay and distillation see the aligned head
     run_stream(strategy, tiny_stream)
@@ -67,11 +67,11 @@ def test_the_cfer_strategy_aligns_every_compound_step_when_asked(tiny_stream):
     last = [int(c) for c in tiny_stream.train_stream[-1].classes_in_this_experience]
     older = [c for c in range(names) if c not in last]
     assert norms[last].mean().item() == pytest.approx(norms[older].mean().item(), rel=1e-5)
-    assert not any(isinstance(p, WeightAligningPlugin)
-                   for p in make_strategy("cfer", model=build_model(arch="cfer_tiny", num_classes=2, img_size=24),
-                                          optimizer=None, total_classes=names).plugins)  # off in the preset
-    with pytest.raises(ValueError, match="cosine head ignores"):
-        CferConfig(weight_aligning=True, head="cosine")
+    for cfer, expected in ((CferConfig(), True), (CferConfig(weight_aligning=False), False),
+                           (CferConfig(head="cosine"), False)):  # on in the preset; a cosine head has no norms
+        built = make_strategy("cfer", model=build_model(arch="cfer_tiny", num_classes=2, img_size=24),
+                              optimizer=None, total_classes=names, cfer=cfer)
+        assert any(isinstance(p, WeightAligningPlugin) for p in built.plugins) is expected
 
 
 def test_each_ensemble_member_head_is_aligned():
