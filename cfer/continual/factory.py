@@ -305,14 +305,14 @@ def make_strategy(
                          rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection,
                          score=cfer.psmr_score, batches=cfer.replay_batches)
     own = [distill, replay]
-    if cfer.weight_aligning and cfer.head == "linear":  # first: PSMR and the previous student see the aligned head
-        from cfer.continual.plugins.weight_aligning import WeightAligningPlugin
-
-        own.insert(0, WeightAligningPlugin())
     if cfer.criterion == "sigmoid":  # innermost criterion (it wraps in before_training); copies the model
         from cfer.continual.plugins.sigmoid import SigmoidCriterionPlugin  # after distillation removed its taps
 
         own.insert(1, SigmoidCriterionPlugin())
+    if cfer.weight_aligning and cfer.head == "linear":  # first: PSMR and the frozen copies see it aligned
+        from cfer.continual.plugins.weight_aligning import WeightAligningPlugin
+
+        own.insert(0, WeightAligningPlugin())
     if cfer.logit_adjustment > 0:
         own.append(LogitAdjustmentPlugin(tau=cfer.logit_adjustment))
     # After the replay plugin: both read the memory it has just updated, fine-tuning first.
