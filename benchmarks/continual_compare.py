@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "the previous student, weight 1 / W; prevsW: weight W x sqrt(old / new classes)), "
                          "pfW (the previous student's features, 1 - cosine, weight W), cos (a cosine-normalised "
                          "head instead of the linear one), wa (weight aligning of the head after each step), "
-                         "margin (PSMR sorts by the true class's logit margin), eN (N epochs per compound step "
+                         "margin (PSMR sorts by the true class's logit margin), fmem / fnew (feature "
+                         "distillation on the memory's / the new classes' items only), eN (N epochs per compound step "
                          "instead of --epochs); "
                          "e.g. cfer+la+ncm")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
@@ -133,7 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 VARIANTS = ("la", "ncm", "ncmnew", "mirror", "ncmhead", "sig", "bft", "nofeat", "grow", "cat", "herd", "prev",
-            "nocache", "cos", "wa", "margin")
+            "nocache", "cos", "wa", "margin", "fmem", "fnew")
 
 
 def _number(text: str) -> bool:
@@ -177,7 +178,8 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
                       previous_weight_scale="sqrt_ratio" if any(o[:5] == "prevs" for o in opts) else "constant",
                       previous_feature_weight=max([float(o[2:]) for o in opts if o[:2] == "pf"] or [0.0]),
                       head="cosine" if "cos" in opts else "linear", cache_teacher="nocache" not in opts,
-                      weight_aligning="wa" in opts, psmr_score="margin" if "margin" in opts else "softmax")
+                      weight_aligning="wa" in opts, psmr_score="margin" if "margin" in opts else "softmax",
+                      feature_samples="memory" if "fmem" in opts else "new" if "fnew" in opts else "all")
 
 
 def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple[str, ...], tuple[str, ...]]:

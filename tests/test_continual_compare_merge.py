@@ -55,6 +55,9 @@ def test_variant_names_build_the_configuration_they_name(compare):
     assert scaled == dataclasses.replace(CferConfig(), previous_weight_scale="sqrt_ratio")
     both = compare.cfer_options(compare._strategy_name("cfer+la+ncm+cat+prev3+herd+mirror+wa+margin"), args)
     assert both == dataclasses.replace(CferConfig(), psmr_score="margin")
+    for opt, samples in (("fmem", "memory"), ("fnew", "new")):
+        got = compare.cfer_options(compare._strategy_name(f"cfer+la+ncm+cat+prev3+herd+mirror+wa+{opt}"), args)
+        assert got == dataclasses.replace(CferConfig(), feature_samples=samples)
     assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror", args) == dataclasses.replace(
         CferConfig(), weight_aligning=False)  # the preset before weight aligning joined it
     for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3"):

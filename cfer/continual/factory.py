@@ -71,6 +71,8 @@ class CferConfig:
             (default: found: a ``pre_logits`` module, timm's classifier, else the last
             ``nn.Linear``; see :func:`cfer.models.features.find_feature_layer`).
         feature_from: ``"input"`` or ``"output"`` of ``feature_layer``.
+        feature_samples: The items feature distillation covers: ``"all"`` (the preset),
+            ``"memory"`` (those of classes seen before the step) or ``"new"``.
         psmr_mode: ``"grow"`` (m per class, published) or ``"limit"`` (M re-balanced).
         psmr_scorer: ``"current"`` model or the frozen ``"teacher"`` ranks the samples.
         psmr_rescore_old: Re-sort old classes before truncating them.
@@ -126,6 +128,7 @@ class CferConfig:
     feature_loss: str = "mse"
     feature_layer: str | None = None
     feature_from: str = "input"
+    feature_samples: str = "all"
     psmr_mode: str = "limit"
     psmr_scorer: str = "current"
     psmr_rescore_old: bool = False
@@ -296,6 +299,7 @@ def make_strategy(
                                       first_step=cfer.first_step, t_squared=cfer.t_squared,
                                       feature_weight=cfer.feature_weight, feature_loss=cfer.feature_loss,
                                       feature_layer=cfer.feature_layer, feature_from=cfer.feature_from,
+                                      feature_samples=cfer.feature_samples,
                                       previous_weight=cfer.previous_weight,
                                       previous_feature_weight=cfer.previous_feature_weight,
                                       previous_weight_scale=cfer.previous_weight_scale,

@@ -42,6 +42,7 @@ __all__ = ["PRESETS", "preset_config", "describe_preset"]
 
 PRESETS: dict[str, CferConfig] = {
     "published": CferConfig(gamma0=0.1, temperature=3.0, first_step=1, t_squared=False, feature_weight=0.0,
+                            feature_samples="all",
                             psmr_mode="grow", psmr_scorer="current", psmr_rescore_old=False,
                             psmr_new_class_selection="sorted", psmr_score="softmax", logit_adjustment=0.0,
                             nearest_mean="off", nearest_mean_mirror=False, nearest_mean_head_weight=0.0,

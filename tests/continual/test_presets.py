@@ -33,7 +33,7 @@ def test_published_is_the_method_as_published(tiny_stream):
     assert (p.previous_weight, p.previous_feature_weight, p.criterion) == (0.0, 0.0, "ce")
     assert p.previous_weight_scale == "constant"
     assert (p.nearest_mean_mirror, p.nearest_mean_head_weight) == (False, 0.0)
-    assert (p.psmr_score, p.weight_aligning) == ("softmax", False)
+    assert (p.psmr_score, p.weight_aligning, p.feature_samples) == ("softmax", False, "all")
     strategy = _build("published", tiny_stream)
     assert _own(strategy) == ["BasicDistillationPlugin", "ReplayPlugin"]  # nothing else
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))

@@ -30,7 +30,8 @@ At compound step ``i`` (the basic experience is step 0) the training loss become
 * ``F``: feature distillation, the student's pre-logit features mapped by a learned
   linear projection (identity-initialised when the widths match) towards the teacher's
   pre-logit features, by mean squared error (``"mse"``) or ``1 - cosine`` (``"cosine"``),
-  weighted by ``feature_weight`` (0 switches it off).
+  weighted by ``feature_weight`` (0 switches it off), over every item of the mini-batch or
+  only the memory's (old classes) or the new classes' items (``feature_samples``).
 
 The features are read by a forward hook (:class:`cfer.models.features.FeatureTap`) on the
 module :func:`cfer.models.features.find_feature_layer` names, during the forward passes
@@ -64,6 +65,7 @@ from torch import nn
 
 from cfer.continual.output_cache import OutputCache
 from cfer.continual.plugins.criterion import CriterionAdjustment, adjust_criterion
+from cfer.continual.plugins.distillation_terms import FEATURE_SAMPLES, feature_distillation, feature_rows, old_new_ratio
 from cfer.models.features import FeatureTap, find_feature_layer, probe_features
 from cfer.models.freeze import frozen_copy
 
@@ -86,24 +88,6 @@ def logit_distillation(student: torch.Tensor, teacher: torch.Tensor, *, temperat
     return kd * temperature**2 if t_squared else kd
 
 
-def feature_distillation(student: torch.Tensor, teacher: torch.Tensor, *, kind: str = "mse") -> torch.Tensor:
-    """MSE or ``1 - cosine`` between (projected) student and teacher features."""
-    if kind == "mse":
-        return nn.functional.mse_loss(student, teacher)
-    if kind == "cosine":
-        return (1.0 - nn.functional.cosine_similarity(student, teacher, dim=1)).mean()
-    raise ValueError(f"feature loss must be 'mse' or 'cosine', got {kind!r}")
-
-
-def old_new_ratio(experience, *, n_old: int, width: int) -> float:  # noqa: ANN001
-    """Classes seen before ``experience`` over its new ones (Avalanche's class lists; else the head's widths)."""
-    old = set(getattr(experience, "previous_classes", None) or ())
-    new = set(getattr(experience, "classes_in_this_experience", None) or ()) - old
-    if old and new:
-        return len(old) / len(new)
-    return n_old / (width - n_old) if width > n_old else 1.0
-
-
 class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_distributed=True):
     """Logit + feature distillation from a frozen basic teacher.
 
@@ -122,6 +106,8 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             pre-logit features (default: found, see
             :func:`~cfer.models.features.find_feature_layer`).
         feature_from: ``"input"`` or ``"output"``: the side of ``feature_layer`` read.
+        feature_samples: The items the feature term covers: ``"all"``, ``"memory"`` (those
+            of classes seen before the step) or ``"new"`` (those of the step's classes).
         teacher_feature_layer: The teacher's module (default: ``feature_layer``).
         teacher_feature_from: The side of it read (default: ``feature_from``).
         previous_weight: Weight of distillation from the previous step's student (0: off,
@@ -155,6 +141,7 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         feature_loss: Literal["mse", "cosine"] = "mse",
         feature_layer: str | None = None,
         feature_from: Literal["input", "output"] = "input",
+        feature_samples: Literal["all", "memory", "new"] = "all",
         teacher_feature_layer: str | None = None,
         teacher_feature_from: Literal["input", "output"] | None = None,
         previous_weight: float = 0.0,
@@ -179,6 +166,9 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
         self._caches: dict[str, OutputCache] = {}  # "teacher" / "previous", while an experience trains
         self.cache_stats: dict[str, dict] = {}
         self.previous: nn.Module | None = None  # the frozen student of the step before
+        if feature_samples not in FEATURE_SAMPLES:
+            raise ValueError(f"feature_samples must be one of {list(FEATURE_SAMPLES)}, got {feature_samples!r}")
+        self.feature_samples = feature_samples
         if feature_loss not in ("mse", "cosine"):
             raise ValueError(f"feature_loss must be 'mse' or 'cosine', got {feature_loss!r}")
         for name, side in (("feature_from", feature_from), ("teacher_feature_from", teacher_feature_from or "input")):
@@ -357,7 +347,10 @@ class BasicDistillationPlugin(SupervisedPlugin, CriterionAdjustment, supports_di
             s_feat = self._student_features(x)
             if self.projection is not None:
                 s_feat = self.projection(s_feat)
-            f = feature_distillation(s_feat, t_feat, kind=self.feature_loss)
+            rows = feature_rows(self.feature_samples, strategy.mb_y, strategy.experience)
+            if rows is not None:
+                s_feat, t_feat = s_feat[rows], t_feat[rows]
+            f = feature_distillation(s_feat, t_feat, kind=self.feature_loss) if len(s_feat) else s_feat.sum()
             strategy.loss = strategy.loss + self.feature_weight * f
             self.last["feat"] = float(f.detach())
 

@@ -374,3 +374,44 @@ def test_old_new_ratio_reads_the_experience_then_the_head_widths():
     assert old_new_ratio(exp, n_old=99, width=100) == 3.0  # 6 old classes, 2 new: the class lists win
     assert old_new_ratio(SimpleNamespace(), n_old=8, width=10) == 4.0  # no class lists: 8 outputs known, 2 more
     assert old_new_ratio(SimpleNamespace(), n_old=10, width=10) == 1.0  # a fixed-width head: no ratio to read
+
+
+@pytest.mark.parametrize("samples", ["memory", "new"])
+def test_the_feature_term_covers_only_the_memorys_or_the_new_classes_items_when_asked(tiny_stream, samples):
+    class RowsProbe(BasicDistillationPlugin):
+        checked = 0
+
+        def before_backward(self, strategy, **kwargs):
+            super().before_backward(strategy, **kwargs)
+            if self.teacher is None or self._tap is None:
+                return
+            old = torch.isin(strategy.mb_y, torch.tensor(sorted(strategy.experience.previous_classes)))
+            rows = old if samples == "memory" else ~old
+            with torch.no_grad():
+                s_feat = self.projection(self._tap.features) if self.projection is not None else self._tap.features
+                t_feat = self._frozen("teacher", strategy.mb_x)[1]
+                expected = nn.functional.mse_loss(s_feat[rows], t_feat[rows]).item() if rows.any() else 0.0
+            assert self.last["feat"] == pytest.approx(expected, rel=1e-5, abs=1e-7)
+            self.checked += int(bool(rows.any() and (~rows).any()))  # a batch of both kinds
+
+    plugin = RowsProbe(feature_weight=1.0, feature_samples=samples)
+    model = build_model(arch="cfer_tiny", num_classes=tiny_stream.n_basic, img_size=24, seed=0)
+    strategy = make_strategy("replay", model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+                             train_epochs=1, train_mb_size=16, memory_size=30, plugins=[plugin])
+    run_stream(strategy, tiny_stream)
+    assert plugin.checked > 0
+    with pytest.raises(ValueError, match="feature_samples must be one of"):
+        BasicDistillationPlugin(feature_samples="old")
+
+
+def test_feature_rows_need_the_streams_class_lists():
+    from types import SimpleNamespace
+
+    from cfer.continual.plugins.distillation_terms import feature_rows
+
+    y = torch.tensor([0, 3, 1])
+    exp = SimpleNamespace(previous_classes=[0, 1], classes_in_this_experience=[3])
+    assert feature_rows("all", y, exp) is None
+    assert feature_rows("new", y, exp).tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="previous_classes"):
+        feature_rows("memory", y, SimpleNamespace())
