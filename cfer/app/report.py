@@ -1,10 +1,9 @@
 """The run report: ``metrics.json``, CSV tables, PNG figures and one ``report.html``.
 
-Figures are at most :data:`cfer.app.figures.COLUMN_INCHES` wide at dpi 110 (the page's column); class names
-show in their display form (:func:`cfer.taxonomy.display_name`) on the page and in figures, canonical in CSV and
-JSON. :func:`write_report` writes files a person reads (the HTML page links the figures by relative path, so the
-folder can be moved or zipped) and a program reads (JSON, CSV), atomically; :func:`summary_table` is the text table
-``cfer run`` prints. On clips, Grad-CAM shows a strip of frames with their maps and the region curves.
+Figures are at most :data:`cfer.app.figures.COLUMN_INCHES` wide at dpi 110; class names are in display form
+(:func:`cfer.taxonomy.display_name`) on the page and in figures, canonical in CSV and JSON. :func:`write_report`
+writes, atomically, what a person reads (the page links figures by relative path: the folder can move) and what a
+program reads (JSON, CSV); :func:`summary_table` is what ``cfer run`` prints. Clips get a strip of frames and maps.
 Example:
     >>> path = write_report("runs/demo", metrics=metrics, config=config)   # doctest: +SKIP
     >>> print(summary_table(metrics))                                        # doctest: +SKIP
@@ -368,10 +367,11 @@ def _strategy_words(strategy: dict | None) -> str:
     o = (strategy or {}).get("options")
     if not o:  # a run written before presets existed
         return "distillation from the frozen teacher and predictive-sorting replay"
+    head = ("weight aligning, " if o.get("weight_aligning") else "") + "prediction by " + (
+        "the head" if o["nearest_mean"] == "off" else "nearest class mean")
     return (f"the <b>{html.escape(strategy['preset'])}</b> strategy: distillation from the frozen teacher (γ₀="
             f"{o['gamma0']}, T={o['temperature']}, feature weight {o['feature_weight']}), predictive-sorting replay ("
-            f"{o['psmr_mode']} mode), logit adjustment τ={o['logit_adjustment']}, prediction by "
-            f"{'the head' if o['nearest_mean'] == 'off' else 'nearest class mean'}")
+            f"{o['psmr_mode']} mode), logit adjustment τ={o['logit_adjustment']}, {head}")
 
 
 def write_report(run_dir: str | Path, *, metrics: dict, config: RunConfig, timing: dict | None = None) -> Path:
