@@ -35,7 +35,6 @@ from collections.abc import Sequence
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models import IncrementalClassifier
-from torch import nn
 
 from cfer.continual.cosine_head import CosineIncrementalClassifier
 
@@ -100,13 +99,9 @@ class WeightAligningPlugin(SupervisedPlugin, supports_distributed=True):
                              "(an Avalanche class-incremental stream, e.g. cfer.continual.stream.make_stream)")
         old = sorted({int(c) for c in exp.previous_classes})
         new = sorted({int(c) for c in classes} - set(old))
-        heads = [m for m in _unwrap(strategy.model).modules()
+        heads = [m for m in strategy.model.modules()  # a DDP wrapper's modules() include its model's
                  if isinstance(m, IncrementalClassifier) and not isinstance(m, CosineIncrementalClassifier)]
         factors = [g for h in heads if (g := align_new_classes(h, old=old, new=new)) is not None]
         if factors:
             self.gammas.append(factors)
             logger.info("weight aligning: new classes %s scaled by %s", new, ", ".join(f"{g:.3f}" for g in factors))
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # DistributedDataParallel
