@@ -75,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "head instead of the linear one), wa (weight aligning of the head after each step), "
                          "margin (PSMR sorts by the true class's logit margin), fmem / fnew (feature "
                          "distillation on the memory's / the new classes' items only), eN (N epochs per compound step "
-                         "instead of --epochs); "
+                         "instead of --epochs), esP (early stopping within each step on validation subjects, "
+                         "patience P epochs, the best epoch kept; eN is then the maximum); "
                          "e.g. cfer+la+ncm")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
@@ -148,7 +149,7 @@ def _strategy_name(name: str) -> str:
     base, *opts = name.split("+")
     bad = [o for o in opts if o not in VARIANTS and not (o[:1] == "e" and o[1:].isdigit() and int(o[1:]) > 0)
            and not (o[:4] == "prev" and o[4:].isdigit()) and not (o[:5] == "prevs" and _number(o[5:]))
-           and not (o[:2] == "pf" and _number(o[2:]))]
+           and not (o[:2] == "pf" and _number(o[2:])) and not (o[:2] == "es" and o[2:].isdigit() and int(o[2:]) > 0)]
     if base not in STRATEGIES or (opts and base != "cfer") or bad:
         raise argparse.ArgumentTypeError(f"{name!r}: use one of {list(STRATEGIES)}, or cfer+OPT[+OPT...] with OPT in "
                                          f"{list(VARIANTS)}")
@@ -160,9 +161,9 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     published method with feature distillation (``--feature-weight``) and ``--psmr-mode``,
     plus the options named; ``cfer+nocache`` is the preset with the teacher's outputs
     computed on every mini-batch (no :mod:`cfer.continual.output_cache`)."""
-    if name in ("cfer", "cfer+nocache"):
-        return CferConfig(cache_teacher=name == "cfer")
     opts = set(name.split("+")[1:])
+    if not opts - {"nocache"} - {o for o in opts if o[:2] == "es" or (o[:1] == "e" and o[1:].isdigit())}:
+        return CferConfig(cache_teacher="nocache" not in opts)  # the preset (eN, esP: epochs and stopping)
     return CferConfig(gamma0=args.gamma0, feature_weight=0.0 if "nofeat" in opts else args.feature_weight,
                       psmr_mode="grow" if "grow" in opts else args.psmr_mode,
                       logit_adjustment=args.logit_adjustment if "la" in opts else 0.0,
@@ -227,8 +228,38 @@ def final_scores(model: torch.nn.Module, data: FaceDataset, *, classes: tuple[st
             "final_macro_f1_compound": scores.macro_f1(kind="compound"), "final_scores": scores.to_dict()}
 
 
+def early_stopping(name: str, stop_val, cfer_opts: CferConfig) -> list:
+    """``[StepEarlyStoppingPlugin]`` for a strategy named with ``esP`` (patience P), scoring on
+    ``stop_val`` (validation experiences) what the strategy predicts with (its class means
+    when it predicts by nearest class mean, else its head), else ``[]``."""
+    from cfer.continual.plugins.early_stopping import StepEarlyStoppingPlugin
+
+    patience = [int(o[2:]) for o in name.split("+")[1:] if o[:2] == "es" and o[2:].isdigit()]
+    predictor = "class_means" if cfer_opts.nearest_mean != "off" else "model"
+    if not patience:
+        return []
+    return [StepEarlyStoppingPlugin(val_stream=stop_val, patience=patience[-1], predictor=predictor)]
+
+
+def stop_and_score(val: FaceDataset, *, evaluate_on: str, early: bool) -> tuple[FaceDataset | None, FaceDataset]:
+    """The validation faces early stopping reads and those a ``--evaluate-on val`` run is
+    scored on. Scored on test, early stopping reads every validation subject; scored on
+    validation with an ``esP`` variant in the run, the validation subjects are split in two
+    halves (sorted ids): the first for stopping, the second for scoring every strategy, so
+    no variant is scored on the faces it stopped on."""
+    if evaluate_on == "test" or not early:
+        return (val if early else None), val
+    subjects = np.array(sorted(set(val.subjects)))
+    if len(subjects) < 2:
+        raise SystemExit("early stopping scored on validation needs at least 2 validation subjects (one half stops, "
+                         "the other scores); raise the second --subjects figure")
+    stop = set(subjects[: len(subjects) // 2])
+    is_stop = np.array([s in stop for s in val.subjects])
+    return val.subset(np.flatnonzero(is_stop)), val.subset(np.flatnonzero(~is_stop))
+
+
 def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memory_size: int,
-            eval_data: FaceDataset) -> dict:
+            eval_data: FaceDataset, stop_val=None) -> dict:
     model = build_model(arch=args.arch, num_classes=stream.n_basic, in_chans=3, img_size=args.image_size,
                         seed=args.seed)
     model.load_state_dict(copy.deepcopy(init_state))
@@ -241,11 +272,13 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     torch.manual_seed(args.seed)
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
-                             plugins=[epochs], cfer=cfer_opts)
+                             plugins=[epochs, *early_stopping(name, stop_val, cfer_opts)], cfer=cfer_opts)
     torch.manual_seed(args.seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
     names = tuple(stream.class_names)
-    return {**res.to_dict(), **final_scores(strategy.model, eval_data, classes=names, first=names[:stream.n_basic])}
+    stopped = [p.history for p in strategy.plugins if hasattr(p, "history") and hasattr(p, "patience")]
+    return {**res.to_dict(), **final_scores(strategy.model, eval_data, classes=names, first=names[:stream.n_basic]),
+            **({"early_stopping": stopped[0]} if stopped else {})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,14 +298,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# continual comparison: {len(args.strategies)} strategies x {len(orders)} orders, arch {args.arch}, "
           f"{args.per_step} compound classes per step, M={memory_size}, train={len(splits['train'])} faces",
           file=sys.stderr)
+    early = any(o[:2] == "es" for n in args.strategies for o in n.split("+")[1:])
+    stop_faces, score_faces = stop_and_score(splits["val"], evaluate_on=args.evaluate_on, early=early)
+    if early and args.evaluate_on == "val":
+        print(f"# early stopping on {len(set(stop_faces.subjects))} validation subjects, every strategy scored on the "
+              f"other {len(set(score_faces.subjects))}", file=sys.stderr)
+    eval_faces = score_faces if args.evaluate_on == "val" else splits["test"]
     for k, order in enumerate(orders):
         if args.only_orders is not None and k not in args.only_orders:
             continue
-        stream = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], per_step=args.per_step,
+        stream = make_stream(train=splits["train"], test=splits["test"], val=score_faces, per_step=args.per_step,
                              basic=first, compound=later, order=order)
+        stop_val = None if stop_faces is None else (
+            stream.val_stream if stop_faces is score_faces else
+            make_stream(train=splits["train"], test=splits["test"], val=stop_faces, per_step=args.per_step,
+                        basic=first, compound=later, order=order).val_stream)
         for name in args.strategies:
             t0 = time.perf_counter()
-            rec = run_one(name, stream, args, init_state, memory_size, splits[args.evaluate_on])
+            rec = run_one(name, stream, args, init_state, memory_size, eval_faces, stop_val)
             rec["order"] = list(order)
             records[name].append(rec)
             print(f"  order {k} {name:8s} avg {rec['average_accuracy']:.3f} final {rec['final_accuracy']:.3f} "
@@ -280,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     total = time.perf_counter() - t_start
 
-    print(f"\nevaluated on {args.evaluate_on}; cfer+OPT variants: gamma0={args.gamma0}, feature weight="
+    print(f"\nevaluated on {args.evaluate_on}" + (" (its second half of subjects; early stopping on the first)"
+                                                  if early and args.evaluate_on == "val" else "")
+          + f"; cfer+OPT variants: gamma0={args.gamma0}, feature weight="
           f"{args.feature_weight}, PSMR mode={args.psmr_mode}, logit adjustment tau={args.logit_adjustment}")
     print(f"{len(orders)} class orders, {args.per_step} compound classes per step, {args.arch} "
           f"{args.image_size}x{args.image_size}, {args.basic_epochs}+{args.epochs} epochs, "
@@ -290,8 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         out = [{"strategy": n, "summary": summary[n], "runs": records[n]} for n in records]
+        halved = early and args.evaluate_on == "val"
         args.json.write_text(json.dumps({"args": {k: (list(v) if isinstance(v, tuple) else v)
-                                                  for k, v in vars(args).items() if k not in ("json", "plot", "merge")},
+                                                  for k, v in vars(args).items() if k not in ("json", "plot", "merge")}
+                                         | ({"scored_subjects": sorted(set(score_faces.subjects))} if halved else {}),
                                          "total_seconds": total, "results": out}, indent=1, default=str))
         print(f"\nJSON written to {args.json}")
     if args.plot is not None:
@@ -358,7 +405,7 @@ def report_merged(args: argparse.Namespace) -> int:
         data = json.loads(Path(path).read_text())
         a = data["args"]
         settings.add((a["per_step"], a["arch"], a["epochs"], a["basic_epochs"], tuple(a["subjects"]), a["per_class"],
-                      a["memory_fraction"], a["seed"], a["evaluate_on"]))
+                      a["memory_fraction"], a["seed"], a["evaluate_on"], tuple(a.get("scored_subjects", ()))))
         for res in data["results"]:
             runs = by_order.setdefault(res["strategy"], {})
             for run in res["runs"]:

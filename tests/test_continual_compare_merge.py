@@ -84,3 +84,42 @@ def test_a_run_does_not_depend_on_the_random_state_it_starts_from(compare):
         torch.manual_seed(state)  # whatever ran before
         runs.append(compare.run_one("icarl", stream, args, init, 40, splits["test"]))
     assert runs[0]["matrix"] == runs[1]["matrix"]
+
+
+def test_early_stopping_variants_stop_on_one_half_of_the_validation_subjects_and_score_on_the_other(compare):
+    """``esP`` adds the early-stopping plugin to the preset (patience P, scoring what the
+    strategy predicts with); scored on validation, the validation subjects are halved so no
+    variant is scored on the faces it stopped on, and every strategy of the run is scored on
+    the same half."""
+    import numpy as np
+
+    from cfer.continual.factory import CferConfig
+    from cfer.data.base import FaceDataset
+
+    args = compare.parse_args(["--strategies", "cfer+e8+es2"])
+    assert compare.cfer_options("cfer+e8+es2", args) == CferConfig()
+    (plugin,) = compare.early_stopping("cfer+e8+es2", ["val"], CferConfig())
+    assert (plugin.patience, plugin.predictor) == (2, "class_means")
+    (head,) = compare.early_stopping("cfer+la+es3", ["val"], compare.cfer_options("cfer+la+es3", args))
+    assert (head.patience, head.predictor) == (3, "model")  # no class means in that variant: its head is scored
+    assert compare.early_stopping("cfer+e8", ["val"], CferConfig()) == []
+    with pytest.raises(Exception, match="use one of"):
+        compare._strategy_name("cfer+es0")
+
+    val = FaceDataset(images=np.zeros((8, 4, 4, 1), np.uint8), labels=np.zeros(8, int), classes=["happy"],
+                      subjects=["d", "a", "c", "b", "a", "d", "b", "c"])
+    stop, score = compare.stop_and_score(val, evaluate_on="val", early=True)
+    assert sorted(set(stop.subjects)) == ["a", "b"] and sorted(set(score.subjects)) == ["c", "d"]
+    assert len(stop) + len(score) == 8
+    assert compare.stop_and_score(val, evaluate_on="test", early=True) == (val, val)  # tested on test: all of val
+    assert compare.stop_and_score(val, evaluate_on="val", early=False) == (None, val)
+
+
+def test_merge_refuses_validation_runs_scored_on_different_subjects(compare, tmp_path):
+    plain = _file(tmp_path, "plain.json", {"cfer": [_run("ab", 0.5)]})
+    data = json.loads(plain.read_text())
+    data["args"]["scored_subjects"] = ["c", "d"]
+    halved = tmp_path / "halved.json"
+    halved.write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match="different settings"):
+        compare.report_merged(compare.parse_args(["--merge", str(plain), str(halved)]))

@@ -14,6 +14,8 @@
   after each step (``BalancedFinetunePlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
   experience (``BasicEpochsPlugin``);
+* :mod:`~cfer.continual.plugins.early_stopping`: each experience stops when its
+  validation score stops improving and ends on its best epoch (``StepEarlyStoppingPlugin``);
 * :mod:`~cfer.continual.plugins.ddp`: any strategy under ``torchrun``: DDP training,
   sharded and reduced evaluation (``DistributedPlugin``);
 * :mod:`~cfer.continual.plugins.criterion`: how plugins that change the criterion compose;
@@ -41,6 +43,7 @@ _NAMES = {
     "ConcatReplayPlugin": "psmr", "herding_order": "psmr",
     "NearestMeanPlugin": "ncm", "BalancedFinetunePlugin": "balanced",
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
+    "StepEarlyStoppingPlugin": "early_stopping",
     "WeightAligningPlugin": "weight_aligning", "align_new_classes": "weight_aligning",
     "DistributedPlugin": "ddp", "per_process_batch": "ddp",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
