@@ -75,7 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "head instead of the linear one), wa (weight aligning of the head after each step), "
                          "margin (PSMR sorts by the true class's logit margin), fmem / fnew (feature "
                          "distillation on the memory's / the new classes' items only), eN (N epochs per compound step "
-                         "instead of --epochs), esP (early stopping within each step on validation subjects, "
+                         "instead of --epochs), bal (class-balanced draws of new data and memory), "
+                         "esP (early stopping within each step on validation subjects, "
                          "patience P epochs, the best epoch kept; eN is then the maximum); "
                          "e.g. cfer+la+ncm")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
@@ -135,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 VARIANTS = ("la", "ncm", "ncmnew", "mirror", "ncmhead", "sig", "bft", "nofeat", "grow", "cat", "herd", "prev",
-            "nocache", "cos", "wa", "margin", "fmem", "fnew")
+            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal")
 
 
 def _number(text: str) -> bool:
@@ -160,9 +161,11 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     """The :class:`CferConfig` of ``cfer`` (the preset) or of a ``cfer+opt+...`` variant: the
     published method with feature distillation (``--feature-weight``) and ``--psmr-mode``,
     plus the options named; ``cfer+nocache`` is the preset with the teacher's outputs
-    computed on every mini-batch (no :mod:`cfer.continual.output_cache`)."""
+    computed on every mini-batch (no :mod:`cfer.continual.output_cache`). ``eN``, ``esP`` and
+    ``bal`` (epochs, early stopping, the class-balanced sampler) add plugins, not options:
+    ``cfer+e8`` is the preset's configuration."""
     opts = set(name.split("+")[1:])
-    if not opts - {"nocache"} - {o for o in opts if o[:2] == "es" or (o[:1] == "e" and o[1:].isdigit())}:
+    if not opts - {"nocache", "bal"} - {o for o in opts if o[:2] == "es" or (o[:1] == "e" and o[1:].isdigit())}:
         return CferConfig(cache_teacher="nocache" not in opts)  # the preset (eN, esP: epochs and stopping)
     return CferConfig(gamma0=args.gamma0, feature_weight=0.0 if "nofeat" in opts else args.feature_weight,
                       psmr_mode="grow" if "grow" in opts else args.psmr_mode,
@@ -241,6 +244,13 @@ def early_stopping(name: str, stop_val, cfer_opts: CferConfig) -> list:
     return [StepEarlyStoppingPlugin(val_stream=stop_val, patience=patience[-1], predictor=predictor)]
 
 
+def sampler(name: str) -> list:
+    """``[ClassBalancedSamplerPlugin]`` for a strategy named with ``bal``, else ``[]``."""
+    from cfer.continual.plugins.class_balanced_sampler import ClassBalancedSamplerPlugin
+
+    return [ClassBalancedSamplerPlugin()] if "bal" in name.split("+")[1:] else []
+
+
 def stop_and_score(val: FaceDataset, *, evaluate_on: str, early: bool) -> tuple[FaceDataset | None, FaceDataset]:
     """The validation faces early stopping reads and those a ``--evaluate-on val`` run is
     scored on. Scored on test, early stopping reads every validation subject; scored on
@@ -272,7 +282,8 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     torch.manual_seed(args.seed)
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
-                             plugins=[epochs, *early_stopping(name, stop_val, cfer_opts)], cfer=cfer_opts)
+                             plugins=[epochs, *early_stopping(name, stop_val, cfer_opts), *sampler(name)],
+                             cfer=cfer_opts)
     torch.manual_seed(args.seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
     names = tuple(stream.class_names)

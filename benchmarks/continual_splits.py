@@ -3,7 +3,8 @@
 On a small real data set one split into train / validation / test people is one draw:
 CK+48's test split holds 186 faces, so two strategies 2 points apart may swap places on
 another draw. ``continual_compare.py --seed S`` draws another split (and another set of
-class orders and initial weights); this script reads one JSON file per seed and reports,
+class orders and initial weights); this script reads the JSON files of the seeds (several per seed when they hold other
+strategies) and reports,
 for each strategy, the mean ± std over every (split, class order) run, and the paired
 difference of ``--reference`` minus each other strategy over the same runs: its mean ±
 std, how many runs the reference wins, and its mean within each split. A class order that
@@ -29,21 +30,26 @@ MUST_MATCH = ("data", "per_step", "epochs", "basic_epochs", "arch", "memory_frac
 
 
 def load_runs(paths: list[Path]) -> dict[str, dict[tuple[int, tuple], dict]]:
-    """``{strategy: {(seed, order): run}}`` from ``continual_compare.py`` JSON files, one per seed.
+    """``{strategy: {(seed, order): run}}`` from ``continual_compare.py`` JSON files: one
+    per seed, or several per seed holding different strategies (run side by side).
 
     Raises:
-        SystemExit: Two files of the same seed, or files of different comparisons.
+        SystemExit: Two files with the same strategy on the same seed, or files of
+            different comparisons.
     """
     runs: dict[str, dict[tuple[int, tuple], dict]] = {}
-    seen: dict[int, Path] = {}
+    seen: dict[tuple[str, int], Path] = {}
     first_args = None
     for path in paths:
         data = json.loads(Path(path).read_text())
         args = data.get("args", {})
         seed = int(args.get("seed", 0))
-        if seed in seen:
-            raise SystemExit(f"{path} and {seen[seed]} are both of seed {seed}: one file per split")
-        seen[seed] = path
+        for entry in data["results"]:
+            key = (entry["strategy"], seed)
+            if key in seen:
+                raise SystemExit(f"{path} and {seen[key]} both hold {entry['strategy']} on seed {seed}: one file per "
+                                 "strategy and split")
+            seen[key] = path
         if first_args is None:
             first_args = args
         diff = [k for k in MUST_MATCH if args.get(k) != first_args.get(k)]

@@ -32,12 +32,15 @@ def test_splits_pool_pair_and_count_a_repeated_order_once(splits, tmp_path):
     assert "+0.100 ± 0.163" in row and "2 / 3" in row and row.endswith("+0.000, +0.300 |")
 
 
-def test_splits_refuse_a_seed_twice_or_another_comparison(splits, tmp_path):
+def test_splits_refuse_a_strategy_twice_on_a_seed_or_another_comparison(splits, tmp_path):
     a = _file(tmp_path, 0, {"cfer": [("ab", 0.8)]})
     (tmp_path / "again").mkdir()
     again = _file(tmp_path / "again", 0, {"cfer": [("ab", 0.8)]})
-    with pytest.raises(SystemExit, match="both of seed 0"):
+    with pytest.raises(SystemExit, match="both hold cfer on seed 0"):
         splits.load_runs([a, again])
+    (tmp_path / "side").mkdir()  # another strategy of the same split, run beside it: joined
+    side = _file(tmp_path / "side", 0, {"icarl": [("ab", 0.7)]})
+    assert sorted(splits.load_runs([a, side])) == ["cfer", "icarl"]
     other = _file(tmp_path, 1, {"cfer": [("ab", 0.8)]}, per_step=3)
     with pytest.raises(SystemExit, match="per_step"):
         splits.load_runs([a, other])

@@ -14,6 +14,8 @@
   after each step (``BalancedFinetunePlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
   experience (``BasicEpochsPlugin``);
+* :mod:`~cfer.continual.plugins.class_balanced_sampler`: class-balanced draws of the new
+  data and the memory (``ClassBalancedSamplerPlugin``);
 * :mod:`~cfer.continual.plugins.early_stopping`: each experience stops when its
   validation score stops improving and ends on its best epoch (``StepEarlyStoppingPlugin``);
 * :mod:`~cfer.continual.plugins.ddp`: any strategy under ``torchrun``: DDP training,
@@ -43,7 +45,7 @@ _NAMES = {
     "ConcatReplayPlugin": "psmr", "herding_order": "psmr",
     "NearestMeanPlugin": "ncm", "BalancedFinetunePlugin": "balanced",
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
-    "StepEarlyStoppingPlugin": "early_stopping",
+    "StepEarlyStoppingPlugin": "early_stopping", "ClassBalancedSamplerPlugin": "class_balanced_sampler",
     "WeightAligningPlugin": "weight_aligning", "align_new_classes": "weight_aligning",
     "DistributedPlugin": "ddp", "per_process_batch": "ddp",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
