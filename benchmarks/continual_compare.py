@@ -287,7 +287,9 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     torch.manual_seed(args.seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
     names = tuple(stream.class_names)
-    stopped = [p.history for p in strategy.plugins if hasattr(p, "history") and hasattr(p, "patience")]
+    from cfer.continual.plugins.early_stopping import StepEarlyStoppingPlugin
+
+    stopped = [p.history for p in strategy.plugins if isinstance(p, StepEarlyStoppingPlugin)]
     return {**res.to_dict(), **final_scores(strategy.model, eval_data, classes=names, first=names[:stream.n_basic]),
             **({"early_stopping": stopped[0]} if stopped else {})}
 
