@@ -11,7 +11,8 @@ each class then fills the same share of an epoch in expectation, the few memory 
 an old class being drawn several times and the new class's items fewer. It works with
 any strategy whose training loader is a plain ``torch.utils.data.DataLoader`` (Avalanche's
 own ``Naive`` without a replay plugin, or with cfer's ``ConcatReplayPlugin``); the
-mixed replay loader already balances new data and memory by halves and is refused.
+mixed replay loader already balances new data and memory by halves and is refused, and so
+is a ``torchrun`` job (its loader's shards would be undone).
 
 Logit adjustment counts the classes of the mini-batches it sees, so with this sampler it
 sees a flat prior and adjusts nothing; the two are alternatives, not a pair.
@@ -70,6 +71,11 @@ class ClassBalancedSamplerPlugin(SupervisedPlugin):
         self.class_counts: list[list[int]] = []
 
     def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
+        from cfer.distributed import world_size
+
+        if world_size() > 1:
+            raise RuntimeError("the class-balanced sampler draws one process's mini-batches and would undo the shards "
+                               "of a torchrun job; run it in a single process")
         loader = strategy.dataloader
         if type(loader) is not DataLoader:
             raise ValueError(f"the class-balanced sampler replaces a plain DataLoader, but this strategy trains with "

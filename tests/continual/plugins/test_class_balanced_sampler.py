@@ -62,3 +62,11 @@ def test_the_mixed_replay_loader_is_refused_with_the_fix(tiny_stream):
     strategy = _strategy(tiny_stream, [ClassBalancedSamplerPlugin()], cfer=CferConfig(replay_batches="mixed"))
     with pytest.raises(ValueError, match="replay_batches='concat'"):
         run_stream(strategy, tiny_stream)
+
+
+def test_a_torchrun_job_is_refused(tiny_stream, monkeypatch):
+    import cfer.distributed
+
+    monkeypatch.setattr(cfer.distributed, "world_size", lambda: 2)
+    with pytest.raises(RuntimeError, match="single process"):
+        run_stream(_strategy(tiny_stream, [ClassBalancedSamplerPlugin()]), tiny_stream)
