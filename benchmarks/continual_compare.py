@@ -237,11 +237,17 @@ def early_stopping(name: str, stop_val, cfer_opts: CferConfig) -> list:
     when it predicts by nearest class mean, else its head), else ``[]``."""
     from cfer.continual.plugins.early_stopping import StepEarlyStoppingPlugin
 
-    patience = [int(o[2:]) for o in name.split("+")[1:] if o[:2] == "es" and o[2:].isdigit()]
-    predictor = "class_means" if cfer_opts.nearest_mean != "off" else "model"
-    if not patience:
+    patience = _patience(name)
+    if patience is None:
         return []
-    return [StepEarlyStoppingPlugin(val_stream=stop_val, patience=patience[-1], predictor=predictor)]
+    predictor = "class_means" if cfer_opts.nearest_mean != "off" else "model"
+    return [StepEarlyStoppingPlugin(val_stream=stop_val, patience=patience, predictor=predictor)]
+
+
+def _patience(name: str) -> int | None:
+    """P of the last ``esP`` option of a strategy name (None: no early stopping)."""
+    found = [int(o[2:]) for o in name.split("+")[1:] if o[:2] == "es" and o[2:].isdigit()]
+    return found[-1] if found else None
 
 
 def sampler(name: str) -> list:
@@ -311,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# continual comparison: {len(args.strategies)} strategies x {len(orders)} orders, arch {args.arch}, "
           f"{args.per_step} compound classes per step, M={memory_size}, train={len(splits['train'])} faces",
           file=sys.stderr)
-    early = any(o[:2] == "es" for n in args.strategies for o in n.split("+")[1:])
+    early = any(_patience(n) is not None for n in args.strategies)
     stop_faces, score_faces = stop_and_score(splits["val"], evaluate_on=args.evaluate_on, early=early)
     if early and args.evaluate_on == "val":
         print(f"# early stopping on {len(set(stop_faces.subjects))} validation subjects, every strategy scored on the "
