@@ -10,6 +10,9 @@ distillation from the frozen teacher, PSMR replay with M = 0.3 |train|). For eve
   basic classes for ``--basic-epochs`` epochs with distillation (the control for the next);
 * ``ensemble->single``: an ``--ensemble`` teacher distilled into a fresh ``--single``
   student the same way (``run_order(student=..., basic_epochs=...)``);
+* ``ensemble->member``: the ensemble teacher, the student a copy of its ``--single`` member
+  (:func:`cfer.continual.growing.member_classifier`), distilled from the fused outputs from
+  the first compound step on, as ``single`` is from its teacher;
 * ``ensemble``: the ensemble teacher, the student a copy of it (every member head grows).
 
 Teachers train with :func:`cfer.continual.teacher.train_teacher` (early stopping on the
@@ -40,13 +43,13 @@ import torch
 from cfer import taxonomy
 from cfer.continual.confusion import confusion
 from cfer.continual.factory import CferConfig
-from cfer.continual.growing import build_model
+from cfer.continual.growing import build_model, member_classifier
 from cfer.continual.resume import run_order, seed_everything
 from cfer.continual.stream import compound_orders, make_stream
 from cfer.continual.teacher import TeacherConfig, train_teacher
 from cfer.data.synthetic import make_synthetic_splits
 
-SETUPS = ("single", "single->own", "ensemble->single", "ensemble")
+SETUPS = ("single", "single->own", "ensemble->single", "ensemble->member", "ensemble")
 COLUMNS = (("average_accuracy", "avg acc over steps"), ("final_accuracy", "final acc"),
            ("final_basic_accuracy", "final basic acc"), ("final_compound_accuracy", "final compound acc"),
            ("final_macro_f1", "final macro-F1"))
@@ -98,7 +101,9 @@ def _student_run(setup: str, teacher: torch.nn.Module, stream, splits: dict, arg
                  seed: int, folder: Path) -> dict:
     own = setup in ("single->own", "ensemble->single")
     extra = {}
-    if own:
+    if setup == "ensemble->member":
+        extra = {"student": member_classifier(teacher, member=args.single), "basic_epochs": 0}
+    elif own:
         extra = {"student": build_model(arch=args.single, num_classes=len(taxonomy.BASIC), img_size=args.image_size,
                                         seed=seed + 1000), "basic_epochs": args.basic_epochs}
     memory = int(0.3 * sum(len(e.dataset) for e in stream.train_stream))

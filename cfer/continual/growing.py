@@ -34,7 +34,7 @@ from cfer.models.ensemble import LateFusionEnsemble
 from cfer.models.features import pre_logits
 from cfer.models.io import read_model_file
 
-__all__ = ["GrowingClassifier", "GrowingEnsemble", "build_model", "load_model", "head_width"]
+__all__ = ["GrowingClassifier", "GrowingEnsemble", "build_model", "load_model", "head_width", "member_classifier"]
 
 
 @torch.no_grad()
@@ -161,6 +161,58 @@ class GrowingEnsemble(LateFusionEnsemble, DynamicModule):
                     state[pre + "classifier." + k] = state.pop(pre + k)
                 state[pre + "active_units"] = torch.ones(state[pre + "classifier.weight"].shape[0], dtype=torch.int8)
         return super().load_state_dict(state, strict=strict, assign=assign)
+
+
+def member_classifier(ensemble: nn.Module, *, member: int | str) -> GrowingClassifier:
+    """A trained ensemble member as a :class:`GrowingClassifier` of its own (a copy).
+
+    The copy has the member's backbone and its head rows, so it predicts what the member
+    predicts, and it grows like any single model. A student that starts as this copy
+    already knows the basic classes, as a copy of a single teacher does
+    (``run_order(student=..., basic_epochs=0)``), and learns the fused ensemble's soft
+    targets from then on.
+
+    Args:
+        ensemble: A trained :class:`GrowingEnsemble` (or
+            :class:`~cfer.models.ensemble.LateFusionEnsemble`).
+        member: The member's index, or its name as the ensemble arch spells it
+            (``"resemotenet_slim"``; with its ``@size`` where it has one).
+
+    Raises:
+        TypeError: If ``ensemble`` is not an ensemble.
+        ValueError: If no member has that name or index, or the member cannot stand alone
+            (it resizes its input or projects its features).
+
+    Example:
+        >>> ens = GrowingEnsemble(members=["cfer_tiny", "manet_tiny"], initial_classes=6)
+        >>> member_classifier(ens, member="cfer_tiny").num_classes
+        6
+    """
+    import copy
+
+    members = getattr(ensemble, "members", None)
+    if not isinstance(members, nn.ModuleList):
+        raise TypeError(f"member_classifier takes an ensemble (GrowingEnsemble), got {type(ensemble).__name__}")
+    names = [m.name for m in members]
+    if isinstance(member, str):
+        if member not in names:
+            raise ValueError(f"the ensemble has no member {member!r}; its members are {names}")
+        member = names.index(member)
+    if not 0 <= member < len(members):
+        raise ValueError(f"member index {member} out of range; the ensemble has members 0..{len(members) - 1}")
+    m = members[member]
+    if m.img_size is not None or not isinstance(m.projection, nn.Identity):
+        raise ValueError(f"member {m.name!r} resizes its input or projects its features, so it cannot stand alone; "
+                         "pick a member without @size and without a projection, or a student of its own (build_model)")
+    out = GrowingClassifier(backbone=copy.deepcopy(m.backbone), initial_classes=m.num_classes)
+    head = m.head.classifier if hasattr(m.head, "classifier") else m.head
+    with torch.no_grad():
+        out.head.classifier.weight.copy_(head.weight)
+        out.head.classifier.bias.copy_(head.bias)
+    out.grow(m.num_classes)  # every unit active, as in build_model
+    out.train(ensemble.training)
+    out.trained_basic = True  # run_order: no basic epochs needed, as for a copy of the teacher
+    return out
 
 
 def head_width(state_dict: dict) -> int:

@@ -102,7 +102,7 @@ def _check_student(student: nn.Module, teacher: nn.Module, *, n_basic: int, basi
     if width != n_basic:
         raise ValueError(f"the student has {width} outputs but the teacher has {n_basic} basic classes; build it "
                          f"with cfer.continual.growing.build_model(arch, num_classes={n_basic})")
-    if basic_epochs < 1:
+    if basic_epochs < 1 and not getattr(student, "trained_basic", False):
         raise ValueError("a student of its own does not know the basic classes yet: give basic_epochs >= 1 "
                          "(it learns them from the labels and the teacher's distillation)")
 
@@ -212,11 +212,13 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
             them. The caller closes them.
         student: A student of its own architecture with the teacher's basic outputs (a
             ``GrowingClassifier`` from :func:`cfer.continual.growing.build_model`, e.g. a
-            single ``resemotenet_slim`` under an ensemble teacher); it is trained in place.
-            None: a copy of the teacher.
+            single ``resemotenet_slim`` under an ensemble teacher, or a trained member of
+            an ensemble teacher from :func:`cfer.continual.growing.member_classifier`); it
+            is trained in place. None: a copy of the teacher.
         basic_epochs: Epochs on the basic experience (distillation from the teacher
-            included). Must be > 0 with ``student``; 0 with the teacher's copy, which
-            already knows the basic classes.
+            included). Must be > 0 with a fresh ``student``; 0 with the teacher's copy or a
+            member's (``member_classifier`` marks it ``trained_basic``), which already know
+            the basic classes.
         freeze_stages: Keep the student's stem and first ``freeze_stages`` blocks or stages
             frozen (``cfer.models.freeze_stages``), as the teacher was trained (re-applied on
             resume: ``requires_grad`` is not part of a checkpoint). Applies to the teacher's

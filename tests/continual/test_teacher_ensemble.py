@@ -108,3 +108,44 @@ def test_the_ensemble_distils_into_a_single_student(teacher, splits):
     assert plugin.projection.in_features == student.num_features == 16
     assert plugin.projection.out_features == result.model.num_features == 32
     assert plugin.last["kd"] > 0 and plugin.last["feat"] > 0 and student.num_classes == 8
+
+
+def test_a_member_copy_predicts_as_the_member_and_starts_a_student_without_basic_epochs(teacher, splits, tmp_path):
+    from cfer.continual.growing import build_model, member_classifier
+    from cfer.continual.resume import run_order
+    from cfer.continual.stream import make_stream
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    result, _ = teacher
+    ens = result.model.eval()
+    student = member_classifier(ens, member="cfer_tiny").eval()
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(student(x), ens.members[0](x), atol=1e-6)
+        student.head.classifier.weight.add_(1.0)  # a copy: the teacher's member is untouched
+        assert not torch.allclose(student(x), ens.members[0](x))
+    stream = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], basic=result.classes,
+                         compound=COMPOUND, per_step=2, seed=0)
+    fresh, before = member_classifier(ens, member=0), {k: v.clone() for k, v in ens.state_dict().items()}
+    with pytest.raises(ValueError, match="give basic_epochs >= 1"):  # a fresh student must learn the basic classes
+        run_order(stream=stream, teacher=ens, memory_size=12, epochs=1, checkpoint=tmp_path / "f.pt",
+                  student=build_model(arch="cfer_tiny", num_classes=6), basic_epochs=0)
+    results, out = run_order(stream=stream, teacher=ens, memory_size=12, epochs=1, checkpoint=tmp_path / "m.pt",
+                             student=fresh, basic_epochs=0)
+    assert out is fresh and out.num_classes == 8 and len(results.matrix) == 2
+    assert all(torch.equal(before[k], v) for k, v in ens.state_dict().items())  # the teacher is not trained
+    assert not torch.equal(out.head.classifier.weight[:6], before["members.0.head.classifier.weight"])
+
+
+def test_member_classifier_refuses_what_cannot_stand_alone(teacher):
+    from cfer.continual.growing import build_model, member_classifier
+
+    ens = teacher[0].model
+    with pytest.raises(ValueError, match="no member 'resemotenet_slim'; its members are"):
+        member_classifier(ens, member="resemotenet_slim")
+    with pytest.raises(ValueError, match="resizes its input"):
+        member_classifier(ens, member="cfer_tiny@24")
+    with pytest.raises(ValueError, match="out of range"):
+        member_classifier(ens, member=2)
+    with pytest.raises(TypeError, match="takes an ensemble"):
+        member_classifier(build_model(arch="cfer_tiny", num_classes=6), member=0)
