@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 VARIANTS = ("la", "ncm", "ncmnew", "mirror", "ncmhead", "sig", "bft", "nofeat", "grow", "cat", "herd", "prev",
-            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal")
+            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal", "flip", "noflip")
 
 
 def _number(text: str) -> bool:
@@ -151,7 +151,7 @@ def _strategy_name(name: str) -> str:
     bad = [o for o in opts if o not in VARIANTS and not (o[:1] == "e" and o[1:].isdigit() and int(o[1:]) > 0)
            and not (o[:4] == "prev" and o[4:].isdigit()) and not (o[:5] == "prevs" and _number(o[5:]))
            and not (o[:2] == "pf" and _number(o[2:])) and not (o[:2] == "es" and o[2:].isdigit() and int(o[2:]) > 0)]
-    if base not in STRATEGIES or (opts and base != "cfer") or bad:
+    if base not in STRATEGIES or (opts and base != "cfer" and set(opts) != {"flip"}) or bad:
         raise argparse.ArgumentTypeError(f"{name!r}: use one of {list(STRATEGIES)}, or cfer+OPT[+OPT...] with OPT in "
                                          f"{list(VARIANTS)}")
     return name
@@ -161,12 +161,15 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     """The :class:`CferConfig` of ``cfer`` (the preset) or of a ``cfer+opt+...`` variant: the
     published method with feature distillation (``--feature-weight``) and ``--psmr-mode``,
     plus the options named; ``cfer+nocache`` is the preset with the teacher's outputs
-    computed on every mini-batch (no :mod:`cfer.continual.output_cache`). ``eN``, ``esP`` and
-    ``bal`` (epochs, early stopping, the class-balanced sampler) add plugins, not options:
-    ``cfer+e8`` is the preset's configuration."""
+    computed on every mini-batch (no :mod:`cfer.continual.output_cache`), ``cfer+noflip`` the
+    preset without mirror images in training (``flip`` in a spelt-out variant turns them on).
+    ``eN``, ``esP`` and ``bal`` (epochs, early stopping, the class-balanced sampler) add
+    plugins, not options: ``cfer+e8`` is the preset's configuration."""
     opts = set(name.split("+")[1:])
-    if not opts - {"nocache", "bal"} - {o for o in opts if o[:2] == "es" or (o[:1] == "e" and o[1:].isdigit())}:
-        return CferConfig(cache_teacher="nocache" not in opts)  # the preset (eN, esP: epochs and stopping)
+    if not opts - {"nocache", "bal", "flip", "noflip"} - {o for o in opts if o[:2] == "es" or
+                                                           (o[:1] == "e" and o[1:].isdigit())}:
+        # the preset (eN, esP: epochs and stopping; noflip: without its mirror images in training)
+        return CferConfig(cache_teacher="nocache" not in opts, mirror_training="noflip" not in opts)
     return CferConfig(gamma0=args.gamma0, feature_weight=0.0 if "nofeat" in opts else args.feature_weight,
                       psmr_mode="grow" if "grow" in opts else args.psmr_mode,
                       logit_adjustment=args.logit_adjustment if "la" in opts else 0.0,
@@ -183,7 +186,8 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
                       previous_feature_weight=max([float(o[2:]) for o in opts if o[:2] == "pf"] or [0.0]),
                       head="cosine" if "cos" in opts else "linear", cache_teacher="nocache" not in opts,
                       weight_aligning="wa" in opts, psmr_score="margin" if "margin" in opts else "softmax",
-                      feature_samples="memory" if "fmem" in opts else "new" if "fnew" in opts else "all")
+                      feature_samples="memory" if "fmem" in opts else "new" if "fnew" in opts else "all",
+                      mirror_training="flip" in opts)
 
 
 def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple[str, ...], tuple[str, ...]]:
@@ -257,6 +261,15 @@ def sampler(name: str) -> list:
     return [ClassBalancedSamplerPlugin()] if "bal" in name.split("+")[1:] else []
 
 
+def mirror(name: str) -> list:
+    """``[MirrorAugmentPlugin]`` for a baseline named with ``flip`` (``joint+flip``: the same
+    mirror images in training as cfer's, which has them as an option), else ``[]``."""
+    from cfer.continual.plugins.mirror_augment import MirrorAugmentPlugin
+
+    base, *opts = name.split("+")
+    return [MirrorAugmentPlugin()] if base != "cfer" and "flip" in opts else []
+
+
 def stop_and_score(val: FaceDataset, *, evaluate_on: str, early: bool) -> tuple[FaceDataset | None, FaceDataset]:
     """The validation faces early stopping reads and those a ``--evaluate-on val`` run is
     scored on. Scored on test, early stopping reads every validation subject; scored on
@@ -288,7 +301,8 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     torch.manual_seed(args.seed)
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
-                             plugins=[epochs, *early_stopping(name, stop_val, cfer_opts), *sampler(name)],
+                             plugins=[epochs, *early_stopping(name, stop_val, cfer_opts), *sampler(name),
+                                      *mirror(name)],
                              cfer=cfer_opts)
     torch.manual_seed(args.seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)

@@ -29,9 +29,23 @@ MUST_MATCH = ("data", "per_step", "epochs", "basic_epochs", "arch", "memory_frac
 """Arguments every file must share: the same comparison, only the seed differs."""
 
 
-def load_runs(paths: list[Path]) -> dict[str, dict[tuple[int, tuple], dict]]:
+def _renamed(name: str, path: Path, renames: list[str]) -> str:
+    """``name`` as ``--rename FOLDER:OLD=NEW`` relabels it in the files under ``FOLDER``."""
+    for rule in renames:
+        folder, _, pair = rule.rpartition(":")
+        old, _, new = pair.partition("=")
+        if not folder or not old or not new:
+            raise SystemExit(f"--rename {rule!r}: write FOLDER:OLD=NEW (e.g. runs/before:cfer=cfer+noflip)")
+        if name == old and Path(folder).resolve() in Path(path).resolve().parents:
+            return new
+    return name
+
+
+def load_runs(paths: list[Path], *, renames: list[str] = ()) -> dict[str, dict[tuple[int, tuple], dict]]:
     """``{strategy: {(seed, order): run}}`` from ``continual_compare.py`` JSON files: one
     per seed, or several per seed holding different strategies (run side by side).
+    ``renames`` (``FOLDER:OLD=NEW``) relabels strategy OLD as NEW in the files under FOLDER:
+    the runs of a preset before a change, beside the preset after it.
 
     Raises:
         SystemExit: Two files with the same strategy on the same seed, or files of
@@ -45,6 +59,7 @@ def load_runs(paths: list[Path]) -> dict[str, dict[tuple[int, tuple], dict]]:
         args = data.get("args", {})
         seed = int(args.get("seed", 0))
         for entry in data["results"]:
+            entry["strategy"] = _renamed(entry["strategy"], path, list(renames))
             key = (entry["strategy"], seed)
             if key in seen:
                 raise SystemExit(f"{path} and {seen[key]} both hold {entry['strategy']} on seed {seed}: one file per "
@@ -95,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", type=Path, nargs="+", help="continual_compare.py JSON files, one per --seed")
     ap.add_argument("--reference", default="cfer", help="the strategy the paired differences start from")
+    ap.add_argument("--rename", action="append", default=[], metavar="FOLDER:OLD=NEW",
+                    help="call strategy OLD of the files under FOLDER NEW (e.g. an earlier preset's runs)")
     args = ap.parse_args(argv)
-    print(pooled_table(load_runs(args.files), reference=args.reference))
+    print(pooled_table(load_runs(args.files, renames=args.rename), reference=args.reference))
     return 0
 
 

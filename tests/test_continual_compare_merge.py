@@ -43,24 +43,32 @@ def test_a_later_run_of_the_same_order_replaces_the_earlier_one(compare, tmp_pat
 
 
 def test_variant_names_build_the_configuration_they_name(compare):
-    """``cfer+la+ncm+cat+prev3+herd+mirror+wa`` is the ``cfer`` preset, and ``prevs3`` in its
-    place differs from it by the square-root scaling alone (the docs relabel runs by this)."""
+    """``cfer+la+ncm+cat+prev3+herd+mirror+wa+flip`` is the ``cfer`` preset, and ``prevs3`` in
+    its place differs from it by the square-root scaling alone (the docs relabel runs by this)."""
     import dataclasses
 
     from cfer.continual.factory import CferConfig
 
     args = compare.parse_args(["--strategies", "cfer"])
-    assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror+wa", args) == CferConfig()
-    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror+wa", args)
+    preset = "cfer+la+ncm+cat+prev3+herd+mirror+wa+flip"
+    assert compare.cfer_options(compare._strategy_name(preset), args) == CferConfig()
+    assert compare.cfer_options("cfer+flip", args) == CferConfig()  # the preset already has it
+    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror+wa+flip", args)
     assert scaled == dataclasses.replace(CferConfig(), previous_weight_scale="sqrt_ratio")
-    both = compare.cfer_options(compare._strategy_name("cfer+la+ncm+cat+prev3+herd+mirror+wa+margin"), args)
+    both = compare.cfer_options(compare._strategy_name(preset + "+margin"), args)
     assert both == dataclasses.replace(CferConfig(), psmr_score="margin")
     for opt, samples in (("fmem", "memory"), ("fnew", "new")):
-        got = compare.cfer_options(compare._strategy_name(f"cfer+la+ncm+cat+prev3+herd+mirror+wa+{opt}"), args)
+        got = compare.cfer_options(compare._strategy_name(f"{preset}+{opt}"), args)
         assert got == dataclasses.replace(CferConfig(), feature_samples=samples)
+    before = dataclasses.replace(CferConfig(), mirror_training=False)  # the preset before the mirror images
+    assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror+wa", args) == before
+    assert compare.cfer_options(compare._strategy_name("cfer+noflip"), args) == before
     assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror", args) == dataclasses.replace(
-        CferConfig(), weight_aligning=False)  # the preset before weight aligning joined it
-    for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3"):
+        before, weight_aligning=False)  # the preset before weight aligning joined it
+    # a baseline takes the mirror images as a plugin, cfer as its option
+    assert [type(p).__name__ for p in compare.mirror("joint+flip")] == ["MirrorAugmentPlugin"]
+    assert compare.mirror("cfer+flip") == [] and compare.mirror("joint") == []
+    for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3", "joint+flip+la"):
         with pytest.raises(Exception, match="use one of"):
             compare._strategy_name(bad)
 

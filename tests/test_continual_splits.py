@@ -46,3 +46,15 @@ def test_splits_refuse_a_strategy_twice_on_a_seed_or_another_comparison(splits, 
         splits.load_runs([a, other])
     with pytest.raises(SystemExit, match="choose --reference"):
         splits.pooled_table(splits.load_runs([a]), reference="icarl")
+
+
+def test_splits_rename_a_strategy_in_the_files_of_one_folder(splits, tmp_path):
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    old = _file(tmp_path / "before", 0, {"cfer": [("ab", 0.7)], "icarl": [("ab", 0.6)]})
+    new = _file(tmp_path / "after", 0, {"cfer": [("ab", 0.8)]})
+    runs = splits.load_runs([new, old], renames=[f"{tmp_path / 'before'}:cfer=cfer+old"])
+    assert sorted(runs) == ["cfer", "cfer+old", "icarl"]
+    assert runs["cfer"][(0, ("a", "b"))]["average_accuracy"] == 0.8  # the other folder's cfer keeps its name
+    with pytest.raises(SystemExit, match="FOLDER:OLD=NEW"):
+        splits.load_runs([old], renames=["cfer=cfer+old"])

@@ -303,6 +303,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "preset's, linear)"),
     (("--weight-aligning",), "continual.weight_aligning", "on or off: scale the new classes' head weights to the old "
      "classes' mean norm after each step (default: the preset's, on)"),
+    (("--mirror-training",), "continual.mirror_training", "on or off: train on mirror images of half the faces "
+     "of each mini-batch, drawn at random (default: the preset's, on)"),
     (("--logger",), "continual.logger", "training curves to RUN/logs/KIND/: none (default), tensorboard, csv "
                                         "or wandb-offline"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),

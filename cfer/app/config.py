@@ -21,12 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from cfer import taxonomy
-from cfer.app.config_checks import continual_method as _continual_method
-from cfer.app.config_checks import finite as _finite
-from cfer.app.config_checks import fraction as _fraction
-from cfer.app.config_checks import positive as _positive
-from cfer.app.config_checks import run_level as _run_level
-from cfer.app.config_checks import teacher_section as _teacher_section
+from cfer.app import config_checks as _checks
 from cfer.continual.loggers import LOGGERS
 from cfer.data.faces import FaceCropper
 from cfer.data.readers import FORMATS
@@ -89,7 +84,7 @@ class DataSection:
     synthetic_difficulty: float = 1.0
 
     def __post_init__(self) -> None:
-        _finite(self, "data")
+        _checks.finite(self, "data")
         if self.path is not None and self.format is None:
             raise ValueError(f"data.format is needed with data.path; choose one of {list(FORMATS)} "
                              "(--format imagefolder|csv|rafdb|fer2013)")
@@ -113,7 +108,7 @@ class DataSection:
         if self.subject_pattern is not None and self.format not in (None, "imagefolder"):
             raise ValueError("data.subject_pattern applies to imagefolder data only; a CSV manifest has a "
                              "'subject' column instead")
-        _positive("data", "image_size", self.image_size)
+        _checks.positive("data", "image_size", self.image_size)
         if self.image_size < 16:
             raise ValueError(f"data.image_size must be >= 16 pixels, got {self.image_size}; 48 or 64 suit the "
                              "CPU models, 224 the ImageNet backbones")
@@ -135,8 +130,8 @@ class DataSection:
             raise ValueError(f"data.synthetic_subjects must be three counts (train, val, test), "
                              f"got {list(self.synthetic_subjects)}")
         for n in self.synthetic_subjects:
-            _positive("data", "synthetic_subjects", n)
-        _positive("data", "synthetic_per_class", self.synthetic_per_class)
+            _checks.positive("data", "synthetic_subjects", n)
+        _checks.positive("data", "synthetic_per_class", self.synthetic_per_class)
         if self.synthetic_difficulty < 0:
             raise ValueError(f"data.synthetic_difficulty must be >= 0, got {self.synthetic_difficulty}")
 
@@ -225,8 +220,8 @@ class TeacherSection:
     precise_bn: bool = False
 
     def __post_init__(self) -> None:
-        _finite(self, "teacher")
-        _teacher_section(self, recipes=TEACHER_RECIPES)
+        _checks.finite(self, "teacher")
+        _checks.teacher_section(self, recipes=TEACHER_RECIPES)
 
 
 @dataclass(frozen=True)
@@ -245,11 +240,12 @@ class ContinualSection:
         strategy: ``cfer`` (the default preset) or ``published`` (the method as published,
             exactly; it takes none of the options below): :mod:`cfer.continual.presets`.
         psmr_mode, gamma0, temperature, feature_weight, logit_adjustment, nearest_mean, previous_weight,
-            previous_weight_scale, head, weight_aligning: Change the ``cfer`` preset's value (None: the
-            preset's): PSMR ``grow`` or ``limit``; the first logit-distillation weight; the temperature; the
-            feature-distillation weight; logit adjustment's ``tau``; nearest-class-mean prediction (``off``,
-            ``memory``, ``memory+new``); the previous student's weight and its scaling (``constant``,
-            ``sqrt_ratio``: sqrt(old / new)); the student's head (``cosine``, ``linear``); weight aligning.
+            previous_weight_scale, head, weight_aligning, mirror_training: Change the ``cfer`` preset's value
+            (None: the preset's): PSMR ``grow`` or ``limit``; the first logit-distillation weight; the
+            temperature; the feature-distillation weight; logit adjustment's ``tau``; nearest-class-mean
+            prediction (``off``, ``memory``, ``memory+new``); the previous student's weight and its scaling
+            (``constant``, ``sqrt_ratio``: sqrt(old / new)); the student's head (``cosine``, ``linear``);
+            weight aligning; mirror images in the training mini-batches.
         basic_epochs: Epochs on the basic experience for a student of its own
             (``model.student_arch``); a copy of the teacher skips it.
         logger: Where the training curves go besides the report: ``none``, ``tensorboard``,
@@ -276,25 +272,26 @@ class ContinualSection:
     previous_weight_scale: str | None = None
     head: str | None = None
     weight_aligning: bool | None = None
+    mirror_training: bool | None = None
     basic_epochs: int = 10
     logger: str = "none"
 
     def __post_init__(self) -> None:
-        _finite(self, "continual")
+        _checks.finite(self, "continual")
         if self.logger not in LOGGERS:
             close = difflib.get_close_matches(str(self.logger), LOGGERS, n=1)
             hint = f" (did you mean --logger {close[0]}?)" if close else ""
             raise ValueError(f"unknown continual.logger {self.logger!r}{hint}; choose one of {list(LOGGERS)}")
         for name in ("per_step", "orders", "epochs", "batch_size", "basic_epochs"):
-            _positive("continual", name, getattr(self, name))
+            _checks.positive("continual", name, getattr(self, name))
         if self.order is not None:
             object.__setattr__(self, "order", taxonomy.normalize_many(list(self.order)))
         if not self.lr > 0:
             raise ValueError(f"continual.lr must be > 0, got {self.lr}")
-        _fraction("continual", "memory_fraction", self.memory_fraction, zero_ok=True)
+        _checks.fraction("continual", "memory_fraction", self.memory_fraction, zero_ok=True)
         if self.memory_size is not None and (isinstance(self.memory_size, bool) or self.memory_size < 0):
             raise ValueError(f"continual.memory_size must be >= 0 items, got {self.memory_size!r}")
-        _continual_method(self)
+        _checks.continual_method(self)
 
 
 @dataclass(frozen=True)
@@ -319,11 +316,11 @@ class FewShotSection:
     classifier: str = "prototype"
 
     def __post_init__(self) -> None:
-        _finite(self, "fewshot")
+        _checks.finite(self, "fewshot")
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 0:
             raise ValueError(f"fewshot.holdout must be a whole number >= 0, got {self.holdout!r}")
         for name in ("ways", "queries", "episodes"):
-            _positive("fewshot", name, getattr(self, name))
+            _checks.positive("fewshot", name, getattr(self, name))
         if self.ways < 2:
             raise ValueError("fewshot.ways must be >= 2: a 1-way episode measures nothing")
         if self.holdout and self.holdout < self.ways:
@@ -332,7 +329,7 @@ class FewShotSection:
         if not self.shots:
             raise ValueError("fewshot.shots is empty; give e.g. [1, 5]")
         for k in self.shots:
-            _positive("fewshot", "shots", k)
+            _checks.positive("fewshot", "shots", k)
         if self.classifier not in CLASSIFIERS:
             raise ValueError(f"unknown fewshot.classifier {self.classifier!r}; choose one of {list(CLASSIFIERS)}")
 
@@ -350,12 +347,12 @@ class ExplainSection:
     per_class: int = 6
 
     def __post_init__(self) -> None:
-        _finite(self, "explain")
+        _checks.finite(self, "explain")
         if self.method not in CAM_METHODS:
             close = difflib.get_close_matches(self.method, CAM_METHODS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown explain.method {self.method!r}{hint}; choose one of {list(CAM_METHODS)}")
-        _positive("explain", "per_class", self.per_class)
+        _checks.positive("explain", "per_class", self.per_class)
 
 
 @dataclass(frozen=True)
@@ -386,7 +383,7 @@ class RunConfig:
     explain: ExplainSection = field(default_factory=ExplainSection)
 
     def __post_init__(self) -> None:
-        _run_level(self, max_seed=MAX_SEED)
+        _checks.run_level(self, max_seed=MAX_SEED)
         if self.teacher.member_training == "one_by_one" and not self.model.arch.startswith("ensemble:"):
             raise ValueError(f"teacher.member_training 'one_by_one' needs an ensemble model.arch "
                              f"('ensemble:A+B'), got {self.model.arch!r}")

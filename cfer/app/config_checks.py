@@ -20,7 +20,7 @@ STRATEGIES = ("cfer", "published")
 """The presets ``continual.strategy`` names (:mod:`cfer.continual.presets`)."""
 
 METHOD_KEYS = ("psmr_mode", "gamma0", "temperature", "feature_weight", "logit_adjustment", "nearest_mean",
-               "previous_weight", "previous_weight_scale", "head", "weight_aligning")
+               "previous_weight", "previous_weight_scale", "head", "weight_aligning", "mirror_training")
 """``continual`` keys that change the ``cfer`` preset (None: the preset's value)."""
 
 

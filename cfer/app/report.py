@@ -118,9 +118,7 @@ def _names(names: list[str]) -> str:
 
 def _csv(rows: list[list], header: list[str]) -> str:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
     return buf.getvalue()
 
 
@@ -367,8 +365,9 @@ def _strategy_words(strategy: dict | None) -> str:
     o = (strategy or {}).get("options")
     if not o:  # a run written before presets existed
         return "distillation from the frozen teacher and predictive-sorting replay"
-    head = ("weight aligning, " if o.get("weight_aligning") else "") + "prediction by " + (
-        "the head" if o["nearest_mean"] == "off" else "nearest class mean")
+    rule = "the head" if o["nearest_mean"] == "off" else "nearest class mean"
+    head = ("weight aligning, " if o.get("weight_aligning") else "") + ("mirror images in training, " if o.get(
+        "mirror_training") else "") + f"prediction by {rule}"
     return (f"the <b>{html.escape(strategy['preset'])}</b> strategy: distillation from the frozen teacher (γ₀="
             f"{o['gamma0']}, T={o['temperature']}, feature weight {o['feature_weight']}), predictive-sorting replay ("
             f"{o['psmr_mode']} mode), logit adjustment τ={o['logit_adjustment']}, {head}")

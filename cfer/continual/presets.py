@@ -13,9 +13,10 @@ preset         what it is
                with the same budget at every step (``limit``) that herds a new
                class's items within its better-recognised half, training on new data
                and the whole memory, logit adjustment against the new-class prior,
-               weight aligning of the head after each step, and prediction by
-               nearest class mean over the memory items and their mirror images
-               (see :data:`PRESETS` for the values).
+               weight aligning of the head after each step, mirror images in half
+               of the training faces, and prediction by nearest class mean over the
+               memory items and their mirror images (see :data:`PRESETS` for the
+               values).
 =============  ========================================================================
 
 ``make_strategy("published")`` and ``make_strategy("cfer")`` build them;
@@ -48,7 +49,7 @@ PRESETS: dict[str, CferConfig] = {
                             nearest_mean="off", nearest_mean_mirror=False, nearest_mean_head_weight=0.0,
                             balanced_epochs=0, replay_batches="mixed", criterion="ce", previous_weight=0.0,
                             previous_weight_scale="constant", previous_feature_weight=0.0,
-                            weight_aligning=False),
+                            weight_aligning=False, mirror_training=False),
     "cfer": CferConfig(),
 }
 """The presets by name (``CferConfig()`` is the ``cfer`` preset)."""

@@ -143,6 +143,13 @@ def _nearest_mean(strategy):  # noqa: ANN001, ANN202
     return _plugin(strategy, NearestMeanPlugin, optional=True)
 
 
+def _mirror(strategy):  # noqa: ANN001, ANN202
+    """The strategy's mirror-image plugin (``CferConfig(mirror_training=True)``), or None."""
+    from cfer.continual.plugins.mirror_augment import MirrorAugmentPlugin
+
+    return _plugin(strategy, MirrorAugmentPlugin, optional=True)
+
+
 def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
     """What the optimiser trains, by name: the model's parameters and the distillation plugin's."""
     own = {f"distillation.{n}": p for n, p in _distillation(strategy).named_parameters().items()}
@@ -174,7 +181,8 @@ def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer, 
         "step": step,
         "model": strategy.model.state_dict(),
         "plugins": {"distillation": _distillation(strategy).state_dict(),
-                    **({"nearest_mean": ncm.state_dict()} if (ncm := _nearest_mean(strategy)) is not None else {})},
+                    **({"nearest_mean": ncm.state_dict()} if (ncm := _nearest_mean(strategy)) is not None else {}),
+                    **({"mirror": m.state_dict()} if (m := _mirror(strategy)) is not None else {})},
         "optimizer": optimizer.state_dict(),
         "optimizer_params": order,
         "buffer": _replay_policy(strategy).state_dict(),
@@ -287,6 +295,9 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         if ncm is not None and "nearest_mean" in state["plugins"]:  # predict as the run did after that step
             ncm.load_state_dict(state["plugins"]["nearest_mean"])
             ncm.attach(student)
+        mirror = _mirror(strategy)
+        if mirror is not None and "mirror" in state["plugins"]:  # the flips the run would have drawn next
+            mirror.load_state_dict(state["plugins"]["mirror"])
         params = _named_parameters(strategy)
         optimizer.param_groups.clear()
         optimizer.state.clear()

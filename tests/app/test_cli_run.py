@@ -68,6 +68,18 @@ def test_the_weight_aligning_flag_takes_on_or_off(capsys, word, value):
     assert strategy_options(config_from_dict({})).weight_aligning is True  # unset: the preset's
 
 
+@pytest.mark.parametrize("word, value", [("off", False), ("on", True)])
+def test_the_mirror_training_flag_takes_on_or_off(capsys, word, value):
+    from cfer.app.config_io import config_from_dict
+    from cfer.app.stages import strategy_options
+
+    assert cli.main(["run", "--mirror-training", word, "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["continual"]["mirror_training"] is value
+    assert strategy_options(config_from_dict(printed)).mirror_training is value
+    assert strategy_options(config_from_dict({})).mirror_training is True  # unset: the preset's
+
+
 def test_print_config_merges_file_and_flags(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"continual": {"epochs": 7, "per_step": 2}, "seed": 5}))

@@ -47,6 +47,7 @@ def test_a_yaml_file_sets_nested_keys_and_normalises_class_names(tmp_path):
     ({"continual": {"strategy": "published", "head": "cosine"}}, "takes no continual.head"),
     ({"continual": {"strategy": "published", "weight_aligning": True}}, "takes no continual.weight_aligning"),
     ({"continual": {"weight_aligning": "maybe"}}, "must be true or false (on or off), got 'maybe'"),
+    ({"continual": {"strategy": "published", "mirror_training": True}}, "takes no continual.mirror_training"),
     ({"continual": {"previous_weight": -1}}, "continual.previous_weight must be >= 0"),
     ({"continual": {"strategy": "published", "previous_weight_scale": "sqrt_ratio"}},
      "takes no continual.previous_weight_scale"),

@@ -8,9 +8,12 @@ from cfer.continual.presets import describe_preset, preset_config
 
 def test_the_strategy_sentence_names_weight_aligning_and_the_prediction_rule():
     cfer = _strategy_words(describe_preset("cfer", preset_config("cfer")))
-    assert "<b>cfer</b>" in cfer and "weight aligning, prediction by nearest class mean" in cfer
+    assert "<b>cfer</b>" in cfer and "weight aligning, mirror images in training, prediction by nearest class mean" in cfer
     published = _strategy_words(describe_preset("published", preset_config("published")))
     assert "weight aligning" not in published and published.endswith("prediction by the head")
+    assert "mirror images" not in published
+    no_flips = describe_preset("cfer", dataclasses.replace(preset_config("cfer"), mirror_training=False))
+    assert "weight aligning, prediction by" in _strategy_words(no_flips)
     off = describe_preset("cfer", dataclasses.replace(preset_config("cfer"), weight_aligning=False))
     assert "weight aligning" not in _strategy_words(off)
     old = {"preset": "cfer", "options": {k: v for k, v in off["options"].items() if k != "weight_aligning"}}

@@ -34,6 +34,7 @@ def test_published_is_the_method_as_published(tiny_stream):
     assert p.previous_weight_scale == "constant"
     assert (p.nearest_mean_mirror, p.nearest_mean_head_weight) == (False, 0.0)
     assert (p.psmr_score, p.weight_aligning, p.feature_samples) == ("softmax", False, "all")
+    assert p.mirror_training is False  # the faces as stored
     strategy = _build("published", tiny_stream)
     assert _own(strategy) == ["BasicDistillationPlugin", "ReplayPlugin"]  # nothing else
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))
@@ -57,6 +58,7 @@ def test_cfer_preset_is_config_defaults_and_builds_its_mechanisms(tiny_stream):
                          else "ReplayPlugin"]
     assert ("LogitAdjustmentPlugin" in names) == (c.logit_adjustment > 0)
     assert ("NearestMeanPlugin" in names) == (c.nearest_mean != "off")
+    assert ("MirrorAugmentPlugin" in names) == c.mirror_training
     if "NearestMeanPlugin" in names:  # it reads the memory the replay plugin has just updated
         assert names.index("NearestMeanPlugin") > names.index(names[1])
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))
