@@ -56,28 +56,17 @@ def test_the_head_flag_reaches_the_strategy(capsys):
     assert strategy_options(config_from_dict({})).head == "linear"  # unset: the preset's
 
 
+@pytest.mark.parametrize("key", ["weight_aligning", "mirror_training"])
 @pytest.mark.parametrize("word, value", [("off", False), ("on", True), ("false", False)])
-def test_the_weight_aligning_flag_takes_on_or_off(capsys, word, value):
+def test_the_preset_switches_take_on_or_off(capsys, key, word, value):
     from cfer.app.config_io import config_from_dict
     from cfer.app.stages import strategy_options
 
-    assert cli.main(["run", "--weight-aligning", word, "--print-config"]) == 0
+    assert cli.main(["run", "--" + key.replace("_", "-"), word, "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["continual"]["weight_aligning"] is value
-    assert strategy_options(config_from_dict(printed)).weight_aligning is value
-    assert strategy_options(config_from_dict({})).weight_aligning is True  # unset: the preset's
-
-
-@pytest.mark.parametrize("word, value", [("off", False), ("on", True)])
-def test_the_mirror_training_flag_takes_on_or_off(capsys, word, value):
-    from cfer.app.config_io import config_from_dict
-    from cfer.app.stages import strategy_options
-
-    assert cli.main(["run", "--mirror-training", word, "--print-config"]) == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["continual"]["mirror_training"] is value
-    assert strategy_options(config_from_dict(printed)).mirror_training is value
-    assert strategy_options(config_from_dict({})).mirror_training is True  # unset: the preset's
+    assert printed["continual"][key] is value
+    assert getattr(strategy_options(config_from_dict(printed)), key) is value
+    assert getattr(strategy_options(config_from_dict({})), key) is True  # unset: the preset's
 
 
 def test_print_config_merges_file_and_flags(tmp_path, capsys):
