@@ -11,7 +11,14 @@ class, 48 px grey), all training labels, the six basic classes. Each setting is
         "w=none,max_epochs=60" "w=mae,max_epochs=60,augment=shift,label_smoothing=0.0,lr=0.0005"
 
 (the encoder is the one ``pretrain_labels.py --seeds 0`` caches.) ``--fraction 0.1`` chooses with
-10% of the labels (the subset ``pretrain_labels.py`` draws for seed 0).
+10% of the labels (the subset ``pretrain_labels.py`` draws for seed 0). ``--seed S`` takes seed S's
+data, label subset and initialisation instead, and ``--encoder same`` the encoder that
+``pretrain_labels.py`` caches for that seed's pool (pretrained here if it is not cached yet).
+``drop_path_rate=R`` sets the ViT's stochastic depth (a builder option, not a recipe field);
+``--every N`` prints the training loss and validation accuracy every N epochs:
+
+    python benchmarks/vit_finetune_probe.py --seed 1 --fraction 0.1 --encoder same --patience 600 --every 50 \\
+        "w=mae,augment=shift,label_smoothing=0.0,max_epochs=600,warmup_epochs=30,lr=0.0005" ...
 """
 
 from __future__ import annotations
@@ -41,7 +48,11 @@ def _value(text: str) -> object:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("settings", nargs="+", help="comma-separated key=value over photo_recipe; w=mae|none")
-    ap.add_argument("--encoder", required=True, help="the MAE encoder file for w=mae")
+    ap.add_argument("--encoder", required=True, help="the MAE encoder file for w=mae; 'same': pretrain_labels.py's "
+                    "encoder of the seed's own pool (cached under runs/pretrain_labels)")
+    ap.add_argument("--seed", type=int, default=0, help="data, label subset and initialisation (default 0)")
+    ap.add_argument("--patience", type=int, default=100)
+    ap.add_argument("--every", type=int, default=0, help="print loss and validation accuracy every N epochs")
     ap.add_argument("--arch", default="vit_face_mini")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--fraction", type=float, default=1.0, help="share of the training labels (class-stratified, "
@@ -50,21 +61,29 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     splits = make_synthetic_splits(classes=[*taxonomy.BASIC, *taxonomy.COMPOUND], subjects=(24, 6, 10), per_class=3,
-                                   image_size=48, channels=1, seed=0)
+                                   image_size=48, channels=1, seed=args.seed)
+    sys.path.insert(0, str(Path(__file__).parent))
+    import pretrain_labels
+
+    if args.encoder == "same":
+        labels_args = pretrain_labels.parse_args(["--seeds", str(args.seed), "--arch", args.arch])
+        args.encoder = str(pretrain_labels._encoder(splits["train"].images, "same", labels_args, args.seed)[0])
     train = splits["train"]
     if args.fraction < 1:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from pretrain_labels import _subset
-
-        train = _subset(train, args.fraction, 0)
-    print(f"# {len(train)} training faces ({args.fraction:.0%} of the labels)")
+        train = pretrain_labels._subset(train, args.fraction, args.seed)
+    print(f"# seed {args.seed}: {len(train)} training faces ({args.fraction:.0%} of the labels)")
     print("| setting | best validation accuracy | at epoch | seconds |\n|---|---|---|---|")
     for setting in args.settings:
         changes = {k: _value(v) for k, v in (kv.split("=", 1) for kv in setting.split(",") if kv)}
         weights = args.encoder if changes.pop("w", "none") == "mae" else None
-        config = photo_recipe(arch=args.arch, weights=weights, patience=100, **changes)
+        if "drop_path_rate" in changes:
+            changes["arch_options"] = {"drop_path_rate": float(changes.pop("drop_path_rate"))}
+        config = photo_recipe(arch=args.arch, weights=weights, patience=args.patience, seed=args.seed, **changes)
         t0 = time.perf_counter()
         res = train_teacher(train=train, val=splits["val"], classes=taxonomy.BASIC, config=config)
+        if args.every:
+            print("  " + ", ".join(f"{h['epoch']}: {h['train_loss']:.2f} / {h['val_accuracy']:.3f}"
+                                   for h in res.history[::args.every]), file=sys.stderr, flush=True)
         print(f"| {setting} | {res.best_val_accuracy:.3f} | {res.best_epoch} | {time.perf_counter() - t0:.0f} |",
               flush=True)
     return 0
