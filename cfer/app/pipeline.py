@@ -5,6 +5,7 @@
     RUN/
       config.yaml              the effective configuration (what --resume reads)
       teacher.pt               the basic teacher (early stopping on validation subjects)
+      method.json              the cfer strategy's resolved options (a resume after an upgrade keeps them)
       checkpoints/order0.pt    after every experience: model, optimiser, buffer, RNG, metrics
       students/order0.pt       the final student of each class order
       results/order0.json      accuracy matrix and metrics of each class order
@@ -203,7 +204,8 @@ def _metrics(state: RunState) -> dict:
                  "fewshot_classes": list(data.fewshot_classes), "unused": dict(data.unused),
                  "skipped": dict(data.skipped)},
         "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS if k in _ALWAYS or k in teacher_info},
-        "continual": {"strategy": _strategy(state.config), "orders": records, "summary": _summary(records)},
+        "continual": {"strategy": _strategy(state.config, state.folder), "orders": records,
+                      "summary": _summary(records)},
         "confusion": out["confusion"],
         "scores": _scores(out["confusion"], basic=data.basic),
         "fewshot": out["fewshot"],
@@ -211,12 +213,12 @@ def _metrics(state: RunState) -> dict:
     }
 
 
-def _strategy(config: RunConfig) -> dict:
+def _strategy(config: RunConfig, run: Path) -> dict:
     """The preset the run used and every option it resolved to (``metrics.json``)."""
-    from cfer.app.stages import strategy_options
+    from cfer.app.stages import run_method
     from cfer.continual.presets import describe_preset
 
-    return describe_preset(config.continual.strategy, strategy_options(config))
+    return describe_preset(config.continual.strategy, run_method(config, run))
 
 
 def _scores(confusions: dict, *, basic: tuple[str, ...]) -> dict:

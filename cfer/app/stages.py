@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from cfer.app.prepare import RunData, prepare_data
 from cfer.atomic import jsonable, write_json
 from cfer.data.base import FaceDataset
 from cfer.distributed import barrier, is_main
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cfer.continual.cfer_config import CferConfig
 
 __all__ = ["RunState", "Stage", "STAGES", "members"]
 
@@ -138,6 +141,40 @@ def strategy_options(config: RunConfig):  # noqa: ANN202
     return preset_config(c.strategy, **{k: getattr(c, k) for k in METHOD_KEYS})
 
 
+def run_method(config: RunConfig, run: Path) -> CferConfig:
+    """The run's ``CferConfig``, pinned in ``RUN/method.json`` when the run first trains its
+    compound steps.
+
+    A run resumed after an upgrade of cfer goes on with the method it was started with: a
+    preset whose options changed in between is logged, not applied (``config`` itself cannot
+    differ: :func:`cfer.app.pipeline.run_pipeline` refuses a resume with another config).
+    Options the file lacks (added to cfer since) take today's values.
+
+    Raises:
+        ValueError: If the file names options this version of cfer does not have.
+    """
+    import dataclasses
+
+    from cfer.continual.cfer_config import CferConfig
+
+    today = strategy_options(config)
+    path = run / "method.json"
+    if not path.is_file():
+        if is_main():
+            write_json(path, dataclasses.asdict(today))
+        return today
+    saved = _read_json(path)
+    unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(CferConfig)})
+    if unknown:
+        raise ValueError(f"{path} names options this version of cfer does not have ({', '.join(unknown)}): the run "
+                         "was started by another version; finish it with that version, or start a new run")
+    pinned = dataclasses.replace(today, **saved)
+    changed = [f"{k}={v!r} (today's preset: {getattr(today, k)!r})" for k, v in saved.items() if getattr(today, k) != v]
+    if changed:
+        logger.warning("%s goes on with the method it was started with: %s", run, ", ".join(changed))
+    return pinned
+
+
 def _own_student(config: RunConfig, data: RunData, *, seed: int) -> dict:
     """``run_order``'s ``student`` and ``basic_epochs`` for a student of its own
     architecture (``model.student_arch``); nothing when the student copies the teacher."""
@@ -166,6 +203,7 @@ def _continual(state: RunState) -> dict:
     records, first_student, first_classes = [], None, ()
     orders = _orders(config, data)
     c = config.continual
+    method = run_method(config, run)
     for k, order in enumerate(orders):
         done, student_path = run / "results" / f"order{k}.json", run / "students" / f"order{k}.pt"
         if done.is_file() and student_path.is_file():
@@ -180,7 +218,7 @@ def _continual(state: RunState) -> dict:
                        if is_main() else [])
             try:
                 results, student = run_order(stream=stream, teacher=teacher, memory_size=memory, epochs=c.epochs,
-                                             lr=c.lr, batch_size=c.batch_size, cfer=strategy_options(config),
+                                             lr=c.lr, batch_size=c.batch_size, cfer=method,
                                              checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
                                              progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
                                              loggers=loggers, freeze_stages=config.model.freeze_stages,

@@ -10,7 +10,10 @@ the optimiser, the replay buffer (as item indices), Avalanche's clock, the three
 random generators and the accuracy matrix so far are written atomically to one
 checkpoint. :func:`run_order` started again with the same stream and checkpoint goes on
 from the last finished experience and reaches the same result as a run that was never
-interrupted.
+interrupted. The checkpoint also records the method's settings (the ``CferConfig``,
+epochs, learning rate, batch size, memory budget, basic epochs, frozen stages): a resume
+with other settings is refused with the differences named, instead of finishing the order
+with another method than the one it started with.
 
 :func:`rng_state` / :func:`set_rng_state` capture and restore the three global random
 generators a training loop touches (Python's ``random``, NumPy's legacy global and
@@ -24,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import random
 from pathlib import Path
@@ -173,8 +177,34 @@ def _make_strategy(student: nn.Module, optimizer: torch.optim.Optimizer, teacher
                                   DistributedPlugin()])
 
 
+def _differences(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    """``"name: saved -> now"`` for every setting that differs (nested dicts by dotted name)."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key, "(absent)"), now.get(key, "(absent)")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _check_settings(checkpoint: Path, state: dict, settings: dict) -> None:
+    """Refuse to resume ``checkpoint`` with other method settings than it was trained with."""
+    if "settings" not in state:  # written before checkpoints recorded them
+        logger.warning("checkpoint %s does not record the settings it was trained with (an older cfer wrote it): "
+                       "it resumes with today's, which cannot be checked against the run's", checkpoint)
+        return
+    diff = _differences(state["settings"], settings)
+    if diff:
+        raise ValueError(f"checkpoint {checkpoint} was trained with other settings than this resume asks for "
+                         f"(checkpoint -> now): {'; '.join(diff)}. Resume with the settings the order was started "
+                         "with (e.g. CferConfig(...) with the checkpoint's values), or delete the checkpoint to "
+                         "train this order again")
+
+
 def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer,  # noqa: ANN001
-          results: ContinualResults, meta: dict) -> None:
+          results: ContinualResults, meta: dict, settings: dict) -> None:
     names = {id(p): n for n, p in _named_parameters(strategy).items()}
     order = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
     save_checkpoint(path, {
@@ -190,6 +220,7 @@ def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer, 
         "rng": rng_state(),
         "results": {"n_test": results.n_test, "matrix": results.matrix, "step_time_s": results.step_time_s},
         "meta": meta,
+        "settings": settings,
     })
 
 
@@ -246,8 +277,10 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         The accuracy matrix and derived metrics, and the final student.
 
     Raises:
-        ValueError: If the checkpoint belongs to another stream (other classes or steps),
-            or for a ``student`` without the teacher's outputs or without basic epochs.
+        ValueError: If the checkpoint belongs to another stream (other classes or steps) or
+            was trained with other settings (``cfer``, ``epochs``, ``lr``, ``batch_size``,
+            ``memory_size``, ``basic_epochs``, ``freeze_stages``), or for a ``student``
+            without the teacher's outputs or without basic epochs.
     """
     checkpoint = Path(checkpoint)
     if teacher.num_classes != stream.n_basic:
@@ -256,6 +289,8 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
     if basic_epochs < 0:
         raise ValueError(f"basic_epochs must be >= 0, got {basic_epochs}")
     meta = {"class_names": list(stream.class_names), "n_steps": stream.n_steps}
+    settings = {"cfer": dataclasses.asdict(cfer), "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                "memory_size": memory_size, "basic_epochs": basic_epochs, "freeze_stages": freeze_stages}
     if student is None:
         student = _student(teacher, freeze=freeze_stages)
     else:
@@ -272,6 +307,7 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         if state["meta"] != meta:
             raise ValueError(f"checkpoint {checkpoint} belongs to another stream ({state['meta']['class_names']}); "
                              "resume with the run's own config, or delete the checkpoint")
+        _check_settings(checkpoint, state, settings)
         student.grow(head_width(state["model"]))
         student.load_state_dict(state["model"])
     else:
@@ -319,7 +355,8 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
 
     def save(i: int, res: ContinualResults) -> None:
         if is_main():
-            _save(checkpoint, step=i, strategy=strategy, optimizer=optimizer, results=res, meta=meta)
+            _save(checkpoint, step=i, strategy=strategy, optimizer=optimizer, results=res, meta=meta,
+                  settings=settings)
         barrier()
 
     run_stream(strategy, stream, progress=progress and is_main(), desc=desc, results=results, after_step=save,

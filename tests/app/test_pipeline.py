@@ -239,3 +239,31 @@ def test_the_report_says_how_many_grad_cam_maps_are_empty():
     note = _empty_maps_note({"explain": {"teacher": {"empty_maps": 0.25}, "student": {"empty_maps": 0.0}}})
     assert "All-zero maps" in note and "teacher 25.0%" in note and "student" not in note
     assert _empty_maps_note({"explain": {"teacher": {"empty_maps": 0.0}}}) == ""
+
+
+def test_a_resumed_run_keeps_the_method_it_was_started_with(tiny_run, tmp_path, caplog):
+    """``method.json`` pins the preset's resolved options: a run started before the preset
+    changed (here: without mirror images) finishes its remaining orders without them."""
+    import shutil
+
+    from cfer.app.stages import run_method, strategy_options
+    from cfer.models.io import load_checkpoint
+
+    out, config, _ = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    pinned = json.loads((run / "method.json").read_text())
+    assert pinned == asdict(strategy_options(config)) and pinned["mirror_training"] is True
+    pinned["mirror_training"] = False  # as an older cfer's preset would have written it
+    del pinned["cache_teacher"]  # an option added to cfer since: today's value
+    (run / "method.json").write_text(json.dumps(pinned))
+    for rel in ("checkpoints/order1.pt", "results/order1.json", "metrics.json"):  # order 1 is still to train
+        (run / rel).unlink()
+    with caplog.at_level("WARNING", logger="cfer.app.stages"):
+        metrics = run_pipeline(config, out_dir=run, resume=True, progress=False)
+    assert "goes on with the method it was started with: mirror_training=False (today's preset: True)" in caplog.text
+    assert metrics["continual"]["strategy"]["options"]["mirror_training"] is False
+    assert load_checkpoint(run / "checkpoints/order1.pt")["settings"]["cfer"]["mirror_training"] is False
+    (run / "method.json").write_text(json.dumps({**pinned, "warp_drive": 1}))
+    with pytest.raises(ValueError, match=r"names options this version of cfer does not have \(warp_drive\)"):
+        run_method(config, run)

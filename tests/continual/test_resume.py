@@ -7,7 +7,7 @@ from cfer import taxonomy
 from cfer.continual import resume as resumable
 from cfer.continual.factory import CferConfig
 from cfer.continual.stream import make_stream
-from cfer.models.io import load_checkpoint
+from cfer.models.io import load_checkpoint, save_checkpoint
 
 COMPOUND = taxonomy.COMPOUND[:6]
 
@@ -78,6 +78,30 @@ def test_a_checkpoint_of_another_stream_is_refused(setup, tmp_path):
                         seed=1)
     with pytest.raises(ValueError, match="belongs to another stream"):
         resumable.run_order(stream=other, teacher=teacher.model, **settings, memory_size=20, checkpoint=ckpt)
+
+
+def test_a_checkpoint_trained_with_other_settings_is_refused_with_the_differences(setup, tmp_path, caplog):
+    """A preset that changed between the kill and the resume (or a changed option) must not
+    finish the order with another method; a checkpoint that predates the record resumes, with
+    a warning."""
+    _, teacher, stream = setup
+    ckpt = tmp_path / "c.pt"
+    first, _ = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=20, checkpoint=ckpt,
+                                   cfer=CferConfig(mirror_training=False))
+    with pytest.raises(ValueError, match=r"\(checkpoint -> now\): cfer\.mirror_training: False -> True; "
+                                         r"epochs: 1 -> 2\. Resume with the settings"):
+        resumable.run_order(stream=stream, teacher=teacher.model, epochs=2, memory_size=20, checkpoint=ckpt)
+    again, _ = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=20, checkpoint=ckpt,
+                                   cfer=CferConfig(mirror_training=False))
+    assert again.matrix == first.matrix
+    old = load_checkpoint(ckpt)
+    del old["settings"], old["format"]
+    save_checkpoint(ckpt, old)
+    with caplog.at_level("WARNING", logger="cfer.continual.resume"):
+        legacy, _ = resumable.run_order(stream=stream, teacher=teacher.model, epochs=2, memory_size=20,
+                                        checkpoint=ckpt)
+    assert legacy.matrix == first.matrix
+    assert "does not record the settings it was trained with" in caplog.text
 
 
 def test_the_teacher_must_match_the_first_experience(setup, tmp_path):
