@@ -13,7 +13,11 @@ tracks together (:class:`cfer.data.video.ClipLayout`), are left as they are.
 The flips come from the plugin's own generator (``seed``), so torch's global random stream,
 which shuffles the mini-batches, is left as it was; :meth:`~MirrorAugmentPlugin.state_dict`
 holds the generator's state, which a checkpoint saves so that a resumed run draws the flips
-an uninterrupted one would have (:func:`cfer.continual.resume.run_order`).
+an uninterrupted one would have (:func:`cfer.continual.resume.run_order`). Under
+``torchrun`` every process draws the flips of the whole global mini-batch (its own
+mini-batch times the number of processes) and applies its own share of them: the
+processes flip independently of each other, and their generators stay in the same state,
+which is the one rank 0's checkpoint saves.
 
 Example:
     >>> import torch
@@ -31,6 +35,8 @@ import logging
 
 import torch
 from avalanche.core import SupervisedPlugin
+
+from cfer.distributed import rank, world_size
 
 __all__ = ["MirrorAugmentPlugin"]
 
@@ -74,6 +80,7 @@ class MirrorAugmentPlugin(SupervisedPlugin):
                             "left as they are", tuple(getattr(x, "shape", ())))
                 self._warned = True
             return
-        flip = torch.rand(len(x), generator=self.generator) < self.p
+        n, at = len(x), rank()  # every process draws the global batch's flips and takes its share
+        flip = torch.rand(n * world_size(), generator=self.generator)[at * n:(at + 1) * n] < self.p
         if bool(flip.any()):
             strategy.mbatch[0] = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)

@@ -52,6 +52,28 @@ def test_the_same_seed_gives_the_same_flips_and_evaluation_is_left_alone():
         MirrorAugmentPlugin(p=1.5)
 
 
+def test_processes_of_a_ddp_job_flip_independently_with_generators_in_step(monkeypatch):
+    """Each of 2 processes takes its share of one global draw (not the same draw as the
+    other): their masks differ, together they are the global batch's draw, and the
+    generators stay equal (rank 0's state is the one a checkpoint keeps)."""
+    import cfer.continual.plugins.mirror_augment as mod
+
+    x = torch.rand(32, 1, 4, 5)
+    monkeypatch.setattr(mod, "world_size", lambda: 2)
+    plugins, masks = [], []
+    for r in (0, 1):
+        monkeypatch.setattr(mod, "rank", lambda r=r: r)
+        s = SimpleNamespace(mbatch=[x.clone(), torch.zeros(32), torch.zeros(32)], is_training=True)
+        plugin = MirrorAugmentPlugin(p=0.5, seed=4)
+        plugin.before_forward(s)
+        plugins.append(plugin)
+        masks.append(torch.tensor([bool(torch.equal(s.mbatch[0][i], x[i].flip(-1))) for i in range(32)]))
+    assert not torch.equal(masks[0], masks[1])
+    expected = torch.rand(64, generator=torch.Generator().manual_seed(4)) < 0.5
+    assert torch.equal(torch.cat(masks), expected)
+    assert torch.equal(plugins[0].generator.get_state(), plugins[1].generator.get_state())
+
+
 def test_inputs_that_are_not_face_images_are_left_alone():
     packed = torch.rand(4, 3, 10)  # e.g. clips: frames, voice and landmarks in one tensor a clip
     s = SimpleNamespace(mbatch=[packed.clone(), torch.zeros(4), torch.zeros(4)], is_training=True)
