@@ -194,6 +194,8 @@ _SUMMARY_KEYS = ("average_accuracy", "final_accuracy", "final_basic_accuracy", "
 
 
 def _metrics(state: RunState) -> dict:
+    from cfer.continual.presets import describe_preset
+
     data, out = state.data, state.outputs
     records = out["continual"]["records"]
     teacher_info = out["teacher"][1]
@@ -204,21 +206,13 @@ def _metrics(state: RunState) -> dict:
                  "fewshot_classes": list(data.fewshot_classes), "unused": dict(data.unused),
                  "skipped": dict(data.skipped)},
         "teacher": {k: teacher_info.get(k) for k in _TEACHER_KEYS if k in _ALWAYS or k in teacher_info},
-        "continual": {"strategy": _strategy(state.config, state.folder), "orders": records,
-                      "summary": _summary(records)},
+        "continual": {"strategy": describe_preset(state.config.continual.strategy, out["continual"]["method"]),
+                      "orders": records, "summary": _summary(records)},
         "confusion": out["confusion"],
         "scores": _scores(out["confusion"], basic=data.basic),
         "fewshot": out["fewshot"],
         "explain": out["explain"],
     }
-
-
-def _strategy(config: RunConfig, run: Path) -> dict:
-    """The preset the run used and every option it resolved to (``metrics.json``)."""
-    from cfer.app.stages import run_method
-    from cfer.continual.presets import describe_preset
-
-    return describe_preset(config.continual.strategy, run_method(config, run))
 
 
 def _scores(confusions: dict, *, basic: tuple[str, ...]) -> dict:

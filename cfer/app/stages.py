@@ -189,8 +189,8 @@ def _own_student(config: RunConfig, data: RunData, *, seed: int) -> dict:
 
 
 def _continual(state: RunState) -> dict:
-    """Every class order, each resumed from its own files; returns the records and the
-    first order's student (the one few-shot and Grad-CAM look at)."""
+    """Every class order, each resumed from its own files; returns the records, the first
+    order's student (the one few-shot and Grad-CAM look at) and the method (``run_method``)."""
     from cfer.continual.growing import load_model
     from cfer.continual.loggers import close_loggers, make_loggers
     from cfer.continual.plugins.ncm import attached_class_means
@@ -248,7 +248,7 @@ def _continual(state: RunState) -> dict:
         if k == 0:
             first_student, first_classes = student, classes
     teacher.cpu()  # the distillation moved it to the run's device; the stages after this run on the CPU
-    return {"records": records, "student": first_student, "student_classes": first_classes}
+    return {"records": records, "student": first_student, "student_classes": first_classes, "method": method}
 
 
 def members(role: str, model: Any) -> list[tuple[str, Any]]:
