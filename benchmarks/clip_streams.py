@@ -80,6 +80,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         row = {"basic": _accuracy(res.model, splits["test"], classes, basic),
                "compound": _accuracy(res.model, splits["test"], classes, compound),
                "all": _accuracy(res.model, splits["test"], classes, classes),
+               "val_all": _accuracy(res.model, splits["val"], classes, classes),
                "best_epoch": res.best_epoch, "epochs": len(res.history), "seconds": took,
                "clips_per_s": len(res.history) * len(splits["train"]) / took}
         out["variants"][name] = row
@@ -96,6 +97,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
             with net.dropping({s}):
                 dropped[s] = {k: _accuracy(fused_model, splits["test"], classes, v)
                               for k, v in (("basic", basic), ("compound", compound), ("all", classes))}
+                dropped[s]["val_all"] = _accuracy(fused_model, splits["val"], classes, classes)
         out["fused_alone"], out["fused_dropped"] = alone, dropped
     return out
 
