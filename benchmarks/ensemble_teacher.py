@@ -13,7 +13,12 @@ distillation from the frozen teacher, PSMR replay with M = 0.3 |train|). For eve
 * ``ensemble->member``: the ensemble teacher, the student a copy of its ``--single`` member
   (:func:`cfer.continual.growing.member_classifier`), distilled from the fused outputs from
   the first compound step on, as ``single`` is from its teacher;
-* ``ensemble``: the ensemble teacher, the student a copy of it (every member head grows).
+* ``ensemble``: the ensemble teacher, the student a copy of it (every member head grows);
+* ``ensemble->member+basic``: as ``ensemble->member``, but the copied member first goes over
+  the basic classes again for ``--copy-basic-epochs`` epochs, distilling the fused
+  ensemble (labels and soft targets), before the compound steps;
+* ``single->self``: its control: a copy of the single teacher, the same basic epochs
+  distilling from that teacher itself.
 
 Teachers train with :func:`cfer.continual.teacher.train_teacher` (early stopping on the
 validation subjects), students with :func:`cfer.continual.resume.run_order`. Prints the
@@ -30,6 +35,7 @@ paired difference of each set-up against ``single`` (same seed and order).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import tempfile
@@ -49,7 +55,8 @@ from cfer.continual.stream import compound_orders, make_stream
 from cfer.continual.teacher import TeacherConfig, train_teacher
 from cfer.data.synthetic import make_synthetic_splits
 
-SETUPS = ("single", "single->own", "ensemble->single", "ensemble->member", "ensemble")
+SETUPS = ("single", "single->own", "ensemble->single", "ensemble->member", "ensemble", "single->self",
+          "ensemble->member+basic")
 COLUMNS = (("average_accuracy", "avg acc over steps"), ("final_accuracy", "final acc"),
            ("final_basic_accuracy", "final basic acc"), ("final_compound_accuracy", "final compound acc"),
            ("final_macro_f1", "final macro-F1"))
@@ -70,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--precise-bn", action="store_true", help="teachers recompute their BatchNorm statistics on "
                     "the training faces before each validation (TeacherConfig(precise_bn=True))")
     ap.add_argument("--basic-epochs", type=int, default=10, help="basic epochs of a student of its own")
+    ap.add_argument("--copy-basic-epochs", type=int, default=5, help="basic epochs of a copied student "
+                    "(ensemble->member+basic, single->self)")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per compound step")
     ap.add_argument("--head", default=CferConfig().head, choices=["linear", "cosine"],
                     help="the students' head (default: the cfer preset's)")
@@ -103,6 +112,10 @@ def _student_run(setup: str, teacher: torch.nn.Module, stream, splits: dict, arg
     extra = {}
     if setup == "ensemble->member":
         extra = {"student": member_classifier(teacher, member=args.single), "basic_epochs": 0}
+    elif setup == "ensemble->member+basic":
+        extra = {"student": member_classifier(teacher, member=args.single), "basic_epochs": args.copy_basic_epochs}
+    elif setup == "single->self":
+        extra = {"student": copy.deepcopy(teacher), "basic_epochs": args.copy_basic_epochs}
     elif own:
         extra = {"student": build_model(arch=args.single, num_classes=len(taxonomy.BASIC), img_size=args.image_size,
                                         seed=seed + 1000), "basic_epochs": args.basic_epochs}
