@@ -8,10 +8,12 @@ the others, so a step of ``E`` epochs costs one teacher forward per training ite
 of ``E``. It is exact: a frozen model in evaluation mode gives each row the same output
 whatever else is in its batch (up to float rounding of batched kernels, below 1e-5).
 
-With augmentation the inputs never repeat. The cache notices: an epoch after the first
-whose lookups hit less than half the time switches it off for the rest of the step and
-frees what it held, so memory stays at most about two epochs' outputs, and ``max_items``
-caps it in any case.
+Mirror images in training (``MirrorAugmentPlugin``) give each face two forms; the cache
+keeps both, so the second epoch of a step finds about half of its rows, the third three
+quarters, and from then on nearly all. Augmentation whose inputs never repeat (random
+shifts, crops) the cache notices: an epoch after the first whose lookups hit less than a
+quarter of the time switches it off for the rest of the step and frees what it held, so
+memory stays at most about two epochs' outputs, and ``max_items`` caps it in any case.
 
 Example:
     >>> import torch
@@ -47,7 +49,8 @@ class OutputCache:
             cached with the logits (``None``: logits only).
         max_items: The most outputs kept; past it new rows are computed and not stored.
         min_hit_rate: An epoch after the first with fewer hits than this switches the cache
-            off until :meth:`clear` (inputs that never repeat: augmentation).
+            off until :meth:`clear` (inputs that never repeat: augmentation). The default,
+            0.25, keeps it on for mirror images (about 0.5 in the second epoch).
 
     Attributes:
         hits, misses: Rows served from the cache and rows computed.
@@ -56,7 +59,7 @@ class OutputCache:
     """
 
     def __init__(self, model: nn.Module, *, tap: FeatureTap | None = None, max_items: int = 200_000,
-                 min_hit_rate: float = 0.5) -> None:
+                 min_hit_rate: float = 0.25) -> None:
         if max_items < 0:
             raise ValueError(f"max_items must be >= 0, got {max_items}")
         if not 0 <= min_hit_rate <= 1:

@@ -86,3 +86,39 @@ def test_the_cache_changes_the_cost_not_the_training(tiny_stream):
     stats = plugin.cache_stats  # the last step's
     assert stats["teacher"]["active"] and stats["teacher"]["hits"] == 2 * stats["teacher"]["misses"]
     assert stats["previous"]["hits"] == 2 * stats["previous"]["misses"] > 0
+
+
+def test_mirror_images_keep_the_cache_on_and_serve_most_lookups(tiny_stream):
+    """With each face mirrored at random the teacher sees every face in two forms: the cache keeps
+    both, so over four epochs most lookups are served, and it stays on for the whole step."""
+    from cfer.continual.plugins.mirror_augment import MirrorAugmentPlugin
+
+    model = build_model(arch="cfer_tiny", num_classes=tiny_stream.n_basic, img_size=24, seed=0)
+    plugin = BasicDistillationPlugin(feature_weight=1.0, cache_outputs=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    torch.manual_seed(0)
+    strategy = make_strategy("naive", model=model, optimizer=opt, train_epochs=4, train_mb_size=16,
+                             plugins=[MirrorAugmentPlugin(seed=0), plugin])
+    run_stream(strategy, tiny_stream)
+    stats = plugin.cache_stats["teacher"]  # the last step's
+    lookups = stats["hits"] + stats["misses"]
+    assert stats["active"]
+    assert stats["misses"] < 0.55 * lookups  # at most two forms a face over 4 epochs: about 47%
+    assert stats["misses"] > 0.3 * lookups  # and the mirrored forms were new inputs (more than 1 in 4)
+
+
+def test_a_second_epoch_that_sees_under_half_its_faces_again_keeps_the_cache_on():
+    """Mirror images at random: the second epoch meets a face in the form the first saw with
+    probability 0.5, and by chance less often (here 2 of 5); the cache must not give up then."""
+    model = Counting().eval()
+    cache = OutputCache(model)
+    x = torch.randn(5, 6)
+    mirrored = x.flip(-1)
+    cache(x)
+    cache.end_epoch()
+    cache(torch.cat([x[:2], mirrored[2:]]))
+    cache.end_epoch()
+    assert cache.active and len(cache) == 8
+    rows = model.rows
+    cache(torch.cat([mirrored[:2], x[2:]]))  # third epoch: every form seen before
+    assert model.rows == rows + 2  # only the two forms never seen: mirrored[0], mirrored[1]
