@@ -9,8 +9,8 @@ of ``E``. It is exact: a frozen model in evaluation mode gives each row the same
 whatever else is in its batch (up to float rounding of batched kernels, below 1e-5).
 
 Mirror images in training (``MirrorAugmentPlugin``) give each face two forms; the cache
-keeps both, so the second epoch of a step finds about half of its rows, the third three
-quarters, and from then on nearly all. Augmentation whose inputs never repeat (random
+keeps both, so the second epoch of a step finds about half of its rows, the third about
+three quarters, the fourth seven in eight. Augmentation whose inputs never repeat (random
 shifts, crops) the cache notices: an epoch after the first whose lookups hit less than a
 quarter of the time switches it off for the rest of the step and frees what it held, so
 memory stays at most about two epochs' outputs, and ``max_items`` caps it in any case.
