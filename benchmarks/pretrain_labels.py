@@ -69,8 +69,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--patience", type=int, default=20, help="ViT patience with all labels (scaled by 1/fraction)")
     ap.add_argument("--vit-lr", type=float, default=5e-4, help="ViT learning rate from MAE weights")
     ap.add_argument("--scratch-lr", type=float, default=2e-4, help="ViT learning rate from random init")
+    ap.add_argument("--vit-mixup", type=float, default=0.0, help="mixup's Beta(a, a) for both ViT arms (0: none)")
     ap.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise lr decay from MAE weights (1: none)")
     ap.add_argument("--pretrain-images", type=int, default=100_000, help="faces seen by each pretraining")
+    ap.add_argument("--mask-ratio", type=float, default=0.75, help="share of the patches each pretraining hides")
     ap.add_argument("--shots", type=int, nargs="+", default=[1, 5], help="5-way episodes with these shots")
     ap.add_argument("--queries", type=int, default=5)
     ap.add_argument("--student-epochs", type=int, default=4, help="epochs per compound step")
@@ -121,14 +123,16 @@ def _framed_splits(classes: list[str], args: argparse.Namespace, seed: int) -> d
 
 
 def _encoder(pool: np.ndarray, name: str, args: argparse.Namespace, seed: int) -> tuple[Path, dict]:
-    path = args.cache / f"{args.arch}-{args.image_size}-{name}-seed{seed}-n{len(pool)}-i{args.pretrain_images}.pt"
+    masked = "" if args.mask_ratio == 0.75 else f"-m{args.mask_ratio:g}"  # 0.75: the names of the first runs
+    stem = f"{args.arch}-{args.image_size}-{name}-seed{seed}-n{len(pool)}-i{args.pretrain_images}"
+    path = args.cache / f"{stem}{masked}.pt"
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
         return path, json.loads(info_path.read_text())
     epochs = max(1, round(args.pretrain_images / len(pool)))
     t0 = time.perf_counter()
     result = pretrain_mae(images=pool, config=PretrainConfig(arch=args.arch, image_size=args.image_size,
-                                                             epochs=epochs, seed=seed))
+                                                             epochs=epochs, mask_ratio=args.mask_ratio, seed=seed))
     path.parent.mkdir(parents=True, exist_ok=True)
     result.save_encoder(path)
     info = {"pool": len(pool), "epochs": epochs, "final_loss": result.history[-1]["loss"],
@@ -142,7 +146,7 @@ def vit_recipe(args: argparse.Namespace) -> TeacherConfig:
     AdamW with warm-up and cosine decay, flips and shifts (the synthetic faces are aligned:
     the photo augmentation's crops and rotations cost 5-10 points there), no label smoothing."""
     return TeacherConfig(optimizer="adamw", lr=args.vit_lr, weight_decay=0.05, warmup_epochs=3, schedule="cosine",
-                         augment="shift", max_epochs=args.epochs, patience=args.patience)
+                         augment="shift", max_epochs=args.epochs, patience=args.patience, mixup=args.vit_mixup)
 
 
 def _teacher(arch: str, weights: Path | None, train, splits: dict, fraction: float,

@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "learn_weights=true fusion weights fitted on validation)")
     t.add_argument("--precise-bn", action="store_true", help="recompute the BatchNorm statistics on the training "
                    "faces before each validation (steadier early stopping for models with noisy statistics)")
+    t.add_argument("--mixup", type=float, default=0.0, help="mixup's Beta(a, a) parameter in training (0: none; "
+                   "images only)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=_positive_int, default=64, help="global mini-batch size (default 64)")
     t.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
@@ -284,6 +286,7 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "ensemble loss) or one_by_one (each alone, then learn_weights=true fusion weights fitted on validation)"),
     (("--teacher-precise-bn",), "teacher.precise_bn", "recompute the teacher's BatchNorm statistics on the training "
      "faces before each validation"),
+    (("--teacher-mixup",), "teacher.mixup", "mixup's Beta(a, a) parameter for the teacher (0: none; images only)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),
     (("--per-step",), "continual.per_step", "compound classes per step (1 = published protocol)"),

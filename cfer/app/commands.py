@@ -249,7 +249,8 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
     recipe, config = recipe_teacher(args.recipe, user_data=args.data is not None, epochs=args.epochs,
                                     arch=args.arch, seed=args.seed, progress=True, batch_size=args.batch_size,
                                     device=args.device, precision=args.precision, compile=args.compile,
-                                    member_training=args.member_training, precise_bn=args.precise_bn)
+                                    member_training=args.member_training, precise_bn=args.precise_bn,
+                                    mixup=args.mixup)
     result = train_teacher(train=parts["train"], val=parts["val"], config=config,
                            classes=tuple(c for c in classes if c in parts["train"].classes))
     acc, n_test = evaluate_classes(result.model, parts["test"], classes=result.classes)

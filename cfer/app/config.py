@@ -208,7 +208,8 @@ class TeacherSection:
         patience: Epochs without a better validation accuracy before stopping (3 fast, 8 photo).
         lr: Learning rate (default: the recipe's, 2e-3 fast, 1e-3 photo); ``batch_size``: mini-batch size.
         member_training: An ensemble's members ``joint`` or ``one_by_one`` (docs/models.md); ``precise_bn``:
-            recompute the BatchNorm statistics on the training faces before each validation.
+            recompute the BatchNorm statistics on the training faces before each validation; ``mixup``:
+            mixup's Beta(α, α) parameter (0: none; images only; docs/pretraining.md).
     """
 
     recipe: str = "auto"
@@ -218,6 +219,7 @@ class TeacherSection:
     batch_size: int = 64
     member_training: str = "joint"
     precise_bn: bool = False
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         _checks.finite(self, "teacher")

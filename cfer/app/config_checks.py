@@ -39,7 +39,8 @@ MEMBER_TRAINING = ("joint", "one_by_one")
 
 
 def teacher_section(section: Any, *, recipes: tuple[str, ...]) -> None:
-    """The ``teacher`` section's values: recipe, epochs, patience, batch size, lr, member training, precise BN."""
+    """The ``teacher`` section's values: recipe, epochs, patience, batch size, lr, member training, precise BN,
+    mixup."""
     if section.recipe not in recipes:
         raise ValueError(f"teacher.recipe must be one of {list(recipes)}, got {section.recipe!r}")
     for name in ("epochs", "patience", "batch_size"):
@@ -52,6 +53,8 @@ def teacher_section(section: Any, *, recipes: tuple[str, ...]) -> None:
                          f"{section.member_training!r}")
     if not isinstance(section.precise_bn, bool):
         raise ValueError(f"teacher.precise_bn must be true or false, got {section.precise_bn!r}")
+    if isinstance(section.mixup, bool) or not isinstance(section.mixup, (int, float)) or section.mixup < 0:
+        raise ValueError(f"teacher.mixup must be a number >= 0 (0: none; 0.2 to 1 are usual), got {section.mixup!r}")
 
 
 def positive(section: str, name: str, value: Any) -> None:
@@ -69,7 +72,8 @@ def fraction(section: str, name: str, value: float, *, zero_ok: bool = False) ->
 
 
 def run_level(config: Any, *, max_seed: int) -> None:
-    """The options of the run itself: ``seed``, ``threads``, ``workers``, ``device``, ``precision``."""
+    """The options of the run itself: ``seed``, ``threads``, ``workers``, ``device``, ``precision``; and
+    ``teacher.mixup`` refused on clips."""
     from cfer.distributed import DEVICES, PRECISIONS
 
     if isinstance(config.seed, bool) or not isinstance(config.seed, int):
@@ -84,6 +88,8 @@ def run_level(config: Any, *, max_seed: int) -> None:
     if config.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {config.precision!r} (fp16 needs a "
                          "CUDA device; bf16 works on CPUs too)")
+    if config.teacher.mixup and config.data.format == "clips":
+        raise ValueError("teacher.mixup blends images; it does not apply to clips (data.format: clips): set it to 0")
 
 
 def continual_method(section: Any) -> None:

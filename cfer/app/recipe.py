@@ -75,4 +75,5 @@ def teacher_config(config: RunConfig, *, progress: bool = False) -> tuple[str, T
                           lr=t.lr, batch_size=t.batch_size, seed=config.seed, progress=progress,
                           weights=m.weights, freeze_stages=m.freeze_stages, device=config.device,
                           precision=config.precision, compile=config.compile,
-                          member_training=t.member_training, precise_bn=t.precise_bn, **{"arch": m.arch, **clips})
+                          member_training=t.member_training, precise_bn=t.precise_bn, mixup=t.mixup,
+                          **{"arch": m.arch, **clips})

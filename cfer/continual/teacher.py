@@ -66,6 +66,10 @@ class TeacherConfig:
         optimizer: ``"adam"`` (weight decay added to the gradient) or ``"adamw"`` (decoupled
             decay, none on biases, norms and ViT tokens: :func:`cfer.models.decay.decay_groups`).
         label_smoothing: Cross-entropy label smoothing (0: none).
+        mixup: Mixup (Zhang et al. 2018) with this Beta(α, α) parameter: each face of a
+            shuffled mini-batch is blended with the next one with a weight λ drawn once per
+            batch, and the loss is λ times the loss on the first face's label plus 1 − λ
+            times the loss on the second's. 0 (the default): none. Image tensors only.
         warmup_epochs: Epochs of linear learning-rate warm-up (0: none).
         schedule: ``"constant"`` or ``"cosine"`` (decay to 1% of ``lr`` at ``max_epochs``;
             with early stopping the run may end before).
@@ -129,6 +133,7 @@ class TeacherConfig:
     arch_options: dict = field(default_factory=dict)
     member_training: str = "joint"
     precise_bn: bool = False
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         from cfer.distributed import check_precision, resolve_device
@@ -143,6 +148,8 @@ class TeacherConfig:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not self.mixup >= 0:
+            raise ValueError(f"mixup must be >= 0 (0: none; 0.2 to 1 are usual), got {self.mixup}")
         if self.warmup_epochs < 0 or self.augment_strength < 0:
             raise ValueError(f"warmup_epochs and augment_strength must be >= 0, got {self.warmup_epochs} and "
                              f"{self.augment_strength}")

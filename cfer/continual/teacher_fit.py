@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -133,6 +134,8 @@ def fit(model: nn.Module, *, xt: torch.Tensor | LazyItems, yt: torch.Tensor, xv:
     Returns:
         The best validation accuracy, its epoch and the per-epoch history.
     """
+    if config.mixup and not isinstance(xt, torch.Tensor):
+        raise ValueError("mixup blends image tensors; it does not apply to clips (set the teacher's mixup to 0)")
     if config.augment == "faces" and (image_size is None or channels is None):
         raise ValueError("augment='faces' needs the faces' image_size and channels; pass them to fit()")
     device = resolve_device(config.device)
@@ -146,6 +149,9 @@ def fit(model: nn.Module, *, xt: torch.Tensor | LazyItems, yt: torch.Tensor, xv:
     steps_per_epoch = -(-len(xt) // config.batch_size)
     total_steps, warmup_steps, step = config.max_epochs * steps_per_epoch, config.warmup_epochs * steps_per_epoch, 0
     g = torch.Generator().manual_seed(config.seed)
+    # Mixup's weights: their own generator, so that the shuffles and flips drawn from ``g``
+    # stay those of a run without mixup; every rank draws the same weight for a batch.
+    mix = np.random.default_rng(config.seed) if config.mixup else None
     best, best_state, best_epoch, since, history = -1.0, None, 0, 0, []
     epochs = range(config.max_epochs)
     if config.progress and is_main():
@@ -180,9 +186,15 @@ def fit(model: nn.Module, *, xt: torch.Tensor | LazyItems, yt: torch.Tensor, xv:
                 if augment is not None:
                     xb, yb = augment(xb, yb)
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                if mix is not None:  # the batch is shuffled, so each face's successor is a random partner
+                    lam = float(mix.beta(config.mixup, config.mixup))
+                    xb = lam * xb + (1 - lam) * xb.roll(1, 0)
                 opt.zero_grad()
                 with autocast(device, config.precision):
-                    loss = criterion(net(xb), yb)
+                    out = net(xb)
+                    loss = criterion(out, yb)
+                    if mix is not None:
+                        loss = lam * loss + (1 - lam) * criterion(out, yb.roll(1, 0))
                 # DDP averages the processes' gradients; weigh each by its share of the global
                 # batch so that the average is the global batch's mean loss even when it does
                 # not divide evenly.

@@ -181,3 +181,22 @@ def test_precise_batchnorm_reaches_the_teacher_from_the_command_line_and_the_yam
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["teacher"]["precise_bn"] is True
     assert teacher_config(config_from_dict(printed))[1].precise_bn is True
+
+
+def test_mixup_reaches_the_teacher_from_the_command_line_and_the_yaml_and_is_refused_on_clips(capsys):
+    from cfer.app import cli
+    from cfer.app.config import DataSection, TeacherSection
+    from cfer.app.recipe import teacher_config
+
+    assert teacher_config(RunConfig())[1].mixup == 0.0
+    assert teacher_config(RunConfig(teacher=TeacherSection(mixup=0.2)))[1].mixup == 0.2
+    for bad in (-0.1, True, "0.2"):
+        with pytest.raises(ValueError, match="teacher.mixup must be a number >= 0"):
+            TeacherSection(mixup=bad)
+    with pytest.raises(ValueError, match="does not apply to clips"):
+        RunConfig(data=DataSection(path="c.csv", format="clips"), teacher=TeacherSection(mixup=0.2))
+    assert cli.build_parser().parse_args(["teacher", "--out", "t.pt", "--mixup", "0.4"]).mixup == 0.4
+    assert cli.main(["run", "--teacher-mixup", "0.2", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["teacher"]["mixup"] == 0.2
+    assert teacher_config(config_from_dict(printed))[1].mixup == 0.2

@@ -158,3 +158,61 @@ def test_torch_compile_trains_the_same_teacher(splits):
     for a, b in zip(eager.history, compiled.history):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
     assert [h["val_accuracy"] for h in compiled.history] == [h["val_accuracy"] for h in eager.history]
+
+
+def _recorded_fit(mixup: float):
+    """Fit a linear model on six one-hot 'faces'; return the training inputs and the labels the loss saw."""
+    from torch import nn
+
+    from cfer.continual.teacher_fit import fit
+
+    seen, labels = [], []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(6, 3)
+
+        def forward(self, x):
+            if self.training:
+                seen.append(x.detach().flatten(1).clone())
+            return self.lin(x.flatten(1))
+
+    def criterion(out, y):
+        labels.append(y.clone())
+        return torch.nn.functional.cross_entropy(out, y)
+
+    x, y = torch.eye(6).reshape(6, 1, 2, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    fit(Recorder(), xt=x, yt=y, xv=x, yv=y, criterion=criterion,
+        config=TeacherConfig(max_epochs=3, patience=3, batch_size=3, augment="none", device="cpu", mixup=mixup))
+    return seen, labels
+
+
+def test_mixup_blends_each_face_with_its_successor_and_mixes_the_two_losses():
+    plain, plain_labels = _recorded_fit(0.0)
+    mixed, mixed_labels = _recorded_fit(0.4)
+    assert len(mixed) == len(plain) == 6 and len(mixed_labels) == 2 * len(plain_labels)
+    weights = []
+    for batch, xb in zip(plain, mixed):  # the same shuffles as without mixup
+        order = batch.argmax(1)  # the faces of the batch, in order
+        lam = float(xb[0, order[0]])
+        weights.append(lam)
+        expected = lam * torch.eye(6)[order] + (1 - lam) * torch.eye(6)[order.roll(1)]
+        torch.testing.assert_close(xb, expected)
+    assert all(0 < w < 1 for w in weights) and len(set(weights)) == len(weights)  # a new weight per batch
+    for k, y in enumerate(plain_labels):
+        assert torch.equal(mixed_labels[2 * k], y) and torch.equal(mixed_labels[2 * k + 1], y.roll(1))
+
+
+def test_mixup_is_checked_and_refused_for_clips():
+    from cfer.continual.evaluation import LazyItems
+    from cfer.continual.teacher_fit import fit
+    from cfer.data import FaceDataset
+
+    with pytest.raises(ValueError, match="mixup must be >= 0"):
+        TeacherConfig(mixup=-0.2)
+    ds = FaceDataset(images=np.zeros((4, 4, 4, 1), np.uint8), labels=[0, 1, 0, 1], classes=["sad", "happy"])
+    lazy, y = LazyItems(ds, np.arange(4)), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="does not apply to clips"):
+        fit(torch.nn.Flatten(), xt=lazy, yt=y, xv=lazy, yv=y, criterion=torch.nn.CrossEntropyLoss(),
+            config=TeacherConfig(mixup=0.2, device="cpu"))
