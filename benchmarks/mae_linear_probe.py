@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     basic = list(range(len(taxonomy.BASIC)))
     cfg = pretrain_labels.parse_args(["--quick"] if args.quick else [])
     cfg.cache = args.cache
+    if not args.quick:
+        cfg.pretrain_images = args.pretrain_images
     rows = []
     for seed in args.seeds:
         splits = make_synthetic_splits(classes=classes, subjects=tuple(cfg.subjects), per_class=cfg.per_class,
@@ -103,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.3])
     ap.add_argument("--cache", type=Path, default=Path("runs/pretrain_labels"), help="pretrained encoders")
+    ap.add_argument("--pretrain-images", type=int, default=100_000, help="faces each cached encoder's pretraining saw")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smoke run: pretrain_labels.py's --quick data and encoder")
     ap.add_argument("--json", type=Path, default=None)

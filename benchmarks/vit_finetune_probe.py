@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder", required=True, help="the MAE encoder file for w=mae; 'same': pretrain_labels.py's "
                     "encoder of the seed's own pool (cached under runs/pretrain_labels)")
     ap.add_argument("--mask-ratio", type=float, default=0.75, help="with --encoder same: the pretraining's masking")
+    ap.add_argument("--pretrain-images", type=int, default=100_000, help="with --encoder same: faces the pretraining "
+                    "sees")
     ap.add_argument("--seed", type=int, default=0, help="data, label subset and initialisation (default 0)")
     ap.add_argument("--patience", type=int, default=100)
     ap.add_argument("--every", type=int, default=0, help="print loss and validation accuracy every N epochs")
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.encoder == "same":
         labels_args = pretrain_labels.parse_args(["--seeds", str(args.seed), "--arch", args.arch,
-                                                   "--mask-ratio", str(args.mask_ratio)])
+                                                   "--mask-ratio", str(args.mask_ratio),
+                                                   "--pretrain-images", str(args.pretrain_images)])
         args.encoder = str(pretrain_labels._encoder(splits["train"].images, "same", labels_args, args.seed)[0])
     train = splits["train"]
     if args.fraction < 1:
