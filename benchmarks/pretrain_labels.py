@@ -8,7 +8,8 @@ validation / test) feed three ViT teachers on the basic classes, fine-tuned the 
 * ``mae-same``: the encoder of ``cfer.pretrain.pretrain_mae`` on the unlabelled pool of the
   same data (every training face of every class, labels ignored);
 * ``mae-large``: the same pretraining on a larger pool of other identities
-  (``--large-subjects`` subjects, one face per class), for the same number of steps.
+  (``--large-subjects`` subjects, one face per class), for the same number of steps
+  (with ``--framed``, the detector's crops of their photo-like frames).
 
 and, as a reference, the CNN ``--cnn`` from scratch with cfer's fast teacher defaults. With a fraction
 ``f`` of the labels a teacher runs ``epochs / f`` epochs (patience and warm-up scaled
@@ -103,16 +104,22 @@ def _subset(train, fraction: float, seed: int):
     return train.subset(np.sort(np.asarray(keep)))
 
 
-def _framed_splits(classes: list[str], args: argparse.Namespace, seed: int) -> dict:
-    """Train/val/test faces cut out of photo-like frames by the face detector (and aligned), grey."""
+def _framed_cropper(args: argparse.Namespace):
+    """The photo cropper (``PHOTO_CROPPER``), or with ``--align`` a ``FaceAligner`` of its settings."""
     from cfer.data.align import FaceAligner
     from cfer.data.synthetic.framed import PHOTO_CROPPER
+
+    if not args.align:
+        return PHOTO_CROPPER
+    return FaceAligner(margin=PHOTO_CROPPER.margin, min_neighbors=PHOTO_CROPPER.min_neighbors,
+                       cascade=PHOTO_CROPPER.cascade)
+
+
+def _framed_splits(classes: list[str], args: argparse.Namespace, seed: int) -> dict:
+    """Train/val/test faces cut out of photo-like frames by the face detector (and aligned), grey."""
     from cfer.data.synthetic.framed_splits import make_framed_splits
 
-    cropper = PHOTO_CROPPER
-    if args.align:
-        cropper = FaceAligner(margin=PHOTO_CROPPER.margin, min_neighbors=PHOTO_CROPPER.min_neighbors,
-                              cascade=PHOTO_CROPPER.cascade)
+    cropper = _framed_cropper(args)
     parts = make_framed_splits(classes=classes, subjects=tuple(args.subjects), per_class=args.per_class,
                                image_size=args.image_size, channels=1, cropper=cropper, seed=seed)
     for name, part in parts.items():
@@ -120,6 +127,21 @@ def _framed_splits(classes: list[str], args: argparse.Namespace, seed: int) -> d
     if args.align:
         print(f"alignment: {cropper.stats}", file=sys.stderr, flush=True)
     return parts
+
+
+def _large_pool(classes: list[str], args: argparse.Namespace, seed: int):
+    """The larger unlabelled pool: one face per class of ``--large-subjects`` other identities,
+    rendered faces, or with ``--framed`` crops the detector finds in photo-like frames."""
+    if not args.framed:
+        return make_synthetic_splits(classes=classes, subjects=(args.large_subjects, 1, 1), per_class=1,
+                                     image_size=args.image_size, channels=1, seed=10_000 + seed)["train"]
+    from cfer.data.synthetic.framed_splits import make_framed_splits
+
+    pool = make_framed_splits(classes=classes, subjects=(args.large_subjects, 1, 1), per_class=1,
+                              image_size=args.image_size, channels=1, cropper=_framed_cropper(args),
+                              seed=10_000 + seed)["train"]
+    print(f"framed larger pool: {len(pool)} faces found", file=sys.stderr, flush=True)
+    return pool
 
 
 def _encoder(pool: np.ndarray, name: str, args: argparse.Namespace, seed: int) -> tuple[Path, dict]:
@@ -206,9 +228,9 @@ def run(args: argparse.Namespace) -> dict:
                 weights["mae-same"], encoders[f"{pool_name}-{seed}"] = _encoder(splits["train"].images, pool_name,
                                                                                 args, seed)
             if "mae-large" in args.arms:
-                large = make_synthetic_splits(classes=classes, subjects=(args.large_subjects, 1, 1), per_class=1,
-                                              image_size=args.image_size, channels=1, seed=10_000 + seed)["train"]
-                weights["mae-large"], encoders[f"large-{seed}"] = _encoder(large.images, "large", args, seed)
+                large = _large_pool(classes, args, seed)
+                pool_name = "framed-large" if args.framed else "large"
+                weights["mae-large"], encoders[f"{pool_name}-{seed}"] = _encoder(large.images, pool_name, args, seed)
             for fraction in args.fractions:
                 train = _subset(splits["train"], fraction, seed)
                 for arm in args.arms:
