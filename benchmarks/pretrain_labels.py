@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny data, few epochs")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--summarise", type=Path, nargs="+", default=None, help="print the table of these JSON files")
+    ap.add_argument("--summarise", type=Path, nargs="+", default=None, help="print the table of these JSON files "
+                    "(a later file's record of the same seed, fraction and arm replaces an earlier one)")
     args = ap.parse_args(argv)
     if args.quick:
         args.arch, args.subjects, args.per_class, args.large_subjects = "vit_face_micro", (4, 2, 2), 1, 8
@@ -191,7 +192,8 @@ def _teacher(arch: str, weights: Path | None, train, splits: dict, fraction: flo
                                                                              episodes=300,
                                                                              seed=seed, sampler="builtin"))
         shots[f"{k}-shot"] = fs.accuracy
-    return res.model, {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1(), "epochs_run": len(res.history),
+    return res.model, {"accuracy": scores.accuracy, "macro_f1": scores.macro_f1(),
+                       "val_accuracy": res.best_val_accuracy, "epochs_run": len(res.history),
                        "best_epoch": res.best_epoch, **shots, "seconds": time.perf_counter() - t0}
 
 
@@ -267,7 +269,7 @@ def _fmt(vals: list[float]) -> str:
 def summarise(records: list[dict]) -> str:
     """The table: per fraction and arm, mean ± std over seeds, and the paired gain over scratch."""
     lines = ["| labels | arm | basic accuracy | basic macro-F1 | 5-way 1-shot | 5-way 5-shot | continual avg acc "
-             "| accuracy − scratch (paired) | seeds |", "|---|---|---|---|---|---|---|---|---|"]
+             "| accuracy − scratch (paired) | per seed | seeds |", "|---|---|---|---|---|---|---|---|---|---|"]
     for fraction in sorted({r["fraction"] for r in records}):
         base = {r["seed"]: r for r in records if r["fraction"] == fraction and r["arm"] == "scratch"}
         for arm in ARMS:
@@ -275,11 +277,13 @@ def summarise(records: list[dict]) -> str:
             if not rs:
                 continue
             cont = [r["continual"]["average_accuracy"] for r in rs if "continual" in r]
+            rs = sorted(rs, key=lambda r: r["seed"])
             gain = [r["accuracy"] - base[r["seed"]]["accuracy"] for r in rs if r["seed"] in base]
+            per_seed = ", ".join(f"{g:+.3f}" for g in gain) if gain and arm != "scratch" else "–"
             lines.append(f"| {fraction:.0%} | {arm} ({rs[0]['arch']}) | {_fmt([r['accuracy'] for r in rs])} | "
                          f"{_fmt([r['macro_f1'] for r in rs])} | {_fmt([r.get('1-shot', np.nan) for r in rs])} | "
                          f"{_fmt([r.get('5-shot', np.nan) for r in rs])} | {_fmt(cont) if cont else '–'} | "
-                         f"{_fmt(gain) if gain and arm != 'scratch' else '–'} | {len(rs)} |")
+                         f"{_fmt(gain) if gain and arm != 'scratch' else '–'} | {per_seed} | {len(rs)} |")
     return "\n".join(lines)
 
 
@@ -287,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.summarise:
-        records = [r for p in args.summarise for r in json.loads(p.read_text())["records"]]
-        print(summarise(records))
+        latest = {(r["seed"], r["fraction"], r["arm"]): r
+                  for p in args.summarise for r in json.loads(p.read_text())["records"]}
+        print(summarise(list(latest.values())))
         return 0
     t0 = time.perf_counter()
     out = run(args)

@@ -15,7 +15,9 @@ class, 48 px grey), all training labels, the six basic classes. Each setting is
 data, label subset and initialisation instead, and ``--encoder same`` the encoder that
 ``pretrain_labels.py`` caches for that seed's pool (pretrained here if it is not cached yet).
 ``drop_path_rate=R`` sets the ViT's stochastic depth (a builder option, not a recipe field);
-``--every N`` prints the training loss and validation accuracy every N epochs:
+``--every N`` prints the training loss and validation accuracy every N epochs. ``--framed``
+(with ``--align``) takes the photo-like folders of ``pretrain_labels.py --framed`` instead, and
+``--encoder same`` then that run's ``framed-same`` encoder (``--encoder large``: ``framed-large``):
 
     python benchmarks/vit_finetune_probe.py --seed 1 --fraction 0.1 --encoder same --patience 600 --every 50 \\
         "w=mae,augment=shift,label_smoothing=0.0,max_epochs=600,warmup_epochs=30,lr=0.0005" ...
@@ -48,8 +50,9 @@ def _value(text: str) -> object:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("settings", nargs="+", help="comma-separated key=value over photo_recipe; w=mae|none")
-    ap.add_argument("--encoder", required=True, help="the MAE encoder file for w=mae; 'same': pretrain_labels.py's "
-                    "encoder of the seed's own pool (cached under runs/pretrain_labels)")
+    ap.add_argument("--encoder", required=True, help="the MAE encoder file for w=mae; 'same' / 'large': "
+                    "pretrain_labels.py's encoder of the seed's own pool / of the larger pool (cached under "
+                    "runs/pretrain_labels)")
     ap.add_argument("--mask-ratio", type=float, default=0.75, help="with --encoder same: the pretraining's masking")
     ap.add_argument("--pretrain-images", type=int, default=100_000, help="with --encoder same: faces the pretraining "
                     "sees")
@@ -58,21 +61,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=0, help="print loss and validation accuracy every N epochs")
     ap.add_argument("--arch", default="vit_face_mini")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--framed", action="store_true", help="pretrain_labels.py --framed's photo-like folders")
+    ap.add_argument("--align", action="store_true", help="with --framed: eyes aligned in the detected face")
     ap.add_argument("--fraction", type=float, default=1.0, help="share of the training labels (class-stratified, "
                     "the subset pretrain_labels.py draws for seed 0)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    splits = make_synthetic_splits(classes=[*taxonomy.BASIC, *taxonomy.COMPOUND], subjects=(24, 6, 10), per_class=3,
-                                   image_size=48, channels=1, seed=args.seed)
     sys.path.insert(0, str(Path(__file__).parent))
     import pretrain_labels
 
+    labels_args = pretrain_labels.parse_args(["--seeds", str(args.seed), "--arch", args.arch,
+                                               "--mask-ratio", str(args.mask_ratio),
+                                               "--pretrain-images", str(args.pretrain_images),
+                                               *(["--framed"] if args.framed else []),
+                                               *(["--align"] if args.align else [])])
+    classes = [*taxonomy.BASIC, *taxonomy.COMPOUND]
+    if args.framed:
+        splits = pretrain_labels._framed_splits(classes, labels_args, args.seed)
+    else:
+        splits = make_synthetic_splits(classes=classes, subjects=(24, 6, 10), per_class=3, image_size=48,
+                                       channels=1, seed=args.seed)
+    prefix = "framed-" if args.framed else ""
     if args.encoder == "same":
-        labels_args = pretrain_labels.parse_args(["--seeds", str(args.seed), "--arch", args.arch,
-                                                   "--mask-ratio", str(args.mask_ratio),
-                                                   "--pretrain-images", str(args.pretrain_images)])
-        args.encoder = str(pretrain_labels._encoder(splits["train"].images, "same", labels_args, args.seed)[0])
+        args.encoder = str(pretrain_labels._encoder(splits["train"].images, prefix + "same", labels_args,
+                                                    args.seed)[0])
+    elif args.encoder == "large":
+        pool = pretrain_labels._large_pool(classes, labels_args, args.seed).images
+        args.encoder = str(pretrain_labels._encoder(pool, prefix + "large", labels_args, args.seed)[0])
     train = splits["train"]
     if args.fraction < 1:
         train = pretrain_labels._subset(train, args.fraction, args.seed)

@@ -287,6 +287,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--teacher-precise-bn",), "teacher.precise_bn", "recompute the teacher's BatchNorm statistics on the training "
      "faces before each validation"),
     (("--teacher-mixup",), "teacher.mixup", "mixup's Beta(a, a) parameter for the teacher (0: none; images only)"),
+    (("--teacher-layer-decay",), "teacher.layer_decay", "each block's teacher learning rate as a share of the next "
+     "one's (1: none; 0.75 for a ViT from MAE weights; needs the photo recipe)"),
     (("--orders",), "continual.orders", "number of random compound class orders"),
     (("--order",), "continual.order", "explicit comma-separated compound order"),
     (("--per-step",), "continual.per_step", "compound classes per step (1 = published protocol)"),

@@ -209,7 +209,8 @@ class TeacherSection:
         lr: Learning rate (default: the recipe's, 2e-3 fast, 1e-3 photo); ``batch_size``: mini-batch size.
         member_training: An ensemble's members ``joint`` or ``one_by_one`` (docs/models.md); ``precise_bn``:
             recompute the BatchNorm statistics on the training faces before each validation; ``mixup``:
-            mixup's Beta(α, α) parameter (0: none; images only; docs/pretraining.md).
+            mixup's Beta(α, α) parameter (0: none; images only; docs/pretraining.md); ``layer_decay``: each
+            block's learning rate as a share of the next one's (1: none; AdamW, so the photo recipe).
     """
 
     recipe: str = "auto"
@@ -220,6 +221,7 @@ class TeacherSection:
     member_training: str = "joint"
     precise_bn: bool = False
     mixup: float = 0.0
+    layer_decay: float = 1.0
 
     def __post_init__(self) -> None:
         _checks.finite(self, "teacher")
@@ -386,9 +388,6 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _checks.run_level(self, max_seed=MAX_SEED)
-        if self.teacher.member_training == "one_by_one" and not self.model.arch.startswith("ensemble:"):
-            raise ValueError(f"teacher.member_training 'one_by_one' needs an ensemble model.arch "
-                             f"('ensemble:A+B'), got {self.model.arch!r}")
         order = self.continual.order
         if order is not None:
             if self.classes.compound is not None and sorted(order) != sorted(self.classes.compound):

@@ -40,7 +40,7 @@ MEMBER_TRAINING = ("joint", "one_by_one")
 
 def teacher_section(section: Any, *, recipes: tuple[str, ...]) -> None:
     """The ``teacher`` section's values: recipe, epochs, patience, batch size, lr, member training, precise BN,
-    mixup."""
+    mixup, layer decay."""
     if section.recipe not in recipes:
         raise ValueError(f"teacher.recipe must be one of {list(recipes)}, got {section.recipe!r}")
     for name in ("epochs", "patience", "batch_size"):
@@ -55,6 +55,9 @@ def teacher_section(section: Any, *, recipes: tuple[str, ...]) -> None:
         raise ValueError(f"teacher.precise_bn must be true or false, got {section.precise_bn!r}")
     if isinstance(section.mixup, bool) or not isinstance(section.mixup, (int, float)) or section.mixup < 0:
         raise ValueError(f"teacher.mixup must be a number >= 0 (0: none; 0.2 to 1 are usual), got {section.mixup!r}")
+    if isinstance(section.layer_decay, bool) or not isinstance(section.layer_decay, (int, float)):
+        raise ValueError(f"teacher.layer_decay must be a number in (0, 1] (1: none), got {section.layer_decay!r}")
+    fraction("teacher", "layer_decay", section.layer_decay)
 
 
 def positive(section: str, name: str, value: Any) -> None:
@@ -72,8 +75,8 @@ def fraction(section: str, name: str, value: float, *, zero_ok: bool = False) ->
 
 
 def run_level(config: Any, *, max_seed: int) -> None:
-    """The options of the run itself: ``seed``, ``threads``, ``workers``, ``device``, ``precision``; and
-    ``teacher.mixup`` refused on clips."""
+    """The options of the run itself: ``seed``, ``threads``, ``workers``, ``device``, ``precision``; and the
+    teacher options that depend on other sections (mixup on clips, layer decay's optimiser, one-by-one members)."""
     from cfer.distributed import DEVICES, PRECISIONS
 
     if isinstance(config.seed, bool) or not isinstance(config.seed, int):
@@ -90,6 +93,13 @@ def run_level(config: Any, *, max_seed: int) -> None:
                          "CUDA device; bf16 works on CPUs too)")
     if config.teacher.mixup and config.data.format == "clips":
         raise ValueError("teacher.mixup blends images; it does not apply to clips (data.format: clips): set it to 0")
+    recipe = config.teacher.recipe if config.teacher.recipe != "auto" else "photo" if config.data.path else "fast"
+    if config.teacher.layer_decay < 1 and recipe != "photo":
+        raise ValueError(f"teacher.layer_decay needs AdamW, which the photo recipe uses and the {recipe} recipe does "
+                         "not: add --teacher-recipe photo (teacher.recipe: photo), or set teacher.layer_decay to 1")
+    if config.teacher.member_training == "one_by_one" and not config.model.arch.startswith("ensemble:"):
+        raise ValueError(f"teacher.member_training 'one_by_one' needs an ensemble model.arch "
+                         f"('ensemble:A+B'), got {config.model.arch!r}")
 
 
 def continual_method(section: Any) -> None:

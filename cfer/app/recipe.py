@@ -76,4 +76,5 @@ def teacher_config(config: RunConfig, *, progress: bool = False) -> tuple[str, T
                           weights=m.weights, freeze_stages=m.freeze_stages, device=config.device,
                           precision=config.precision, compile=config.compile,
                           member_training=t.member_training, precise_bn=t.precise_bn, mixup=t.mixup,
+                          layer_decay=t.layer_decay,
                           **{"arch": m.arch, **clips})

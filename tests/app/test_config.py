@@ -200,3 +200,25 @@ def test_mixup_reaches_the_teacher_from_the_command_line_and_the_yaml_and_is_ref
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["teacher"]["mixup"] == 0.2
     assert teacher_config(config_from_dict(printed))[1].mixup == 0.2
+
+
+def test_layer_decay_reaches_the_photo_teacher_and_is_refused_without_adamw(capsys):
+    from cfer.app import cli
+    from cfer.app.config import DataSection, TeacherSection
+    from cfer.app.recipe import teacher_config
+
+    assert teacher_config(RunConfig())[1].layer_decay == 1.0
+    photo = RunConfig(teacher=TeacherSection(recipe="photo", layer_decay=0.75))
+    assert teacher_config(photo)[1].layer_decay == 0.75
+    assert teacher_config(photo)[1].optimizer == "adamw"
+    on_data = RunConfig(data=DataSection(path="faces.csv", format="csv"), teacher=TeacherSection(layer_decay=0.75))
+    assert teacher_config(on_data)[1].layer_decay == 0.75  # auto resolves to the photo recipe on a user's data
+    with pytest.raises(ValueError, match="add --teacher-recipe photo"):
+        RunConfig(teacher=TeacherSection(layer_decay=0.75))  # auto on the synthetic faces: the fast recipe, Adam
+    for bad in (0.0, 1.5, True, "0.75"):
+        with pytest.raises(ValueError, match="teacher.layer_decay must"):
+            TeacherSection(layer_decay=bad)
+    assert cli.main(["run", "--teacher-recipe", "photo", "--teacher-layer-decay", "0.75", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["teacher"]["layer_decay"] == 0.75
+    assert teacher_config(config_from_dict(printed))[1].layer_decay == 0.75
