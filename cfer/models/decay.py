@@ -19,7 +19,11 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["decay_groups", "layer_decay_groups", "NO_DECAY_SUFFIXES"]
 
@@ -69,6 +73,10 @@ def layer_decay_groups(model: nn.Module, *, weight_decay: float, layer_decay: fl
     if not 0 < layer_decay <= 1:
         raise ValueError(f"layer_decay must lie in (0, 1], got {layer_decay}")
     groups = stage_groups(model)
+    if layer_decay < 1 and len(groups) < 2:
+        logger.warning("layer decay %g changes nothing on %s: it has no ordered layer groups (timm's "
+                       "group_matcher), so every parameter learns at the full rate", layer_decay,
+                       type(model).__name__)
     depth = {name: len(groups) - 1 - i for i, names in enumerate(groups) for name in names}
     out: dict[tuple[int, bool], dict] = {}
     for name, p in model.named_parameters():

@@ -53,3 +53,16 @@ def test_the_teacher_schedules_every_layer_at_its_scale():
     assert sorted({g["lr"] / top for g in opt.param_groups}) == pytest.approx([0.25, 0.5, 1.0])
     with pytest.raises(ValueError, match="needs optimizer='adamw'"):
         TeacherConfig(layer_decay=0.5)
+
+
+def test_layer_decay_warns_when_the_model_has_no_layers_to_decay(caplog):
+    flat = timm.create_model("temporal_slim", num_classes=3)  # no group_matcher: one group
+    with caplog.at_level("WARNING", logger="cfer.models.decay"):
+        groups = layer_decay_groups(flat, weight_decay=0.05, layer_decay=0.75)
+    assert {g["lr_scale"] for g in groups} == {1.0}
+    assert "changes nothing on" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cfer.models.decay"):
+        layer_decay_groups(timm.create_model("vit_face_micro", num_classes=3), weight_decay=0.05, layer_decay=0.75)
+        layer_decay_groups(flat, weight_decay=0.05, layer_decay=1.0)
+    assert caplog.text == ""
