@@ -130,6 +130,14 @@ def _framed_splits(classes: list[str], args: argparse.Namespace, seed: int) -> d
     return parts
 
 
+def data_splits(classes: list[str], args: argparse.Namespace, seed: int) -> dict:
+    """One seed's train/val/test faces: the renderer's own crops, or with ``--framed`` the detector's."""
+    if args.framed:
+        return _framed_splits(classes, args, seed)
+    return make_synthetic_splits(classes=classes, subjects=tuple(args.subjects), per_class=args.per_class,
+                                 image_size=args.image_size, channels=1, seed=seed)
+
+
 def _large_pool(classes: list[str], args: argparse.Namespace, seed: int):
     """The larger unlabelled pool: one face per class of ``--large-subjects`` other identities,
     rendered faces, or with ``--framed`` crops the detector finds in photo-like frames."""
@@ -217,12 +225,7 @@ def run(args: argparse.Namespace) -> dict:
     records, encoders = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            if args.framed:
-                splits = _framed_splits(classes, args, seed)
-            else:
-                splits = make_synthetic_splits(classes=classes, subjects=tuple(args.subjects),
-                                               per_class=args.per_class, image_size=args.image_size, channels=1,
-                                               seed=seed)
+            splits = data_splits(classes, args, seed)
             order = compound_orders(classes=tuple(compound), n_orders=1, seed=seed)[0]
             weights: dict[str, Path | None] = {"scratch": None, "cnn": None}
             if "mae-same" in args.arms:

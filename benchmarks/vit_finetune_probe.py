@@ -35,7 +35,6 @@ import torch
 
 from cfer import taxonomy
 from cfer.continual.teacher import photo_recipe, train_teacher
-from cfer.data.synthetic import make_synthetic_splits
 
 
 def _value(text: str) -> object:
@@ -77,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                                *(["--framed"] if args.framed else []),
                                                *(["--align"] if args.align else [])])
     classes = [*taxonomy.BASIC, *taxonomy.COMPOUND]
-    if args.framed:
-        splits = pretrain_labels._framed_splits(classes, labels_args, args.seed)
-    else:
-        splits = make_synthetic_splits(classes=classes, subjects=(24, 6, 10), per_class=3, image_size=48,
-                                       channels=1, seed=args.seed)
+    splits = pretrain_labels.data_splits(classes, labels_args, args.seed)
     prefix = "framed-" if args.framed else ""
     if args.encoder == "same":
         args.encoder = str(pretrain_labels._encoder(splits["train"].images, prefix + "same", labels_args,

@@ -38,6 +38,11 @@ MEMBER_TRAINING = ("joint", "one_by_one")
 """``teacher.member_training`` (:data:`cfer.continual.teacher.MEMBER_TRAINING`)."""
 
 
+def resolve_recipe(recipe: str, *, user_data: bool) -> str:
+    """``teacher.recipe`` with ``auto`` resolved: ``photo`` for a user's data, else ``fast``."""
+    return recipe if recipe != "auto" else ("photo" if user_data else "fast")
+
+
 def teacher_section(section: Any, *, recipes: tuple[str, ...]) -> None:
     """The ``teacher`` section's values: recipe, epochs, patience, batch size, lr, member training, precise BN,
     mixup, layer decay."""
@@ -93,7 +98,7 @@ def run_level(config: Any, *, max_seed: int) -> None:
                          "CUDA device; bf16 works on CPUs too)")
     if config.teacher.mixup and config.data.format == "clips":
         raise ValueError("teacher.mixup blends images; it does not apply to clips (data.format: clips): set it to 0")
-    recipe = config.teacher.recipe if config.teacher.recipe != "auto" else "photo" if config.data.path else "fast"
+    recipe = resolve_recipe(config.teacher.recipe, user_data=config.data.path is not None)
     if config.teacher.layer_decay < 1 and recipe != "photo":
         raise ValueError(f"teacher.layer_decay needs AdamW, which the photo recipe uses and the {recipe} recipe does "
                          "not: add --teacher-recipe photo (teacher.recipe: photo), or set teacher.layer_decay to 1")

@@ -7,6 +7,7 @@ must stay quick. ``teacher.epochs``, ``patience`` and ``lr`` override the recipe
 
 Example:
     >>> from cfer.app.config import RunConfig
+from cfer.app.config_checks import resolve_recipe
     >>> name, tc = teacher_config(RunConfig())
     >>> name, tc.augment, tc.max_epochs
     ('fast', 'shift', 15)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 from cfer.app.config import RunConfig
+from cfer.app.config_checks import resolve_recipe
 from cfer.continual.teacher import TeacherConfig, photo_recipe
 
 __all__ = ["clip_model", "recipe_teacher", "teacher_config"]
@@ -32,7 +34,7 @@ def recipe_teacher(recipe: str, *, user_data: bool, epochs: int | None = None, p
         >>> recipe_teacher("auto", user_data=True, epochs=5)[1].max_epochs
         5
     """
-    name = recipe if recipe != "auto" else ("photo" if user_data else "fast")
+    name = resolve_recipe(recipe, user_data=user_data)
     base = photo_recipe() if name == "photo" else TeacherConfig()
     return name, dataclasses.replace(
         base, **fields,
