@@ -279,7 +279,7 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> RunData:
     else:
         compound = tuple(c for c in taxonomy.COMPOUND if c in have and c not in basic)
     if not compound:
-        raise ValueError(f"the data has no compound class (it has {sorted(have)}); a continual run needs at least one")
+        raise ValueError(_no_later_classes(have))
     holdout: tuple[str, ...] = ()
     if fs.holdout:
         if config.continual.order is not None:
@@ -325,6 +325,20 @@ def prepare_data(config: RunConfig, *, progress: bool = False) -> RunData:
                 len(test), len(compound), list(holdout))
     return RunData(train=train, val=val, test=test, basic=tuple(basic), compound=compound, holdout=holdout,
                    source=source, unused=unused, skipped=skipped)
+
+
+def _no_later_classes(have: set[str]) -> str:
+    """The error for data without a class to learn after the teacher's, with the split that makes one."""
+    ordered = [c for c in taxonomy.ALL_CLASSES if c in have]
+    msg = (f"the data has no compound class (it has {ordered}); a continual run needs at least one class after "
+           "the basic ones")
+    if len(ordered) < 4:
+        return f"{msg}; add classes to the data"
+    cut = len(ordered) - len(ordered) // 2
+    first, later = ordered[:cut], ordered[cut:]
+    return (f"{msg}. For basic expressions only (e.g. CK+), learn some of them first and the rest step by step: "
+            f"--basic {','.join(first)} --compound {','.join(later)} --holdout 0 --ways {min(len(later), 5)} "
+            "(few-shot episodes then draw from the later classes, which the student has trained on)")
 
 
 def _unused(parts: dict[str, FaceDataset], *, used: set[str]) -> dict[str, int]:

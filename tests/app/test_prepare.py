@@ -163,3 +163,23 @@ def test_skipped_items_are_counted_in_the_run_data(tmp_path):
     with pytest.warns(UserWarning, match="skipped 2 of"):
         data = prepare_data(cfg)
     assert data.skipped == {"corrupt image": 2}
+
+
+def test_basic_only_data_is_refused_with_a_split_that_then_prepares(tmp_path):
+    """Data with basic expressions only (CK+, say) has nothing to learn after the teacher:
+    the error names a first-step / later-step split, and that split is accepted."""
+    import re
+
+    root = _folder(tmp_path / "faces", taxonomy.BASIC, subjects=10, per_class=2)
+    with pytest.raises(ValueError, match="the data has no compound class") as exc:
+        prepare_data(_folder_config(root, ways=5))
+    msg = str(exc.value)
+    assert "--basic happy,sad,fearful --compound angry,surprised,disgusted --holdout 0 --ways 3" in msg
+    basic, later, ways = re.search(r"--basic (\S+) --compound (\S+) --holdout 0 --ways (\d)", msg).groups()
+    cfg = config_from_dict({"data": {"path": str(root), "format": "imagefolder", "image_size": 32,
+                                     "subject_pattern": r"^(s\d+)_"},
+                            "classes": {"basic": basic.split(","), "compound": later.split(",")},
+                            "fewshot": {"holdout": 0, "ways": int(ways), "shots": [1], "queries": 1}})
+    data = prepare_data(cfg)
+    assert data.basic == ("happy", "sad", "fearful") and data.compound == ("angry", "surprised", "disgusted")
+    assert data.holdout == ()
