@@ -153,13 +153,20 @@ def fewshot_bars(metrics: dict):  # noqa: ANN201
 
 
 def region_comparison(metrics: dict):  # noqa: ANN201
-    """Mean Grad-CAM energy per facial region, basic vs compound classes, per model."""
+    """Mean Grad-CAM energy per facial region, basic vs compound classes, per model.
+
+    The classes are grouped by their role in the run, as the report's tables group them:
+    "basic" is the teacher's first step (``metrics["data"]["basic"]``), "compound" every class
+    learnt or held out after it, so a run on basic expressions split into a first step and
+    later steps compares the two groups too.
+    """
     plt = _plt()
-    explain = metrics["explain"]
+    explain, data = metrics["explain"], metrics["data"]
+    roles = (("basic", set(data["basic"])), ("compound", {*data["compound"], *data.get("holdout", ())}))
     series = []
     for model, summary in explain.items():
         att = summary["region_attention"]
-        for kind, names in (("basic", taxonomy.BASIC), ("compound", taxonomy.COMPOUND)):
+        for kind, names in roles:
             vals = [list(att[c].values()) for c in att if c in names]
             if vals:
                 series.append((f"{model_label(model)}, {kind}", np.mean(vals, 0)))
