@@ -28,6 +28,8 @@ paired difference of each set-up against ``single`` (same seed and order).
 
     python benchmarks/ensemble_teacher.py --json docs/results/ensemble_teacher.json
     python benchmarks/ensemble_teacher.py --quick        # smoke run: 1 seed, 4 compound classes
+    python benchmarks/ensemble_teacher.py --seeds 5 --only-seeds 3 4 --json b.json   # seeds 3-4 of five, in a
+                                                         # second process beside --only-seeds 0 1 2
     python benchmarks/ensemble_teacher.py --ensemble "ensemble:resemotenet_slim+manet_slim,learn_weights=true" \
         --ensemble-training one_by_one                   # members one by one, weights fitted on validation
 """
@@ -71,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "with learn_weights=true)")
     ap.add_argument("--setups", nargs="+", default=list(SETUPS), choices=SETUPS)
     ap.add_argument("--seeds", type=int, default=3, help="seeds = class orders (teachers are trained per seed)")
+    ap.add_argument("--only-seeds", type=int, nargs="+", default=None, metavar="K",
+                    help="run only these of the --seeds (parallel processes split the seeds; pair the JSON files "
+                         "by seed)")
     ap.add_argument("--compound", type=int, default=15, help="compound classes in the stream (15: all)")
     ap.add_argument("--per-step", type=int, default=1, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--teacher-epochs", type=int, default=15)
@@ -147,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     teachers: dict[str, list[dict]] = {"single": [], "ensemble": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed, order in enumerate(orders):
+            if args.only_seeds is not None and seed not in args.only_seeds:
+                continue
             splits = make_synthetic_splits(classes=classes, subjects=tuple(args.subjects), per_class=args.per_class,
                                            image_size=args.image_size, seed=seed)
             stream = make_stream(train=splits["train"], test=splits["test"], val=splits["val"], basic=taxonomy.BASIC,
