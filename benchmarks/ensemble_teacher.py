@@ -18,7 +18,14 @@ distillation from the frozen teacher, PSMR replay with M = 0.3 |train|). For eve
   the basic classes again for ``--copy-basic-epochs`` epochs, distilling the fused
   ensemble (labels and soft targets), before the compound steps;
 * ``single->self``: its control: a copy of the single teacher, the same basic epochs
-  distilling from that teacher itself.
+  distilling from that teacher itself;
+* ``ensemble->member+pool``: as ``ensemble->member``, but the copied member is first
+  distilled from the fused ensemble on unlabelled faces
+  (:func:`cfer.continual.unlabelled_distillation.distil_unlabelled`: the basic training faces
+  and one face per class of ``--pool-subjects`` other people, ``--pool-epochs`` epochs);
+* ``single->self+pool``: its control: a copy of the single teacher put through the same
+  distillation from that teacher itself (a student that already matches its teacher, moved
+  only by rounding).
 
 Teachers train with :func:`cfer.continual.teacher.train_teacher` (early stopping on the
 validation subjects), students with :func:`cfer.continual.resume.run_order`. Prints the
@@ -50,15 +57,17 @@ import torch
 
 from cfer import taxonomy
 from cfer.continual.confusion import confusion
+from cfer.continual.evaluation import inputs_of
 from cfer.continual.factory import CferConfig
 from cfer.continual.growing import build_model, member_classifier
 from cfer.continual.resume import run_order, seed_everything
 from cfer.continual.stream import compound_orders, make_stream
 from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.continual.unlabelled_distillation import distil_unlabelled
 from cfer.data.synthetic import make_synthetic_splits
 
 SETUPS = ("single", "single->own", "ensemble->single", "ensemble->member", "ensemble", "single->self",
-          "ensemble->member+basic")
+          "ensemble->member+basic", "ensemble->member+pool", "single->self+pool")
 COLUMNS = (("average_accuracy", "avg acc over steps"), ("final_accuracy", "final acc"),
            ("final_basic_accuracy", "final basic acc"), ("final_compound_accuracy", "final compound acc"),
            ("final_macro_f1", "final macro-F1"))
@@ -85,6 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--copy-basic-epochs", type=int, default=5, help="basic epochs of a copied student "
                     "(ensemble->member+basic, single->self)")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per compound step")
+    ap.add_argument("--pool-subjects", type=int, default=100, help="other people of the unlabelled pool (+pool "
+                    "set-ups): one face per class each")
+    ap.add_argument("--pool-epochs", type=int, default=20, help="epochs of distillation on the unlabelled pool")
+    ap.add_argument("--pool-lr", type=float, default=1e-4, help="Adam learning rate of that distillation")
     ap.add_argument("--head", default=CferConfig().head, choices=["linear", "cosine"],
                     help="the students' head (default: the cfer preset's)")
     ap.add_argument("--subjects", type=int, nargs=3, default=(16, 4, 8), metavar=("TRAIN", "VAL", "TEST"))
@@ -97,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.seeds, args.compound, args.per_step, args.teacher_epochs, args.basic_epochs, args.epochs = 1, 4, 2, 2, 2, 1
         args.subjects = (4, 2, 2)
+        args.pool_subjects, args.pool_epochs = 2, 1
     return args
 
 
@@ -121,6 +135,8 @@ def _student_run(setup: str, teacher: torch.nn.Module, stream, splits: dict, arg
         extra = {"student": member_classifier(teacher, member=args.single), "basic_epochs": args.copy_basic_epochs}
     elif setup == "single->self":
         extra = {"student": copy.deepcopy(teacher), "basic_epochs": args.copy_basic_epochs}
+    elif setup.endswith("+pool"):
+        extra = {"student": _pool_distilled(setup, teacher, splits, args, seed), "basic_epochs": 0}
     elif own:
         extra = {"student": build_model(arch=args.single, num_classes=len(taxonomy.BASIC), img_size=args.image_size,
                                         seed=seed + 1000), "basic_epochs": args.basic_epochs}
@@ -133,6 +149,26 @@ def _student_run(setup: str, teacher: torch.nn.Module, stream, splits: dict, arg
                                  seed=seed, **extra)
     scores = confusion(student, splits["test"], classes=tuple(stream.class_names)).scores()
     return {**results.to_dict(), "final_macro_f1": scores.macro_f1(), "seconds": time.perf_counter() - t0}
+
+
+def _pool_distilled(setup: str, teacher: torch.nn.Module, splits: dict, args: argparse.Namespace,
+                    seed: int) -> torch.nn.Module:
+    """The copied student of a ``+pool`` set-up, distilled from ``teacher`` on the unlabelled pool."""
+    if setup.startswith("ensemble"):
+        student = member_classifier(teacher, member=args.single)
+    else:
+        student = copy.deepcopy(teacher)
+        for p in student.parameters():
+            p.requires_grad_(True)
+        student.trained_basic = True
+    train = splits["train"]
+    basic = np.flatnonzero(np.isin(np.asarray(train.classes)[train.labels], taxonomy.BASIC))
+    pool = make_synthetic_splits(classes=[*taxonomy.BASIC, *taxonomy.COMPOUND], subjects=(args.pool_subjects, 1, 1),
+                                 per_class=1, image_size=args.image_size, seed=10_000 + seed)["train"]
+    faces = torch.cat([inputs_of(train, basic), inputs_of(pool, np.arange(len(pool)))])
+    distil_unlabelled(student=student, teacher=teacher, images=faces, epochs=args.pool_epochs, lr=args.pool_lr,
+                      seed=seed)
+    return student
 
 
 def _fmt(vals: list[float]) -> str:
