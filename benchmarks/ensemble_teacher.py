@@ -37,6 +37,7 @@ paired difference of each set-up against ``single`` (same seed and order).
     python benchmarks/ensemble_teacher.py --quick        # smoke run: 1 seed, 4 compound classes
     python benchmarks/ensemble_teacher.py --seeds 5 --only-seeds 3 4 --json b.json   # seeds 3-4 of five, in a
                                                          # second process beside --only-seeds 0 1 2
+    python benchmarks/ensemble_teacher.py --summarise a.json b.json   # their tables, runs paired by seed
     python benchmarks/ensemble_teacher.py --ensemble "ensemble:resemotenet_slim+manet_slim,learn_weights=true" \
         --ensemble-training one_by_one                   # members one by one, weights fitted on validation
 """
@@ -106,6 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 4 compound classes, few epochs")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--summarise", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="print the tables of earlier runs' JSON files (runs paired by seed) and exit")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.compound, args.per_step, args.teacher_epochs, args.basic_epochs, args.epochs = 1, 4, 2, 2, 2, 1
@@ -176,8 +179,38 @@ def _fmt(vals: list[float]) -> str:
     return f"{a.mean():.3f} ± {a.std():.3f}"
 
 
+def summarise(paths: list[Path]) -> str:
+    """The set-ups of several runs' JSON files, paired by seed: means and paired differences."""
+    runs: dict[str, dict[int, dict]] = {}
+    for path in paths:
+        for setup, recs in json.loads(path.read_text())["runs"].items():
+            for r in recs:
+                runs.setdefault(setup, {})[r["seed"]] = r
+    if not runs:
+        raise SystemExit("no runs in the files given")
+    seeds = sorted(set.intersection(*(set(v) for v in runs.values())))
+    lines = [f"seeds {seeds} (those every set-up has)", "",
+             "| set-up | " + " | ".join(label for _, label in COLUMNS) + " | forgetting |", "|---|" + "---|" * 6]
+    for setup, by_seed in runs.items():
+        cells = [_fmt([by_seed[k][key] for k in seeds]) for key, _ in (*COLUMNS, ("forgetting", ""))]
+        lines.append(f"| {setup} | " + " | ".join(cells) + " |")
+    lines += ["", "| minus | set-up | metric | per seed | mean ± std | ahead |", "|---|---|---|---|---|---|"]
+    for a in runs:
+        for b in runs:
+            if a == b:
+                continue
+            for key in ("average_accuracy", "final_macro_f1"):
+                d = np.array([runs[a][k][key] - runs[b][k][key] for k in seeds])
+                lines.append(f"| {b} | {a} | {key} | {' '.join(f'{v:+.3f}' for v in d)} | {_fmt(d)} | "
+                             f"{int((d > 0).sum())} of {len(d)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.summarise:
+        print(summarise(args.summarise))
+        return 0
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
