@@ -11,8 +11,10 @@ dropout stay as they are (the student runs in eval mode), so the statistics keep
 the faces the student was trained on, whatever mix of faces the pool holds.
 
 Measured in ``docs/benchmarks.md`` ("An ensemble teacher and its students"): the copy of a
-two-CNN ensemble's first member, distilled for 20 epochs on 2,200 unlabelled faces of 100
-other people, gives a better cfer student than the single teacher's copy.
+two-CNN ensemble's first member, distilled for 20 epochs on the basic training faces and
+2,100 unlabelled faces of 100 other people, gives a slightly better cfer student: average
+accuracy over steps +0.9 ± 0.9 points over the same distillation under the single teacher,
+ahead in 9 seeds of 10; final accuracy level.
 
 Example:
     >>> import torch
