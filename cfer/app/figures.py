@@ -161,8 +161,11 @@ def region_comparison(metrics: dict):  # noqa: ANN201
     later steps compares the two groups too.
     """
     plt = _plt()
-    explain, data = metrics["explain"], metrics["data"]
-    roles = (("basic", set(data["basic"])), ("compound", {*data["compound"], *data.get("holdout", ())}))
+    explain, data = metrics["explain"], metrics.get("data", {})
+    if "basic" in data and "compound" in data:
+        roles = (("basic", set(data["basic"])), ("compound", {*data["compound"], *data.get("holdout", ())}))
+    else:  # a metrics.json without the run's roles: the taxonomy's groups
+        roles = (("basic", set(taxonomy.BASIC)), ("compound", set(taxonomy.COMPOUND)))
     series = []
     for model, summary in explain.items():
         att = summary["region_attention"]

@@ -70,7 +70,7 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     one random shift per batch). A teacher that returns log-probabilities (a
     probability-fusion ensemble) works as one that returns logits: ``log_softmax`` leaves
     log-probabilities as they are. Adam; both models in eval mode (BatchNorm statistics and
-    dropout frozen; the student's mode is restored afterwards); the teacher is not changed.
+    dropout frozen; both models' modes are restored afterwards); the teacher is not changed.
 
     Args:
         student: The model to train (e.g. a copy of an ensemble member from
@@ -107,7 +107,7 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     ``single->self+pool`` set-up measures what that drift does).
     """
     _check(images, epochs, lr, batch_size, temperature, shift)
-    was_training = student.training
+    was_training, teacher_training = student.training, teacher.training
     teacher.eval()
     student.eval()
     params = [p for p in student.parameters() if p.requires_grad]
@@ -145,4 +145,5 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
             logger.info("distillation on unlabelled faces, epoch %d: KL %.4f", epoch, history[-1])
     finally:
         student.train(was_training)
+        teacher.train(teacher_training)
     return history

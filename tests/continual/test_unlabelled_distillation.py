@@ -37,7 +37,7 @@ def test_the_student_moves_towards_the_teacher_on_faces_it_never_saw():
 
 
 def test_batchnorm_statistics_and_the_teacher_stay_as_they_were():
-    teacher, student = _cnn(0), _cnn(1)
+    teacher, student = _cnn(0).train(), _cnn(1)
     t_state = copy.deepcopy(teacher.state_dict())
     stats = [student[1].running_mean.clone(), student[1].running_var.clone(), student[1].num_batches_tracked.clone()]
     weight = student[0].weight.detach().clone()
@@ -46,6 +46,7 @@ def test_batchnorm_statistics_and_the_teacher_stay_as_they_were():
                                                           student[1].num_batches_tracked]))
     assert not torch.equal(weight, student[0].weight)  # the weights did learn
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in t_state.items())
+    assert teacher.training  # its mode too
 
 
 def test_a_copy_of_the_teacher_barely_moves_and_the_run_is_seeded():
