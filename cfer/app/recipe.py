@@ -7,7 +7,6 @@ must stay quick. ``teacher.epochs``, ``patience`` and ``lr`` override the recipe
 
 Example:
     >>> from cfer.app.config import RunConfig
-from cfer.app.config_checks import resolve_recipe
     >>> name, tc = teacher_config(RunConfig())
     >>> name, tc.augment, tc.max_epochs
     ('fast', 'shift', 15)
