@@ -60,10 +60,11 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _shift_draws(n: int, g: torch.Generator) -> tuple[torch.Tensor, int, int]:
-    """The ``shift`` augmentation's draws for a global batch of ``n``: a flip per face, one shift."""
+def _shift_draws(n: int, g: torch.Generator, *, shift: int = 2) -> tuple[torch.Tensor, int, int]:
+    """The ``shift`` augmentation's draws for a global batch of ``n``: a flip per face, one shift
+    of up to ``shift`` pixels."""
     flip = torch.rand(n, generator=g) < 0.5
-    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=g))
     return flip, dx, dy
 
 

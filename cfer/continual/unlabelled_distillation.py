@@ -33,17 +33,17 @@ import logging
 import torch
 from torch import nn
 
+from cfer.continual.teacher_fit import _shift, _shift_draws
+
 __all__ = ["distil_unlabelled"]
 
 logger = logging.getLogger(__name__)
 
 
 def _augment(x: torch.Tensor, *, shift: int, g: torch.Generator) -> torch.Tensor:
-    """A random horizontal flip per face and one random shift of up to ``shift`` pixels for the batch."""
-    flip = torch.rand(len(x), generator=g) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=g))
-    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    """A random horizontal flip per face and one random shift of up to ``shift`` pixels for the
+    batch: the teacher loop's ``shift`` augmentation, with its range."""
+    return _shift(x, *_shift_draws(len(x), g, shift=shift))
 
 
 def _check(images: torch.Tensor, epochs: int, lr: float, batch_size: int, temperature: float, shift: int) -> None:
