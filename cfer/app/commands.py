@@ -82,9 +82,9 @@ def _read(args: argparse.Namespace, path: Path, *, image_size: int | None = None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from cfer.app.cli import RUN_OPTIONS
     from cfer.app.config import RunConfig
     from cfer.app.config_io import dump_config, load_config, with_overrides
+    from cfer.app.run_options import RUN_OPTIONS
 
     given = {key: getattr(args, key) for _, key, _ in RUN_OPTIONS if getattr(args, key) is not None}
     if args.resume is not None:

@@ -1,7 +1,7 @@
 """The configuration of the main job (``cfer run``), as frozen dataclasses.
 
 One :class:`RunConfig` holds every option, grouped in sections that follow the data flow: ``data`` →
-``classes`` → ``model``/``teacher`` → ``continual`` → ``fewshot`` → ``explain``. The same keys are read
+``classes`` → ``model``/``teacher``/``student`` → ``continual`` → ``fewshot`` → ``explain``. The same keys are read
 from a YAML file (``cfer run --config FILE``), set from the command line (``--epochs 3`` is
 ``continual.epochs: 3``) and printed back (``cfer run --print-config``). Every value is checked when the
 config is built, so a wrong option fails before any work starts, with a message that names the fix.
@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 
 from cfer import taxonomy
 from cfer.app import config_checks as _checks
+from cfer.app.config_student import StudentSection
 from cfer.continual.loggers import LOGGERS
 from cfer.data.faces import FaceCropper
 from cfer.data.readers import FORMATS
 from cfer.explain.methods import METHODS as CAM_METHODS
 from cfer.fewshot.episodes import CLASSIFIERS
 
-__all__ = ["DataSection", "ClassesSection", "ModelSection", "TeacherSection", "ContinualSection", "FewShotSection",
-           "ExplainSection", "RunConfig", "DEFAULT_IMAGE_SIZE", "MAX_SEED"]
+__all__ = ["DataSection", "ClassesSection", "ModelSection", "TeacherSection", "StudentSection", "ContinualSection",
+           "FewShotSection", "ExplainSection", "RunConfig", "DEFAULT_IMAGE_SIZE", "MAX_SEED"]
 
 DEFAULT_IMAGE_SIZE = 48
 """The image side of every command's default (``--image-size``)."""
@@ -173,10 +174,11 @@ class ModelSection:
             or an ensemble of them (``ensemble:cfer_tiny+resemotenet_slim@48``, see
             :mod:`cfer.models.ensemble_arch`).
         weights: Optional weights: a local file (``cfer pretrain``'s ``encoder.pt``) or hub weights.
-        student_arch: The student's own architecture (any name ``arch`` takes), e.g. one
-            network distilled from an ensemble teacher; it first learns the basic classes
-            for ``continual.basic_epochs`` epochs with distillation. None: the student
-            starts as a copy of the teacher.
+        student_arch: The student's own architecture (any name ``arch`` takes), e.g. one network
+            distilled from an ensemble teacher, which first learns the basic classes for
+            ``continual.basic_epochs`` epochs with distillation; or ``member:NAME`` (a member's
+            name or index): a copy of that trained member of an ensemble teacher, which knows
+            them already. None: the student starts as a copy of the teacher.
         freeze_stages: Stem + first N blocks frozen in the teacher and its copy (0: none).
 
     Checked where the run starts (:func:`cfer.app.prepare.check_inputs`): a saved config stays loadable.
@@ -369,7 +371,7 @@ class RunConfig:
         device, precision, compile, workers: Where the teacher and the stream train (``auto``,
             ``cpu``, ``cuda``, ``cuda:N``), the teacher's mixed precision (``fp32``, ``bf16``,
             ``fp16`` on CUDA), ``torch.compile``, loader workers (docs/distributed.md).
-        data, classes, model, teacher, continual, fewshot, explain: The sections.
+        data, classes, model, teacher, student, continual, fewshot, explain: The sections.
     """
 
     seed: int = 0
@@ -382,17 +384,10 @@ class RunConfig:
     classes: ClassesSection = field(default_factory=ClassesSection)
     model: ModelSection = field(default_factory=ModelSection)
     teacher: TeacherSection = field(default_factory=TeacherSection)
+    student: StudentSection = field(default_factory=StudentSection)
     continual: ContinualSection = field(default_factory=ContinualSection)
     fewshot: FewShotSection = field(default_factory=FewShotSection)
     explain: ExplainSection = field(default_factory=ExplainSection)
 
     def __post_init__(self) -> None:
         _checks.run_level(self, max_seed=MAX_SEED)
-        order = self.continual.order
-        if order is not None:
-            if self.classes.compound is not None and sorted(order) != sorted(self.classes.compound):
-                raise ValueError(f"continual.order {list(order)} must be a permutation of classes.compound "
-                                 f"{list(self.classes.compound)}")
-            clash = sorted(set(order) & set(self.classes.basic))
-            if clash:
-                raise ValueError(f"continual.order lists basic classes {clash}; it orders compound classes only")

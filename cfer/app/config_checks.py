@@ -19,6 +19,9 @@ __all__ = ["finite", "positive", "fraction", "run_level", "continual_method", "t
 STRATEGIES = ("cfer", "published")
 """The presets ``continual.strategy`` names (:mod:`cfer.continual.presets`)."""
 
+MEMBER_PREFIX = "member:"
+"""``model.student_arch``'s prefix for a copy of an ensemble teacher's member (``member:NAME``)."""
+
 METHOD_KEYS = ("psmr_mode", "gamma0", "temperature", "feature_weight", "logit_adjustment", "nearest_mean",
                "previous_weight", "previous_weight_scale", "head", "weight_aligning", "mirror_training")
 """``continual`` keys that change the ``cfer`` preset (None: the preset's value)."""
@@ -81,7 +84,8 @@ def fraction(section: str, name: str, value: float, *, zero_ok: bool = False) ->
 
 def run_level(config: Any, *, max_seed: int) -> None:
     """The options of the run itself: ``seed``, ``threads``, ``workers``, ``device``, ``precision``; and the
-    teacher options that depend on other sections (mixup on clips, layer decay's optimiser, one-by-one members)."""
+    options that depend on other sections (the teacher's mixup on clips, layer decay's optimiser, one-by-one
+    members; the compound order; a member's copy as the student, the student's pool)."""
     from cfer.distributed import DEVICES, PRECISIONS
 
     if isinstance(config.seed, bool) or not isinstance(config.seed, int):
@@ -105,6 +109,46 @@ def run_level(config: Any, *, max_seed: int) -> None:
     if config.teacher.member_training == "one_by_one" and not config.model.arch.startswith("ensemble:"):
         raise ValueError(f"teacher.member_training 'one_by_one' needs an ensemble model.arch "
                          f"('ensemble:A+B'), got {config.model.arch!r}")
+    _order(config)
+    _student(config)
+
+
+def _order(config: Any) -> None:
+    """``continual.order``: a permutation of ``classes.compound``, no basic class in it."""
+    order = config.continual.order
+    if order is None:
+        return
+    if config.classes.compound is not None and sorted(order) != sorted(config.classes.compound):
+        raise ValueError(f"continual.order {list(order)} must be a permutation of classes.compound "
+                         f"{list(config.classes.compound)}")
+    clash = sorted(set(order) & set(config.classes.basic))
+    if clash:
+        raise ValueError(f"continual.order lists basic classes {clash}; it orders compound classes only")
+
+
+def _student(config: Any) -> None:
+    """``model.student_arch: member:NAME`` needs an ensemble teacher; ``student.pool`` such a
+    member's copy, and faces (not clips)."""
+    own = config.model.student_arch
+    if own is not None and own.startswith(MEMBER_PREFIX):
+        if not own[len(MEMBER_PREFIX):].strip():
+            raise ValueError(f"model.student_arch {own!r} names no member: write member:NAME (a member's name as "
+                             "model.arch spells it) or member:INDEX (0 for the first)")
+        if not config.model.arch.startswith("ensemble:"):
+            raise ValueError(f"model.student_arch {own!r} copies a member of an ensemble teacher, but model.arch "
+                             f"{config.model.arch!r} is not an ensemble ('ensemble:A+B'); give the student an "
+                             "architecture of its own or leave student_arch out (a copy of the teacher)")
+    if config.student.pool is None:
+        return
+    if own is None or not own.startswith(MEMBER_PREFIX):
+        what = "the teacher's copy (it would learn nothing)" if own is None else f"a new {own!r}"
+        raise ValueError(f"student.pool distils a copy of an ensemble teacher's member before the stream (its "
+                         f"BatchNorm statistics stay those of the basic faces), but the student is {what}: set "
+                         "model.student_arch to member:NAME (--student-arch member:0) under an ensemble model.arch, "
+                         "or leave student.pool out")
+    if config.data.format == "clips":
+        raise ValueError("student.pool holds face images; it does not apply to clips (data.format: clips): leave it "
+                         "out")
 
 
 def continual_method(section: Any) -> None:

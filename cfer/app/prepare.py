@@ -29,6 +29,8 @@ import numpy as np
 
 from cfer import taxonomy
 from cfer.app.config import RunConfig
+from cfer.app.config_checks import MEMBER_PREFIX
+from cfer.app.config_student import SYNTHETIC_POOL
 from cfer.cliplayout import ClipLayout
 from cfer.data.base import FaceDataset
 
@@ -67,6 +69,24 @@ class RunData:
     def fewshot_classes(self) -> tuple[str, ...]:
         """Classes of the episodes: the hold-out, or the stream's compound classes without one."""
         return self.holdout or self.compound
+
+
+def _check_member(member: str, arch: str) -> None:
+    """``member:NAME``'s name or index against the ensemble arch's members."""
+    from cfer.models.ensemble_arch import parse_ensemble_arch
+
+    parsed = parse_ensemble_arch(arch)
+    names, sizes = list(parsed["members"]), parsed["img_sizes"]
+    index = int(member) if member.isdigit() else names.index(member) if member in names else None
+    if index is None or index >= len(names):
+        raise ValueError(f"model.student_arch member:{member} is not a member of {arch!r}; its members are "
+                         f"{', '.join(f'{i}: {n}' for i, n in enumerate(names))} (write member:NAME or member:INDEX)")
+    if sizes[index] is not None:
+        raise ValueError(f"model.student_arch member:{member}: that member resizes its input (@{sizes[index]}), so "
+                         "it cannot stand alone as the student; pick a member without @size")
+    if parsed.get("proj_dim"):
+        raise ValueError(f"model.student_arch member:{member}: the members of {arch!r} project their features "
+                         "(proj_dim), so none can stand alone as the student; drop proj_dim from model.arch")
 
 
 def check_inputs(config: RunConfig) -> None:
@@ -108,8 +128,15 @@ def check_inputs(config: RunConfig) -> None:
     import cfer.models
     from cfer.models.backbones import suggestions
 
+    pool = config.student.pool
+    if pool is not None and pool != SYNTHETIC_POOL and not Path(pool).is_dir():
+        raise ValueError(f"student.pool {pool!r} is not a folder; give a folder of face images, "
+                         f"{SYNTHETIC_POOL!r} (rendered faces of other people) or drop --distil-pool")
     for key, arch in (("model.arch", m.arch), ("model.student_arch", m.student_arch)):
         if arch is None:
+            continue
+        if key == "model.student_arch" and arch.startswith(MEMBER_PREFIX):
+            _check_member(arch[len(MEMBER_PREFIX):].strip(), m.arch)
             continue
         if cfer.models.is_ensemble_arch(arch):
             from cfer.models.ensemble_arch import parse_ensemble_arch

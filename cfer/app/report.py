@@ -22,6 +22,7 @@ from cfer.app import figures as figs
 from cfer.app.config import RunConfig
 from cfer.app.config_io import dump_config
 from cfer.app.figures import model_label
+from cfer.app.report_words import recipe_words, strategy_words, student_start
 from cfer.atomic import save_figure, write_json, write_text
 
 __all__ = ["write_report", "summary_table", "FIGURES"]
@@ -190,24 +191,6 @@ def _confusion_section(metrics: dict) -> list[str]:
     ]
 
 
-def _recipe_words(recipe: str | None) -> str:
-    if recipe == "photo":
-        return ("photo recipe (face augmentation, AdamW, label smoothing 0.1, warm-up and cosine decay; "
-                "<code>--teacher-recipe</code>)")
-    if recipe == "fast":
-        return "fast recipe (flips and shifts, Adam; <code>--teacher-recipe photo</code> for real photos)"
-    return "recipe of an older run"
-
-
-def _student_start(config: RunConfig) -> str:
-    """How the report says the student began: a copy of the teacher, or a network of its own."""
-    own = config.model.student_arch
-    if own is None:
-        return "the student starts as its copy and learns"
-    return (f"the student, a {html.escape(own)} of its own, first learns the basic classes for "
-            f"{config.continual.basic_epochs} epochs with distillation from the teacher, then")
-
-
 def _member_keys(section: dict, role: str) -> list[str]:
     """The keys of an ensemble's members (``"teacher-resemotenet_slim"``) in a metrics section."""
     return [k for k in section if k.startswith(f"{role}-")]
@@ -316,10 +299,10 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         f"{html.escape(_names(d['fewshot_classes']))} ({fewshot_note}).</p>",
         f"<h2>Summary</h2><table><tr><th>measure</th><th>value</th><th>± is</th></tr>{head}</table>",
         "<h2>Continual learning</h2>",
-        f"<p>The teacher trained on the basic classes with the {_recipe_words(t.get('recipe'))} for "
+        f"<p>The teacher trained on the basic classes with the {recipe_words(t.get('recipe'))} for "
         f"{t.get('epochs_run')} epochs (best validation accuracy "
-        f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); {_student_start(config)} "
-        f"the compound classes with {_strategy_words(metrics['continual'].get('strategy'))}.</p>",
+        f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); {student_start(config)} "
+        f"the compound classes with {strategy_words(metrics['continual'].get('strategy'))}.</p>",
         _figure("figures/accuracy_vs_step.png", "Test accuracy after each step."),
         _figure("figures/accuracy_matrix.png", "Accuracy on each test experience (columns) after each training step "
                 "(rows); the diagonal is the newest classes, the first column the basic classes."
@@ -358,19 +341,6 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
     body = "\n".join(parts)
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>cfer run report</title>"
             f"<style>{_CSS}</style></head><body>\n{body}\n</body></html>\n")
-
-
-def _strategy_words(strategy: dict | None) -> str:
-    """How the student learnt, in words, from ``metrics["continual"]["strategy"]``."""
-    o = (strategy or {}).get("options")
-    if not o:  # a run written before presets existed
-        return "distillation from the frozen teacher and predictive-sorting replay"
-    rule = "the head" if o["nearest_mean"] == "off" else "nearest class mean"
-    head = ("weight aligning, " if o.get("weight_aligning") else "") + ("mirror images in training, " if o.get(
-        "mirror_training") else "") + f"prediction by {rule}"
-    return (f"the <b>{html.escape(strategy['preset'])}</b> strategy: distillation from the frozen teacher (γ₀="
-            f"{o['gamma0']}, T={o['temperature']}, feature weight {o['feature_weight']}), predictive-sorting replay ("
-            f"{o['psmr_mode']} mode), logit adjustment τ={o['logit_adjustment']}, {head}")
 
 
 def write_report(run_dir: str | Path, *, metrics: dict, config: RunConfig, timing: dict | None = None) -> Path:

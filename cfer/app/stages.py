@@ -13,6 +13,7 @@ A new stage is a ``run`` and a ``load`` function and one entry in :data:`STAGES`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import numpy as np
 
 from cfer.app.config import RunConfig
 from cfer.app.prepare import RunData, prepare_data
+from cfer.app.student import pool_faces, student_arch, student_for_order
 from cfer.atomic import jsonable, write_json
 from cfer.data.base import FaceDataset
 from cfer.distributed import barrier, is_main
@@ -175,19 +177,6 @@ def run_method(config: RunConfig, run: Path) -> CferConfig:
     return pinned
 
 
-def _own_student(config: RunConfig, data: RunData, *, seed: int) -> dict:
-    """``run_order``'s ``student`` and ``basic_epochs`` for a student of its own
-    architecture (``model.student_arch``); nothing when the student copies the teacher."""
-    from cfer.continual.growing import build_model
-
-    if config.model.student_arch is None:
-        return {}
-    d = config.data
-    student = build_model(arch=config.model.student_arch, num_classes=len(data.basic), in_chans=1 if d.grey else 3,
-                          img_size=d.image_size, seed=seed)
-    return {"student": student, "basic_epochs": config.continual.basic_epochs}
-
-
 def _continual(state: RunState) -> dict:
     """Every class order, each resumed from its own files; returns the records, the first
     order's student (the one few-shot and Grad-CAM look at) and the method (``run_method``)."""
@@ -200,6 +189,7 @@ def _continual(state: RunState) -> dict:
 
     config, data, run = state.config, state.data, state.folder
     teacher, _ = state.outputs["teacher"]
+    pool = functools.cache(lambda: pool_faces(config, data, progress=state.progress))  # read once, if at all
     records, first_student, first_classes = [], None, ()
     orders = _orders(config, data)
     c = config.continual
@@ -210,6 +200,7 @@ def _continual(state: RunState) -> dict:
             rec = _read_json(done)
             student, classes = load_model(student_path) if k == 0 else (None, tuple(rec["class_names"]))
         else:
+            resuming = (run / "checkpoints" / f"order{k}.pt").is_file()  # holds the student's weights
             stream = make_stream(train=data.train, test=data.test, val=data.val, basic=data.basic,
                                  compound=data.compound, per_step=c.per_step, order=order)
             n_train = sum(len(e.dataset) for e in stream.train_stream)
@@ -223,12 +214,14 @@ def _continual(state: RunState) -> dict:
                                              progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
                                              loggers=loggers, freeze_stages=config.model.freeze_stages,
                                              device=config.device, num_workers=config.workers,
-                                             **_own_student(config, data, seed=config.seed + k))
+                                             **student_for_order(config, data, teacher=teacher, seed=config.seed + k,
+                                                                 pool=None if resuming else pool,
+                                                                 progress=state.progress))
             finally:
                 close_loggers(loggers)
             classes = tuple(stream.class_names)
             if is_main():
-                arch, clip = config.model.student_arch or config.model.arch, {}
+                arch, clip = student_arch(config, teacher=teacher), {}
                 if config.data.format == "clips" and config.model.student_arch is None:  # the clip teacher's copy
                     from cfer.app.recipe import clip_model
 

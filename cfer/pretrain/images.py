@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import UnidentifiedImageError
 
+from cfer.data.faces import FaceCropper
 from cfer.data.readers import IMAGE_EXTENSIONS
 from cfer.data.readers.images import read_image
 
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def read_unlabelled(path: str | Path, *, image_size: int = 64, channels: int = 3, skip_invalid: bool = False,
-                    progress: bool = False) -> np.ndarray:
+                    progress: bool = False, cropper: FaceCropper | None = None) -> np.ndarray:
     """Every image file under ``path`` (recursively, hidden files left out) as uint8 ``(N, S, S, C)``.
 
     Args:
@@ -38,8 +39,11 @@ def read_unlabelled(path: str | Path, *, image_size: int = 64, channels: int = 3
             :func:`cfer.data.readers.images.read_image`; crop faces beforehand, or read with
             ``read_dataset(..., crop_faces=True)``).
         channels: 1 (grey) or 3 (RGB).
-        skip_invalid: Skip unreadable files (counted in one warning) instead of failing.
+        skip_invalid: Skip unreadable files, and with a ``cropper`` files in which it finds no
+            face (counted in one warning), instead of failing.
         progress: Show a tqdm bar.
+        cropper: Cut the face out of each image first (:func:`cfer.data.align.face_cropper`;
+            None: the images are face crops already).
 
     Raises:
         FileNotFoundError: If ``path`` is not a folder.
@@ -64,7 +68,7 @@ def read_unlabelled(path: str | Path, *, image_size: int = 64, channels: int = 3
     out, bad = [], []
     for f in tqdm(files, desc="reading faces", unit="img", disable=not progress):
         try:
-            arr = read_image(f, image_size=image_size, channels=channels)
+            arr = read_image(f, image_size=image_size, channels=channels, cropper=cropper)
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
             if not skip_invalid:
                 raise ValueError(f"cannot read {f} ({type(exc).__name__}: {exc}); remove it or pass "
@@ -73,7 +77,8 @@ def read_unlabelled(path: str | Path, *, image_size: int = 64, channels: int = 3
             continue
         out.append(arr)
     if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable files of {len(files)} under {root}, e.g. {bad[0]}",
+        what = "unreadable or faceless" if cropper is not None else "unreadable"
+        warnings.warn(f"skipped {len(bad)} {what} files of {len(files)} under {root}, e.g. {bad[0]}",
                       stacklevel=2)
     if not out:
         raise ValueError(f"no readable image under {root}")

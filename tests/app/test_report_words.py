@@ -2,20 +2,20 @@
 
 import dataclasses
 
-from cfer.app.report import _strategy_words
+from cfer.app.report_words import strategy_words
 from cfer.continual.presets import describe_preset, preset_config
 
 
 def test_the_strategy_sentence_names_weight_aligning_and_the_prediction_rule():
-    cfer = _strategy_words(describe_preset("cfer", preset_config("cfer")))
+    cfer = strategy_words(describe_preset("cfer", preset_config("cfer")))
     assert "<b>cfer</b>" in cfer and "weight aligning, mirror images in training, prediction by nearest class mean" in cfer
-    published = _strategy_words(describe_preset("published", preset_config("published")))
+    published = strategy_words(describe_preset("published", preset_config("published")))
     assert "weight aligning" not in published and published.endswith("prediction by the head")
     assert "mirror images" not in published
     no_flips = describe_preset("cfer", dataclasses.replace(preset_config("cfer"), mirror_training=False))
-    assert "weight aligning, prediction by" in _strategy_words(no_flips)
+    assert "weight aligning, prediction by" in strategy_words(no_flips)
     off = describe_preset("cfer", dataclasses.replace(preset_config("cfer"), weight_aligning=False))
-    assert "weight aligning" not in _strategy_words(off)
+    assert "weight aligning" not in strategy_words(off)
     old = {"preset": "cfer", "options": {k: v for k, v in off["options"].items() if k != "weight_aligning"}}
-    assert "weight aligning" not in _strategy_words(old)  # a run written before the option existed
-    assert _strategy_words(None).startswith("distillation from the frozen teacher")
+    assert "weight aligning" not in strategy_words(old)  # a run written before the option existed
+    assert strategy_words(None).startswith("distillation from the frozen teacher")

@@ -16,19 +16,22 @@ from cfer.data.faces import FaceCropper
 __all__ = ["read_image"]
 
 
-def read_image(path: str | Path, *, image_size: int, channels: int = 3) -> np.ndarray:
+def read_image(path: str | Path, *, image_size: int, channels: int = 3,
+               cropper: FaceCropper | None = None) -> np.ndarray:
     """One image file as uint8 ``(S, S, C)``, decoded as every cfer reader decodes it
-    (EXIF orientation, 16-bit and float images scaled to 8 bits, bilinear resize).
+    (EXIF orientation, 16-bit and float images scaled to 8 bits, bilinear resize), the face
+    cut out first by ``cropper`` where one is given (:func:`cfer.data.align.face_cropper`).
 
     Raises:
-        OSError, ValueError: If the file cannot be decoded (Pillow's errors).
+        OSError, ValueError: If the file cannot be decoded (Pillow's errors), or the cropper
+            finds no face in it (:class:`cfer.data.faces.NoFaceFoundError`).
 
     Example:
         >>> read_image("face.png", image_size=48, channels=1).shape    # doctest: +SKIP
         (48, 48, 1)
     """
     img, _ = _decode(Path(path))
-    return _finish_image(img, size=(image_size, image_size), channels=channels, cropper=None, where=str(path))
+    return _finish_image(img, size=(image_size, image_size), channels=channels, cropper=cropper, where=str(path))
 
 
 def _decode(path: Path) -> tuple[Image.Image, str | None]:
