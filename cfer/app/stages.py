@@ -109,7 +109,7 @@ def _teacher(state: RunState) -> tuple[Any, dict]:
     if isinstance(result.model, LateFusionEnsemble):  # each member on its own head, and the fusion weights
         info["members"] = {name: evaluate_classes(m, data.test, classes=result.classes)[0]
                            for name, m in zip(result.model.member_names, result.model.members)}
-        info["fusion_weights"] = [float(w) for w in result.model.fusion_weights]
+        info["fusion_weights"] = [float(w) for w in result.model.fusion_weights.detach()]
     if tc.arch_options:  # a clip model: its layout and frame encoder rebuild it
         info["arch_options"] = tc.arch_options
     if is_main():

@@ -1,6 +1,8 @@
 """`cfer run --arch ensemble:...`: the arch is checked at the start, the teacher stage trains
 a late-fusion ensemble, and the report gets a row per member."""
 
+import warnings
+
 import pytest
 
 from cfer.app.config_io import config_from_dict
@@ -48,7 +50,9 @@ def test_the_teacher_stage_trains_members_one_by_one_when_asked(tmp_path):
     state = RunState(config=config, folder=tmp_path, progress=False)
     stages = {s.name: s for s in STAGES}
     state.outputs["data"] = stages["data"](state)
-    model, info = stages["teacher"](state)
+    with warnings.catch_warnings():  # the learnt weights are read without torch's requires_grad warning
+        warnings.filterwarnings("error", message="Converting a tensor with requires_grad")
+        model, info = stages["teacher"](state)
     assert isinstance(model, GrowingEnsemble)
     assert info["fusion_weights"] != [0.5, 0.5] and sum(info["fusion_weights"]) == pytest.approx(1.0)
 
