@@ -5,7 +5,8 @@ Three starts (``model.student_arch``):
 * none given: a copy of the teacher (what the published method does);
 * an architecture name: a network of its own, which first learns the basic classes for
   ``continual.basic_epochs`` epochs with distillation from the teacher;
-* ``member:NAME`` (or ``member:INDEX``) under an ensemble teacher: a copy of that trained member
+* ``member:NAME`` (or ``member:INDEX``; ``NAME#I`` for a repeated arch, as the report names
+  it) under an ensemble teacher: a copy of that trained member
   (:func:`cfer.continual.growing.member_classifier`), which knows the basic classes already
   and distils the fused ensemble from the first compound step on.
 
@@ -46,7 +47,8 @@ def _member(config: RunConfig) -> int | str | None:
     if own is None or not own.startswith(MEMBER_PREFIX):
         return None
     name = own[len(MEMBER_PREFIX):].strip()
-    return int(name) if name.isdigit() else name
+    _, sep, index = name.rpartition("#")  # "resemotenet_slim#1": a repeated arch, as the report names it
+    return int(name) if name.isdigit() else int(index) if sep and index.isdigit() else name
 
 
 def student_arch(config: RunConfig, *, teacher: Any) -> str:

@@ -115,6 +115,22 @@ def test_the_member_copy_is_distilled_towards_the_fused_teacher_and_not_on_resum
     assert student_arch(by_index, teacher=teacher) == "cfer_tiny"
 
 
+def test_a_repeated_arch_is_named_as_the_report_names_its_members():
+    from cfer.app.student import student_arch, student_for_order
+    from cfer.continual.growing import GrowingEnsemble
+
+    twins = "ensemble:cfer_tiny+cfer_tiny"
+    check_inputs(config_from_dict({"model": {"arch": twins, "student_arch": "member:cfer_tiny#1"}}))
+    with pytest.raises(ValueError, match=r"member:cfer_tiny#2 is not a member .*0: cfer_tiny#0, 1: cfer_tiny#1"):
+        check_inputs(config_from_dict({"model": {"arch": twins, "student_arch": "member:cfer_tiny#2"}}))
+    teacher = GrowingEnsemble(members=["cfer_tiny", "cfer_tiny"], initial_classes=6)
+    config = config_from_dict({"model": {"arch": twins, "student_arch": "member:cfer_tiny#1"}})
+    student = student_for_order(config, None, teacher=teacher, seed=0)["student"]
+    second = teacher.members[1].backbone.state_dict()
+    assert all(torch.equal(v, second[k]) for k, v in student.backbone.state_dict().items())
+    assert student_arch(config, teacher=teacher) == "cfer_tiny"
+
+
 def test_a_folder_pool_is_read_with_the_runs_face_cropper(tmp_path):
     from types import SimpleNamespace
 
