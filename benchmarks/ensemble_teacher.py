@@ -23,6 +23,9 @@ distillation from the frozen teacher, PSMR replay with M = 0.3 |train|). For eve
   distilled from the fused ensemble on unlabelled faces
   (:func:`cfer.continual.unlabelled_distillation.distil_unlabelled`: the basic training faces
   and one face per class of ``--pool-subjects`` other people, ``--pool-epochs`` epochs);
+* ``ensemble->best+pool``: as ``ensemble->member+pool``, but the copied member is the one
+  most accurate on the validation subjects (:func:`cfer.continual.growing.best_member`; what
+  ``cfer run --student-arch member:best`` takes);
 * ``single->self+pool``: its control: a copy of the single teacher put through the same
   distillation from that teacher itself (a student that already matches its teacher, moved
   only by rounding).
@@ -60,7 +63,7 @@ from cfer import taxonomy
 from cfer.continual.confusion import confusion
 from cfer.continual.evaluation import inputs_of
 from cfer.continual.factory import CferConfig
-from cfer.continual.growing import build_model, member_classifier
+from cfer.continual.growing import best_member, build_model, member_classifier
 from cfer.continual.resume import run_order, seed_everything
 from cfer.continual.stream import compound_orders, make_stream
 from cfer.continual.teacher import TeacherConfig, train_teacher
@@ -68,7 +71,7 @@ from cfer.continual.unlabelled_distillation import distil_unlabelled
 from cfer.data.synthetic import make_synthetic_splits
 
 SETUPS = ("single", "single->own", "ensemble->single", "ensemble->member", "ensemble", "single->self",
-          "ensemble->member+basic", "ensemble->member+pool", "single->self+pool")
+          "ensemble->member+basic", "ensemble->member+pool", "single->self+pool", "ensemble->best+pool")
 COLUMNS = (("average_accuracy", "avg acc over steps"), ("final_accuracy", "final acc"),
            ("final_basic_accuracy", "final basic acc"), ("final_compound_accuracy", "final compound acc"),
            ("final_macro_f1", "final macro-F1"))
@@ -131,7 +134,7 @@ def _teacher(arch: str, splits: dict, args: argparse.Namespace, seed: int) -> tu
 def _student_run(setup: str, teacher: torch.nn.Module, stream, splits: dict, args: argparse.Namespace,
                  seed: int, folder: Path) -> dict:
     own = setup in ("single->own", "ensemble->single")
-    extra = {}
+    extra, chosen = {}, {}
     if setup == "ensemble->member":
         extra = {"student": member_classifier(teacher, member=args.single), "basic_epochs": 0}
     elif setup == "ensemble->member+basic":
@@ -139,7 +142,10 @@ def _student_run(setup: str, teacher: torch.nn.Module, stream, splits: dict, arg
     elif setup == "single->self":
         extra = {"student": copy.deepcopy(teacher), "basic_epochs": args.copy_basic_epochs}
     elif setup.endswith("+pool"):
-        extra = {"student": _pool_distilled(setup, teacher, splits, args, seed), "basic_epochs": 0}
+        member = (best_member(teacher, data=splits["val"], classes=taxonomy.BASIC) if setup == "ensemble->best+pool"
+                  else args.single)
+        extra = {"student": _pool_distilled(setup, teacher, splits, args, seed, member=member), "basic_epochs": 0}
+        chosen = {"member": member}
     elif own:
         extra = {"student": build_model(arch=args.single, num_classes=len(taxonomy.BASIC), img_size=args.image_size,
                                         seed=seed + 1000), "basic_epochs": args.basic_epochs}
@@ -151,14 +157,14 @@ def _student_run(setup: str, teacher: torch.nn.Module, stream, splits: dict, arg
                                  checkpoint=folder / f"{setup.replace('>', '')}-{seed}.pt",
                                  seed=seed, **extra)
     scores = confusion(student, splits["test"], classes=tuple(stream.class_names)).scores()
-    return {**results.to_dict(), "final_macro_f1": scores.macro_f1(), "seconds": time.perf_counter() - t0}
+    return {**results.to_dict(), "final_macro_f1": scores.macro_f1(), "seconds": time.perf_counter() - t0, **chosen}
 
 
 def _pool_distilled(setup: str, teacher: torch.nn.Module, splits: dict, args: argparse.Namespace,
-                    seed: int) -> torch.nn.Module:
+                    seed: int, *, member: int | str) -> torch.nn.Module:
     """The copied student of a ``+pool`` set-up, distilled from ``teacher`` on the unlabelled pool."""
     if setup.startswith("ensemble"):
-        student = member_classifier(teacher, member=args.single)
+        student = member_classifier(teacher, member=member)
     else:
         student = copy.deepcopy(teacher)
         for p in student.parameters():

@@ -78,11 +78,15 @@ def _check_member(member: str, arch: str) -> None:
     parsed = parse_ensemble_arch(arch)
     names, sizes = list(parsed["members"]), parsed["img_sizes"]
     shown = [f"{n}#{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]  # as the report names them
-    index = (int(member) if member.isdigit() else shown.index(member) if member in shown
+    if member == "best" and any(sizes):  # chosen on the validation faces once the teacher is trained
+        raise ValueError(f"model.student_arch member:best picks among all members of {arch!r}, and some resize "
+                         "their input (@size), so cannot stand alone as the student; name a member without @size")
+    index = (0 if member == "best" else int(member) if member.isdigit() else shown.index(member) if member in shown
              else names.index(member) if member in names else None)
     if index is None or index >= len(names):
         raise ValueError(f"model.student_arch member:{member} is not a member of {arch!r}; its members are "
-                         f"{', '.join(f'{i}: {n}' for i, n in enumerate(shown))} (write member:NAME or member:INDEX)")
+                         f"{', '.join(f'{i}: {n}' for i, n in enumerate(shown))} (write member:NAME, member:INDEX or "
+                         "member:best)")
     if sizes[index] is not None:
         raise ValueError(f"model.student_arch member:{member}: that member resizes its input (@{sizes[index]}), so "
                          "it cannot stand alone as the student; pick a member without @size")

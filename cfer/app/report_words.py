@@ -33,7 +33,9 @@ def student_start(config: RunConfig) -> str:
     if own.startswith("member:"):
         first = (f", first distilled from the fused ensemble for {config.student.pool_epochs} epochs on unlabelled "
                  f"faces ({html.escape(pool)}) and the basic training faces," if pool else "")
-        return f"the student starts as a copy of its member {html.escape(own[7:].strip())}{first} and learns"
+        name = own[7:].strip()
+        which = ("member most accurate on the validation faces" if name == "best" else f"member {html.escape(name)}")
+        return f"the student starts as a copy of its {which}{first} and learns"
     return (f"the student, a {html.escape(own)} of its own, first learns the basic classes for "
             f"{config.continual.basic_epochs} epochs with distillation from the teacher, then")
 

@@ -221,7 +221,7 @@ def _continual(state: RunState) -> dict:
                 close_loggers(loggers)
             classes = tuple(stream.class_names)
             if is_main():
-                arch, clip = student_arch(config, teacher=teacher), {}
+                arch, clip = student_arch(config, teacher=teacher, data=data), {}
                 if config.data.format == "clips" and config.model.student_arch is None:  # the clip teacher's copy
                     from cfer.app.recipe import clip_model
 

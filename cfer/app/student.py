@@ -6,7 +6,8 @@ Three starts (``model.student_arch``):
 * an architecture name: a network of its own, which first learns the basic classes for
   ``continual.basic_epochs`` epochs with distillation from the teacher;
 * ``member:NAME`` (or ``member:INDEX``; ``NAME#I`` for a repeated arch, as the report names
-  it) under an ensemble teacher: a copy of that trained member
+  it; ``member:best``, the member most accurate on the validation faces) under an ensemble
+  teacher: a copy of that trained member
   (:func:`cfer.continual.growing.member_classifier`), which knows the basic classes already
   and distils the fused ensemble from the first compound step on.
 
@@ -36,7 +37,10 @@ if TYPE_CHECKING:
     from cfer.app.config import RunConfig
     from cfer.app.prepare import RunData
 
-__all__ = ["student_for_order", "student_arch", "pool_faces"]
+__all__ = ["student_for_order", "student_arch", "pool_faces", "BEST_MEMBER"]
+
+BEST_MEMBER = "best"
+"""``member:best``: the member most accurate on the validation faces."""
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +55,28 @@ def _member(config: RunConfig) -> int | str | None:
     return int(name) if name.isdigit() else int(index) if sep and index.isdigit() else name
 
 
-def student_arch(config: RunConfig, *, teacher: Any) -> str:
-    """The architecture the final student is saved under (what rebuilds it from its file):
-    the member's own arch for ``member:NAME``, else ``model.student_arch`` or the teacher's."""
+def _member_index(config: RunConfig, teacher: Any, data: RunData | None) -> int | str:
+    """``member:NAME``'s member: an index or a name; ``member:best``, the member most accurate on
+    the validation faces (:func:`cfer.continual.growing.best_member`)."""
+    from cfer.continual.growing import best_member
+
     member = _member(config)
-    if member is None:
+    if member != BEST_MEMBER:
+        return member
+    if data is None:
+        raise ValueError("member:best picks a member on the validation faces; pass the run's data")
+    index = best_member(teacher, data=data.val, classes=tuple(data.basic))
+    logger.info("student: member %d of the teacher, the most accurate on the validation faces", index)
+    return index
+
+
+def student_arch(config: RunConfig, *, teacher: Any, data: RunData | None = None) -> str:
+    """The architecture the final student is saved under (what rebuilds it from its file):
+    the member's own arch for ``member:NAME``, else ``model.student_arch`` or the teacher's
+    (``data``: for ``member:best``, which is chosen on its validation faces)."""
+    if _member(config) is None:
         return config.model.student_arch or config.model.arch
+    member = _member_index(config, teacher, data)
     names = [m.name for m in teacher.members]
     return names[member] if isinstance(member, int) else member
 
@@ -123,7 +143,7 @@ def student_for_order(config: RunConfig, data: RunData, *, teacher: Any, seed: i
     if config.model.student_arch is None:
         return {}
     if member is not None:
-        student, basic_epochs = member_classifier(teacher, member=member), 0
+        student, basic_epochs = member_classifier(teacher, member=_member_index(config, teacher, data)), 0
     else:
         d = config.data
         student = build_model(arch=config.model.student_arch, num_classes=len(data.basic),

@@ -34,7 +34,8 @@ from cfer.models.ensemble import LateFusionEnsemble
 from cfer.models.features import pre_logits
 from cfer.models.io import read_model_file
 
-__all__ = ["GrowingClassifier", "GrowingEnsemble", "build_model", "load_model", "head_width", "member_classifier"]
+__all__ = ["GrowingClassifier", "GrowingEnsemble", "build_model", "load_model", "head_width", "member_classifier",
+           "best_member"]
 
 
 @torch.no_grad()
@@ -161,6 +162,31 @@ class GrowingEnsemble(LateFusionEnsemble, DynamicModule):
                     state[pre + "classifier." + k] = state.pop(pre + k)
                 state[pre + "active_units"] = torch.ones(state[pre + "classifier.weight"].shape[0], dtype=torch.int8)
         return super().load_state_dict(state, strict=strict, assign=assign)
+
+
+def best_member(ensemble: nn.Module, *, data: object, classes: tuple[str, ...]) -> int:
+    """The index of the ensemble member most accurate on ``data``, each on its own head.
+
+    Pass validation faces (never the test faces): the member a student should start from
+    (:func:`member_classifier`) is chosen like any other setting. Ties go to the first.
+
+    Args:
+        ensemble: A trained :class:`GrowingEnsemble` (or
+            :class:`~cfer.models.ensemble.LateFusionEnsemble`).
+        data: Labelled faces (a :class:`~cfer.data.FaceDataset`), e.g. the validation subjects.
+        classes: The ensemble's classes, in output order (items of other classes are left out).
+
+    Example:
+        >>> best_member(teacher, data=splits["val"], classes=teacher_classes)   # doctest: +SKIP
+        1
+    """
+    from cfer.continual.evaluation import evaluate_classes
+
+    members = getattr(ensemble, "members", None)
+    if not isinstance(members, nn.ModuleList):
+        raise TypeError(f"best_member takes an ensemble (GrowingEnsemble), got {type(ensemble).__name__}")
+    scores = [evaluate_classes(m, data, classes=classes)[0] for m in members]
+    return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
 def member_classifier(ensemble: nn.Module, *, member: int | str) -> GrowingClassifier:

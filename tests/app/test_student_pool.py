@@ -188,3 +188,21 @@ def test_the_whole_job_with_a_distilled_member_copy_as_the_student(tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert ("the student starts as a copy of its member manet_tiny, first distilled from the fused ensemble for 1 "
             "epochs on unlabelled faces (synthetic)") in page
+
+
+def test_member_best_copies_the_member_most_accurate_on_the_validation_faces(trained):
+    from cfer.app.report_words import student_start
+    from cfer.app.student import student_arch, student_for_order
+    from cfer.continual.growing import best_member
+
+    config, data, teacher = trained
+    best = config_from_dict({"model": {"arch": ARCH, "student_arch": "member:best"}})
+    check_inputs(best)
+    index = best_member(teacher, data=data.val, classes=tuple(data.basic))
+    student = student_for_order(best, data, teacher=teacher, seed=0)["student"]
+    chosen = teacher.members[index].backbone.state_dict()
+    assert all(torch.equal(v, chosen[k]) for k, v in student.backbone.state_dict().items())
+    assert student_arch(best, teacher=teacher, data=data) == ["cfer_tiny", "manet_tiny"][index]
+    assert "a copy of its member most accurate on the validation faces" in student_start(best)
+    with pytest.raises(ValueError, match=r"member:best picks among all members .* resize their input"):
+        check_inputs(config_from_dict({"model": {"arch": "ensemble:cfer_tiny+cfer_tiny@24", "student_arch": "member:best"}}))

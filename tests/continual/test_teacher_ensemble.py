@@ -149,3 +149,32 @@ def test_member_classifier_refuses_what_cannot_stand_alone(teacher):
         member_classifier(ens, member=2)
     with pytest.raises(TypeError, match="takes an ensemble"):
         member_classifier(build_model(arch="cfer_tiny", num_classes=6), member=0)
+
+
+def test_best_member_is_the_member_most_accurate_on_the_faces_given(splits):
+    from cfer.continual.evaluation import evaluate_classes
+    from cfer.continual.growing import best_member, build_model
+
+    ens = GrowingEnsemble(members=["cfer_tiny", "cfer_tiny"], initial_classes=6)
+    classes = tuple(taxonomy.BASIC)
+    val = splits["val"]
+    labels = torch.as_tensor([classes.index(c) if c in classes else 0 for c in val.class_names])
+
+    def rig(member: torch.nn.Module, *, right: bool) -> None:
+        """Make a member answer every face with its label (right) or with another class (wrong)."""
+        table = dict(zip(map(bytes, val.images.reshape(len(val), -1)), labels.tolist()))
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            raw = (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).reshape(len(x), -1).numpy()
+            y = torch.as_tensor([table[bytes(r)] for r in raw])
+            return torch.nn.functional.one_hot(y if right else (y + 1) % 6, 6).float()
+
+        member.forward = forward
+
+    for right_one in (0, 1):
+        for i, m in enumerate(ens.members):
+            rig(m, right=i == right_one)
+        assert [evaluate_classes(m, val, classes=classes)[0] for m in ens.members][right_one] == 1.0
+        assert best_member(ens, data=val, classes=classes) == right_one
+    with pytest.raises(TypeError, match="takes an ensemble"):
+        best_member(build_model(arch="cfer_tiny", num_classes=6), data=val, classes=classes)
