@@ -299,3 +299,10 @@ def test_face_options_without_data_are_refused_not_ignored(tmp_path, capsys, com
     assert "--align-faces applies to --data only; the synthetic faces are rendered centred and level" in \
         capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_default_config_in_the_docs_is_what_print_config_prints(capsys):
+    text = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    start = text.index("other option):\n\n```yaml\n") + len("other option):\n\n```yaml\n")
+    assert cli.main(["run", "--print-config"]) == 0
+    assert text[start:text.index("```", start)] == capsys.readouterr().out
