@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 
 from cfer.app.config import RunConfig
+from cfer.app.config_checks import MEMBER_PREFIX
 
 __all__ = ["recipe_words", "student_start", "strategy_words"]
 
@@ -26,14 +27,15 @@ def recipe_words(recipe: str | None) -> str:
 
 
 def student_start(config: RunConfig) -> str:
-    """How the report says the student began: a copy of the teacher, or a network of its own."""
+    """How the report says the student began: a copy of the teacher, a copy of one of its members
+    (distilled on unlabelled faces first, where the run says so), or a network of its own."""
     own, pool = config.model.student_arch, config.student.pool
     if own is None:
         return "the student starts as its copy and learns"
-    if own.startswith("member:"):
+    if own.startswith(MEMBER_PREFIX):
         first = (f", first distilled from the fused ensemble for {config.student.pool_epochs} epochs on unlabelled "
                  f"faces ({html.escape(pool)}) and the basic training faces," if pool else "")
-        name = own[7:].strip()
+        name = own[len(MEMBER_PREFIX):].strip()
         which = ("member most accurate on the validation faces" if name == "best" else f"member {html.escape(name)}")
         return f"the student starts as a copy of its {which}{first} and learns"
     return (f"the student, a {html.escape(own)} of its own, first learns the basic classes for "
