@@ -177,8 +177,9 @@ class ModelSection:
         student_arch: The student's own architecture (any name ``arch`` takes), e.g. one network
             distilled from an ensemble teacher, which first learns the basic classes for
             ``continual.basic_epochs`` epochs with distillation; or ``member:NAME`` (a member's
-            name or index): a copy of that trained member of an ensemble teacher, which knows
-            them already. None: the student starts as a copy of the teacher.
+            name or index; ``best``: the most accurate on the validation subjects): a copy of that
+            trained member of an ensemble teacher, which knows them already. None: the student
+            starts as a copy of the teacher.
         freeze_stages: Stem + first N blocks frozen in the teacher and its copy (0: none).
 
     Checked where the run starts (:func:`cfer.app.prepare.check_inputs`): a saved config stays loadable.
