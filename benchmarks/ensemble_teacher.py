@@ -111,7 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 4 compound classes, few epochs")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--summarise", type=Path, nargs="+", default=None, metavar="JSON",
-                    help="print the tables of earlier runs' JSON files (runs paired by seed) and exit")
+                    help="print the tables of earlier runs' JSON files (runs paired by seed; with --setups, only "
+                         "those) and exit")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.compound, args.per_step, args.teacher_epochs, args.basic_epochs, args.epochs = 1, 4, 2, 2, 2, 1
@@ -185,11 +186,14 @@ def _fmt(vals: list[float]) -> str:
     return f"{a.mean():.3f} ± {a.std():.3f}"
 
 
-def summarise(paths: list[Path]) -> str:
-    """The set-ups of several runs' JSON files, paired by seed: means and paired differences."""
+def summarise(paths: list[Path], setups: list[str] | None = None) -> str:
+    """The set-ups of several runs' JSON files (``setups``: only these), paired by seed: means and
+    paired differences over the seeds every set-up has."""
     runs: dict[str, dict[int, dict]] = {}
     for path in paths:
         for setup, recs in json.loads(path.read_text())["runs"].items():
+            if setups is not None and setup not in setups:
+                continue
             for r in recs:
                 runs.setdefault(setup, {})[r["seed"]] = r
     if not runs:
@@ -215,7 +219,7 @@ def summarise(paths: list[Path]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.summarise:
-        print(summarise(args.summarise))
+        print(summarise(args.summarise, None if args.setups == list(SETUPS) else args.setups))
         return 0
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
