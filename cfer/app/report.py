@@ -275,6 +275,12 @@ def _empty_maps_note(metrics: dict) -> str:
             + " of the faces.</p>")
 
 
+def _first_member(metrics: dict) -> str | None:
+    """The member the first order's student copied (``member:NAME`` runs)."""
+    orders = metrics.get("continual", {}).get("orders") or [{}]
+    return orders[0].get("student_member")
+
+
 def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list[Path]) -> str:
     d, t = metrics["data"], metrics["teacher"]
     orders = metrics["continual"]["orders"]
@@ -301,7 +307,8 @@ def _html(run: Path, metrics: dict, config: RunConfig, timing: dict, files: list
         "<h2>Continual learning</h2>",
         f"<p>The teacher trained on the basic classes with the {recipe_words(t.get('recipe'))} for "
         f"{t.get('epochs_run')} epochs (best validation accuracy "
-        f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); {student_start(config)} "
+        f"{_pct(t.get('val_accuracy'))} at epoch {t.get('best_epoch')}); "
+        f"{student_start(config, member=_first_member(metrics))} "
         f"the compound classes with {strategy_words(metrics['continual'].get('strategy'))}.</p>",
         _figure("figures/accuracy_vs_step.png", "Test accuracy after each step."),
         _figure("figures/accuracy_matrix.png", "Accuracy on each test experience (columns) after each training step "

@@ -26,9 +26,10 @@ def recipe_words(recipe: str | None) -> str:
     return "recipe of an older run"
 
 
-def student_start(config: RunConfig) -> str:
+def student_start(config: RunConfig, *, member: str | None = None) -> str:
     """How the report says the student began: a copy of the teacher, a copy of one of its members
-    (distilled on unlabelled faces first, where the run says so), or a network of its own."""
+    (distilled on unlabelled faces first, where the run says so), or a network of its own;
+    ``member``: the member it copied, as the run recorded it."""
     own, pool = config.model.student_arch, config.student.pool
     if own is None:
         return "the student starts as its copy and learns"
@@ -36,7 +37,9 @@ def student_start(config: RunConfig) -> str:
         first = (f", first distilled from the fused ensemble for {config.student.pool_epochs} epochs on unlabelled "
                  f"faces ({html.escape(pool)}) and the basic training faces," if pool else "")
         name = own[len(MEMBER_PREFIX):].strip()
-        which = ("member most accurate on the validation faces" if name == "best" else f"member {html.escape(name)}")
+        chosen = f" ({html.escape(member)})" if member else ""
+        which = (f"member most accurate on the validation faces{chosen}" if name == "best"
+                 else f"member {html.escape(name)}")
         return f"the student starts as a copy of its {which}{first} and learns"
     return (f"the student, a {html.escape(own)} of its own, first learns the basic classes for "
             f"{config.continual.basic_epochs} epochs with distillation from the teacher, then")

@@ -24,7 +24,7 @@ import numpy as np
 
 from cfer.app.config import RunConfig
 from cfer.app.prepare import RunData, prepare_data
-from cfer.app.student import pool_faces, student_arch, student_for_order
+from cfer.app.student import pool_faces, student_arch, student_for_order, student_member
 from cfer.atomic import jsonable, write_json
 from cfer.data.base import FaceDataset
 from cfer.distributed import barrier, is_main
@@ -234,6 +234,9 @@ def _continual(state: RunState) -> dict:
                             "memory_per_class": memory // len(classes),
                             "step_classes": [[classes[j] for j in s] for s in stream.step_classes],
                             **results.to_dict()})
+            member = student_member(config, teacher=teacher, data=data)
+            if member is not None:  # the member the student copied (member:best is chosen on validation)
+                rec["student_member"] = member
             if is_main():
                 write_json(done, rec)
             barrier()

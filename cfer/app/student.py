@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from cfer.app.config import RunConfig
     from cfer.app.prepare import RunData
 
-__all__ = ["student_for_order", "student_arch", "pool_faces", "BEST_MEMBER"]
+__all__ = ["student_for_order", "student_arch", "student_member", "pool_faces", "BEST_MEMBER"]
 
 BEST_MEMBER = "best"
 """``member:best``: the member most accurate on the validation faces."""
@@ -79,6 +79,16 @@ def student_arch(config: RunConfig, *, teacher: Any, data: RunData | None = None
     member = _member_index(config, teacher, data)
     names = [m.name for m in teacher.members]
     return names[member] if isinstance(member, int) else member
+
+
+def student_member(config: RunConfig, *, teacher: Any, data: RunData) -> str | None:
+    """The member the student copies, as the report names it (``resemotenet_slim#1`` for a
+    repeated arch), or None when it copies no member."""
+    if _member(config) is None:
+        return None
+    member = _member_index(config, teacher, data)
+    names = list(teacher.member_names)
+    return names[member] if isinstance(member, int) else names[[m.name for m in teacher.members].index(member)]
 
 
 def pool_faces(config: RunConfig, data: RunData, *, progress: bool = False) -> torch.Tensor:

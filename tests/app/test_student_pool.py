@@ -116,7 +116,7 @@ def test_the_member_copy_is_distilled_towards_the_fused_teacher_and_not_on_resum
 
 
 def test_a_repeated_arch_is_named_as_the_report_names_its_members():
-    from cfer.app.student import student_arch, student_for_order
+    from cfer.app.student import student_arch, student_for_order, student_member
     from cfer.continual.growing import GrowingEnsemble
 
     twins = "ensemble:cfer_tiny+cfer_tiny"
@@ -129,6 +129,7 @@ def test_a_repeated_arch_is_named_as_the_report_names_its_members():
     second = teacher.members[1].backbone.state_dict()
     assert all(torch.equal(v, second[k]) for k, v in student.backbone.state_dict().items())
     assert student_arch(config, teacher=teacher) == "cfer_tiny"
+    assert student_member(config, teacher=teacher, data=None) == "cfer_tiny#1"  # as the report names it
 
 
 def test_a_folder_pool_is_read_with_the_runs_face_cropper(tmp_path):
@@ -185,6 +186,7 @@ def test_the_whole_job_with_a_distilled_member_copy_as_the_student(tmp_path):
     student, _ = load_model(tmp_path / "students" / "order0.pt")  # rebuilds as the member's own arch
     assert not isinstance(student, GrowingEnsemble)
     assert len(metrics["continual"]["orders"][0]["matrix"]) >= 2  # the basic step and the compound steps
+    assert metrics["continual"]["orders"][0]["student_member"] == "manet_tiny"  # recorded with the order
     page = (tmp_path / "report.html").read_text()
     assert ("the student starts as a copy of its member manet_tiny, first distilled from the fused ensemble for 1 "
             "epochs on unlabelled faces (synthetic)") in page
@@ -192,7 +194,7 @@ def test_the_whole_job_with_a_distilled_member_copy_as_the_student(tmp_path):
 
 def test_member_best_copies_the_member_most_accurate_on_the_validation_faces(trained):
     from cfer.app.report_words import student_start
-    from cfer.app.student import student_arch, student_for_order
+    from cfer.app.student import student_arch, student_for_order, student_member
     from cfer.continual.growing import best_member
 
     config, data, teacher = trained
@@ -203,6 +205,8 @@ def test_member_best_copies_the_member_most_accurate_on_the_validation_faces(tra
     chosen = teacher.members[index].backbone.state_dict()
     assert all(torch.equal(v, chosen[k]) for k, v in student.backbone.state_dict().items())
     assert student_arch(best, teacher=teacher, data=data) == ["cfer_tiny", "manet_tiny"][index]
-    assert "a copy of its member most accurate on the validation faces" in student_start(best)
+    assert student_member(best, teacher=teacher, data=data) == ["cfer_tiny", "manet_tiny"][index]
+    assert "a copy of its member most accurate on the validation faces and" in student_start(best)
+    assert "validation faces (manet_tiny)" in student_start(best, member="manet_tiny")
     with pytest.raises(ValueError, match=r"member:best picks among all members .* resize their input"):
         check_inputs(config_from_dict({"model": {"arch": "ensemble:cfer_tiny+cfer_tiny@24", "student_arch": "member:best"}}))
