@@ -200,7 +200,8 @@ def _continual(state: RunState) -> dict:
             rec = _read_json(done)
             student, classes = load_model(student_path) if k == 0 else (None, tuple(rec["class_names"]))
         else:
-            resuming = (run / "checkpoints" / f"order{k}.pt").is_file()  # holds the student's weights
+            checkpoint = run / "checkpoints" / f"order{k}.pt"
+            resuming = checkpoint.is_file()  # it holds the student's weights
             stream = make_stream(train=data.train, test=data.test, val=data.val, basic=data.basic,
                                  compound=data.compound, per_step=c.per_step, order=order)
             n_train = sum(len(e.dataset) for e in stream.train_stream)
@@ -210,7 +211,7 @@ def _continual(state: RunState) -> dict:
             try:
                 results, student = run_order(stream=stream, teacher=teacher, memory_size=memory, epochs=c.epochs,
                                              lr=c.lr, batch_size=c.batch_size, cfer=method,
-                                             checkpoint=run / "checkpoints" / f"order{k}.pt", seed=config.seed + k,
+                                             checkpoint=checkpoint, seed=config.seed + k,
                                              progress=state.progress, desc=f"order {k + 1}/{len(orders)}",
                                              loggers=loggers, freeze_stages=config.model.freeze_stages,
                                              device=config.device, num_workers=config.workers,

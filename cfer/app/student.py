@@ -55,19 +55,23 @@ def _member(config: RunConfig) -> int | str | None:
     return int(name) if name.isdigit() else int(index) if sep and index.isdigit() else name
 
 
-def _member_index(config: RunConfig, teacher: Any, data: RunData | None) -> int | str:
-    """``member:NAME``'s member: an index or a name; ``member:best``, the member most accurate on
-    the validation faces (:func:`cfer.continual.growing.best_member`)."""
+def _member_index(config: RunConfig, teacher: Any, data: RunData | None) -> int:
+    """The index of the member ``member:NAME`` names (a name picks the first member of that arch);
+    ``member:best``, the member most accurate on the validation faces
+    (:func:`cfer.continual.growing.best_member`)."""
     from cfer.continual.growing import best_member
 
     member = _member(config)
-    if member != BEST_MEMBER:
-        return member
-    if data is None:
-        raise ValueError("member:best picks a member on the validation faces; pass the run's data")
-    index = best_member(teacher, data=data.val, classes=tuple(data.basic))
-    logger.info("student: member %d of the teacher, the most accurate on the validation faces", index)
-    return index
+    if member == BEST_MEMBER:
+        if data is None:
+            raise ValueError("member:best picks a member on the validation faces; pass the run's data")
+        return best_member(teacher, data=data.val, classes=tuple(data.basic))
+    if isinstance(member, str):
+        names = [m.name for m in teacher.members]
+        if member not in names:
+            raise ValueError(f"the ensemble has no member {member!r}; its members are {names}")
+        return names.index(member)
+    return member
 
 
 def student_arch(config: RunConfig, *, teacher: Any, data: RunData | None = None) -> str:
@@ -76,9 +80,7 @@ def student_arch(config: RunConfig, *, teacher: Any, data: RunData | None = None
     (``data``: for ``member:best``, which is chosen on its validation faces)."""
     if _member(config) is None:
         return config.model.student_arch or config.model.arch
-    member = _member_index(config, teacher, data)
-    names = [m.name for m in teacher.members]
-    return names[member] if isinstance(member, int) else member
+    return teacher.members[_member_index(config, teacher, data)].name
 
 
 def student_member(config: RunConfig, *, teacher: Any, data: RunData) -> str | None:
@@ -86,9 +88,7 @@ def student_member(config: RunConfig, *, teacher: Any, data: RunData) -> str | N
     repeated arch), or None when it copies no member."""
     if _member(config) is None:
         return None
-    member = _member_index(config, teacher, data)
-    names = list(teacher.member_names)
-    return names[member] if isinstance(member, int) else names[[m.name for m in teacher.members].index(member)]
+    return teacher.member_names[_member_index(config, teacher, data)]
 
 
 def pool_faces(config: RunConfig, data: RunData, *, progress: bool = False) -> torch.Tensor:
@@ -153,7 +153,9 @@ def student_for_order(config: RunConfig, data: RunData, *, teacher: Any, seed: i
     if config.model.student_arch is None:
         return {}
     if member is not None:
-        student, basic_epochs = member_classifier(teacher, member=_member_index(config, teacher, data)), 0
+        index = _member_index(config, teacher, data)
+        logger.info("student: a copy of the teacher's member %s", teacher.member_names[index])
+        student, basic_epochs = member_classifier(teacher, member=index), 0
     else:
         d = config.data
         student = build_model(arch=config.model.student_arch, num_classes=len(data.basic),
