@@ -16,7 +16,10 @@ faces before each validation (``TeacherConfig(precise_bn=True)``); an ensemble w
 compared with its members run with it. An ensemble name may end in ``/one_by_one``: its
 members then train one at a time, each with its own early stopping, and with
 ``learn_weights=true`` the fusion weights are fitted on the validation subjects
-(``TeacherConfig(member_training="one_by_one")``)::
+(``TeacherConfig(member_training="one_by_one")``). A model ending in ``/photo`` trains with
+cfer's recipe for photos (:func:`cfer.continual.teacher.photo_recipe`: face augmentation,
+AdamW, label smoothing, cosine schedule, its own 40 epochs with patience 8; what ``cfer run
+--data`` uses) instead of the fast defaults and ``--epochs``::
 
     python benchmarks/fusion_compare.py --tasks all22 --models resemotenet_slim manet_slim \
         "ensemble:resemotenet_slim+manet_slim,learn_weights=true/one_by_one"
@@ -35,7 +38,7 @@ import torch
 
 from cfer import taxonomy
 from cfer.continual.confusion import confusion
-from cfer.continual.teacher import TeacherConfig, train_teacher
+from cfer.continual.teacher import TeacherConfig, photo_recipe, train_teacher
 from cfer.data.synthetic import make_synthetic_splits
 from cfer.data.synthetic.framed_splits import make_framed_splits
 
@@ -54,11 +57,11 @@ def splits_for(task: str, seed: int, *, subjects: tuple[int, int, int], per_clas
                                  seed=seed)
 
 
-FLAGS = ("one_by_one", "precise_bn")
+FLAGS = ("one_by_one", "precise_bn", "photo")
 
 
 def parse_spec(spec: str) -> tuple[str, set[str]]:
-    """``"ARCH[/one_by_one][/precise_bn]"`` -> the arch and its training flags."""
+    """``"ARCH[/one_by_one][/precise_bn][/photo]"`` -> the arch and its training flags."""
     arch, *flags = spec.split("/")
     unknown = set(flags) - set(FLAGS)
     if unknown:
@@ -67,18 +70,21 @@ def parse_spec(spec: str) -> tuple[str, set[str]]:
 
 
 def member_spec(member: str, ensemble_spec: str) -> str:
-    """How a member trained alone is named next to an ensemble: with the ensemble's ``/precise_bn``."""
-    return member + ("/precise_bn" if "precise_bn" in parse_spec(ensemble_spec)[1] else "")
+    """How a member trained alone is named next to an ensemble: with the ensemble's ``/precise_bn``
+    and ``/photo``."""
+    flags = parse_spec(ensemble_spec)[1]
+    return member + "".join(f"/{f}" for f in FLAGS if f in flags and f != "one_by_one")
 
 
 def run_one(spec: str, task: str, seed: int, *, epochs: int, sp: dict) -> dict:
     arch, flags = parse_spec(spec)
     classes = TASKS[task]
+    opts = dict(arch=arch, seed=seed, member_training="one_by_one" if "one_by_one" in flags else "joint",
+                precise_bn="precise_bn" in flags)
+    # /photo: cfer's recipe for photos (what `cfer run --data` trains with; its own 40 epochs, patience 8)
+    config = photo_recipe(**opts) if "photo" in flags else TeacherConfig(max_epochs=epochs, **opts)
     t0 = time.perf_counter()
-    res = train_teacher(train=sp["train"], val=sp["val"], classes=tuple(classes),
-                        config=TeacherConfig(arch=arch, max_epochs=epochs, seed=seed,
-                                             member_training="one_by_one" if "one_by_one" in flags else "joint",
-                                             precise_bn="precise_bn" in flags))
+    res = train_teacher(train=sp["train"], val=sp["val"], classes=tuple(classes), config=config)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     conf = confusion(res.model, sp["test"], classes=res.classes)

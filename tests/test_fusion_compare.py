@@ -12,3 +12,26 @@ def test_model_specs_carry_training_flags_and_members_follow_the_ensemble(load_b
     assert fc.member_spec("manet_pool_slim", "ensemble:a+b/one_by_one") == "manet_pool_slim"
     with pytest.raises(ValueError, match="unknown flag.*'precise'"):
         fc.parse_spec("resemotenet_slim/precise")
+
+
+def test_the_photo_flag_trains_with_the_photo_recipe_and_members_follow_it(load_benchmark, monkeypatch):
+    fc = load_benchmark("fusion_compare")
+    assert fc.parse_spec("resemotenet_slim/precise_bn/photo") == ("resemotenet_slim", {"precise_bn", "photo"})
+    assert fc.member_spec("manet_pool_slim", "ensemble:a+b/one_by_one/precise_bn/photo") == \
+        "manet_pool_slim/precise_bn/photo"
+    assert fc.member_spec("manet_pool_slim", "ensemble:a+b/photo") == "manet_pool_slim/photo"
+    seen = []
+
+    def fake_train(*, train, val, classes, config):
+        seen.append(config)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(fc, "train_teacher", fake_train)
+    for spec in ("cfer_tiny/photo", "cfer_tiny"):
+        with pytest.raises(RuntimeError, match="stop"):
+            fc.run_one(spec, "basic", 3, epochs=5, sp={"train": None, "val": None})
+    photo, fast = seen
+    # the photo recipe's own schedule and epochs; the fast defaults take --epochs
+    assert (photo.augment, photo.optimizer, photo.schedule, photo.max_epochs, photo.seed) == \
+        ("faces", "adamw", "cosine", 40, 3)
+    assert (fast.augment, fast.optimizer, fast.max_epochs) == ("shift", "adam", 5)
