@@ -219,9 +219,18 @@ def _scores(confusions: dict, *, basic: tuple[str, ...]) -> dict:
     """Per-class precision, recall, F1 and macro-F1 of each model, from the confusion stage's
     counts (no forward pass: a resumed run reads them from confusion.json and gets the same).
     "basic" and "compound" are the stream's roles: ``basic`` is its first step's classes
-    (``--basic``), every other class came in a later step."""
-    return {model: class_scores(c["counts"], rows=c["classes"], outputs=c["outputs"], basic=basic).to_dict()
-            for model, c in confusions.items()}
+    (``--basic``), every other class came in a later step. Each model is scored on the faces
+    of its own classes (``closed_set``); a model shown faces it has no output for (the basic
+    teacher, the later classes' faces) also gets ``macro_f1_open_set``, with those faces
+    counted as false positives of the outputs they land on."""
+    out = {}
+    for model, c in confusions.items():
+        kw = dict(rows=c["classes"], outputs=c["outputs"], basic=basic)
+        scores = class_scores(c["counts"], closed_set=True, **kw).to_dict()
+        if scores["unscored"]:
+            scores["macro_f1_open_set"] = class_scores(c["counts"], **kw).macro_f1()
+        out[model] = scores
+    return out
 
 
 def _summary(records: list[dict]) -> dict:

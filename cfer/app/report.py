@@ -84,8 +84,10 @@ def _f1_rows(scores: dict) -> list[tuple[str, str, str]]:
     """Macro-F1 rows of the summary: the teacher's over the basic classes, the final student's."""
     rows = []
     if "teacher" in scores:
+        open_set = scores["teacher"].get("macro_f1_open_set")
         rows.append(("teacher macro-F1, basic classes", _f1(scores["teacher"]["macro_f1"]),
-                     "one teacher; later classes' test faces count in its precision"))
+                     "one teacher" + ("" if open_set is None else
+                                      f"; {_f1(open_set)} with later classes' faces as its false positives")))
         rows += [(f"{model_label(k)} (its own head) macro-F1, basic classes", _f1(scores[k]["macro_f1"]),
                   "one teacher") for k in _member_keys(scores, "teacher")]
     if "student" in scores:
@@ -219,10 +221,10 @@ def _scores_section(metrics: dict) -> list[str]:
     return [
         "<h2>Per-class precision, recall and F1</h2>",
         "<p>From the confusion counts on the test faces: the final student (first class order) over every class it "
-        "learnt, the teacher over its basic outputs (an ensemble's members each on its own head). Precision counts "
-        "every face predicted as the class, so a compound face (a later class's face) the teacher puts on a basic "
-        "output is a false positive of that output. A class never predicted has precision 0; macro-F1 is the "
-        "unweighted mean over the classes with test faces; basic = the first step's classes.</p>",
+        "learnt, the teacher over its basic outputs (an ensemble's members each on its own head), each on the test "
+        "faces of its own classes: the later classes' faces, which the teacher has no output for, are not counted "
+        "in its precision (metrics.json's macro_f1_open_set counts them). A class never predicted has precision 0; "
+        "macro-F1 is the unweighted mean over the classes with test faces; basic = the first step's classes.</p>",
         "<table><tr><th>class</th><th>test faces</th><th>student precision</th><th>student recall</th>"
         f"<th>student F1</th>{heads}</tr>{rows}</table>",
     ]

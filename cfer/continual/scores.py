@@ -20,6 +20,12 @@ of the scored classes' faces predicted right (rows without an output are left ou
 teacher's accuracy is its basic test accuracy); the faces of the rows without an output are
 counted in ``unscored``.
 
+With ``closed_set=True`` the rows without an output are left out of precision too: a model is
+scored on the faces of its own classes only, the way its accuracy is. That is the fair score
+of the basic teacher on the basic classes (it cannot answer a compound face right, so counting
+those faces as its false positives measures the task it was not given); ``cfer run`` reports
+the teacher so, and keeps the other figure as ``macro_f1_open_set``.
+
 "Basic" and "compound" in :meth:`ClassScores.macro_f1` are the stream's roles: the classes of
 its first step and those of the later steps. By default they are the taxonomy's (a class is
 compound if it is one of :data:`cfer.taxonomy.COMPOUND`); a stream whose first step and
@@ -33,6 +39,10 @@ Example:
     ([0.5, 1.0], [1.0, 0.5], [2, 2])
     >>> round(s.macro_f1(), 4), s.accuracy, s.unscored
     (0.6667, 0.75, {'awed': 1})
+    >>> closed = class_scores(np.array([[2, 0], [1, 1], [1, 0]]), rows=("happy", "sad", "awed"),
+    ...                       outputs=("happy", "sad"), closed_set=True)   # the awed face is left out
+    >>> [round(float(v), 3) for v in closed.precision], round(closed.macro_f1(), 4), closed.unscored
+    ([0.667, 1.0], 0.7333, {'awed': 1})
     >>> class_scores(np.array([[2, 0], [1, 1]]), rows=("happy", "sad"), outputs=("happy", "sad"),
     ...              basic=("happy",)).macro_f1(kind="compound")     # sad came in a later step
     0.6666666666666666
@@ -108,7 +118,8 @@ class ClassScores:
 
 
 def class_scores(counts: np.ndarray | Sequence[Sequence[int]], *, rows: Sequence[str],
-                 outputs: Sequence[str], basic: Sequence[str] | None = None) -> ClassScores:
+                 outputs: Sequence[str], basic: Sequence[str] | None = None,
+                 closed_set: bool = False) -> ClassScores:
     """Score every output of a model from its confusion counts.
 
     Args:
@@ -120,6 +131,9 @@ def class_scores(counts: np.ndarray | Sequence[Sequence[int]], *, rows: Sequence
         basic: The stream's first-step classes, where they are not the taxonomy's basic
             classes (what ``macro_f1(kind="basic")`` averages over; the others are
             "compound"). Default: the taxonomy decides.
+        closed_set: Count only the faces of the rows that are outputs in precision (the
+            model's own classes); by default every row's faces predicted as a class count.
+            ``unscored`` lists the faces left out either way.
 
     Returns:
         A :class:`ClassScores` over ``outputs``.
@@ -143,7 +157,9 @@ def class_scores(counts: np.ndarray | Sequence[Sequence[int]], *, rows: Sequence
     row_of = {c: i for i, c in enumerate(rows)}
     tp = np.array([counts[row_of[c], j] if c in row_of else 0 for j, c in enumerate(outputs)], np.int64)
     support = np.array([counts[row_of[c]].sum() if c in row_of else 0 for c in outputs], np.int64)
-    precision, recall = _ratio(tp, counts.sum(0)), _ratio(tp, support)
+    own = [i for i, c in enumerate(rows) if c in outputs]
+    predicted = counts[own].sum(0) if closed_set else counts.sum(0)
+    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
     f1 = _ratio(2 * precision * recall, precision + recall)
     faces = int(support.sum())
     unscored = {c: int(counts[i].sum()) for i, c in enumerate(rows) if c not in outputs}

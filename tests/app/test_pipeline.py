@@ -105,10 +105,11 @@ def test_per_class_scores_and_macro_f1_of_both_models_come_from_the_confusion_co
     assert list(student["per_class"]) == learnt and list(teacher["per_class"]) == basic
     assert set(teacher["unscored"]) == set(metrics["data"]["compound"]) and student["unscored"] == {}
     for model, sc in scores.items():
-        counts = confusions[model]["counts"]
+        counts, rows = confusions[model]["counts"], confusions[model]["classes"]
         for j, (c, v) in enumerate(sc["per_class"].items()):
-            i = confusions[model]["classes"].index(c)
-            predicted = sum(row[j] for row in counts)  # every row, compound faces of the teacher included
+            i = rows.index(c)
+            # the faces of the model's own classes only: not the teacher's compound faces
+            predicted = sum(row[j] for row, r in zip(counts, rows) if r in sc["per_class"])
             assert v["support"] == sum(counts[i]) > 0
             assert v["recall"] == pytest.approx(counts[i][j] / v["support"])
             assert v["precision"] == pytest.approx(counts[i][j] / predicted if predicted else 0)
@@ -121,6 +122,16 @@ def test_per_class_scores_and_macro_f1_of_both_models_come_from_the_confusion_co
     assert student["macro_f1_compound"] == pytest.approx(sum(student["per_class"][c]["f1"] for c in compound)
                                                          / len(compound))
     assert teacher["macro_f1_compound"] is None
+    # the open-set figure counts the compound faces the teacher puts on a basic output as its false positives
+    assert "macro_f1_open_set" not in student
+    t_counts = confusions["teacher"]["counts"]
+    open_f1 = []
+    for j, c in enumerate(basic):
+        tp, support = t_counts[confusions["teacher"]["classes"].index(c)][j], teacher["per_class"][c]["support"]
+        p, r = tp / max(sum(row[j] for row in t_counts), 1), tp / support
+        open_f1.append(2 * p * r / (p + r) if p + r else 0)
+    assert teacher["macro_f1_open_set"] == pytest.approx(sum(open_f1) / len(open_f1))
+    assert teacher["macro_f1_open_set"] <= teacher["macro_f1"]
     # accuracy agrees with the stages that measured it by their own forward passes
     assert teacher["accuracy"] == pytest.approx(metrics["teacher"]["test_accuracy"])
     assert student["accuracy"] == pytest.approx(metrics["continual"]["orders"][0]["final_accuracy"])

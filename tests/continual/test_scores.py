@@ -48,6 +48,11 @@ def test_rows_without_an_output_lower_the_precision_of_the_outputs_they_land_on(
     assert s.macro_f1() == pytest.approx((4 / 7 + 1 / 2) / 2) and s.macro_f1(kind="compound") is None
     alone = class_scores(counts[:2], rows=rows[:2], outputs=outputs)
     assert alone.precision[0] == pytest.approx(2 / 3) and alone.recall.tolist() == s.recall.tolist()
+    # closed set: the same model scored on the faces of its own classes, as if the compound row were absent
+    closed = class_scores(counts, rows=rows, outputs=outputs, closed_set=True)
+    assert closed.precision.tolist() == alone.precision.tolist() and closed.f1.tolist() == alone.f1.tolist()
+    assert closed.unscored == {"happily_surprised": 3} and closed.accuracy == s.accuracy
+    assert closed.macro_f1() == pytest.approx((4 / 5 + 2 / 3) / 2) and closed.macro_f1() > s.macro_f1()
 
 
 def test_confusion_scores_and_their_json_form():
