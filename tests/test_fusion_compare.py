@@ -35,3 +35,18 @@ def test_the_photo_flag_trains_with_the_photo_recipe_and_members_follow_it(load_
     assert (photo.augment, photo.optimizer, photo.schedule, photo.max_epochs, photo.seed) == \
         ("faces", "adamw", "cosine", 40, 3)
     assert (fast.augment, fast.optimizer, fast.max_epochs) == ("shift", "adam", 5)
+
+
+def test_the_summary_compares_an_ensemble_with_its_better_member_seed_by_seed(load_benchmark, capsys):
+    fc = load_benchmark("fusion_compare")
+    ens = "ensemble:cfer_tiny+manet_tiny,learn_weights=true/one_by_one"
+    runs = [{"task": "all22", "arch": ens, "seed": s, "macro_f1": f,
+             "members": {"cfer_tiny": {"macro_f1": ma}, "manet_tiny": {"macro_f1": mb}}}
+            for s, f, ma, mb in ((0, 0.60, 0.55, 0.50), (1, 0.58, 0.50, 0.60))]
+    fc._paired(runs, [ens], ["all22"])
+    out = capsys.readouterr().out
+    # manet_tiny is the better member on average (0.55 against 0.525), so "inside it" is it
+    assert "minus its own member manet_tiny (inside it), macro-F1 per seed: +0.100 -0.020" in out
+    # seed by seed the better member is cfer_tiny (0.55) in seed 0 and manet_tiny (0.60) in seed 1
+    assert "minus the better of its own members in each seed, macro-F1 per seed: +0.050 -0.020" in out
+    assert "ahead in 1 of 2 seeds" in out
