@@ -35,16 +35,26 @@ import torch
 from torch import nn
 
 from cfer.continual.teacher_fit import _shift, _shift_draws
+from cfer.distributed import all_reduce_sum, rank, shard, world_size, wrap_ddp
 
 __all__ = ["distil_unlabelled"]
 
 logger = logging.getLogger(__name__)
 
 
-def _augment(x: torch.Tensor, *, shift: int, g: torch.Generator) -> torch.Tensor:
-    """A random horizontal flip per face and one random shift of up to ``shift`` pixels for the
-    batch: the teacher loop's ``shift`` augmentation, with its range."""
-    return _shift(x, *_shift_draws(len(x), g, shift=shift))
+def _shares(student: nn.Module) -> bool:
+    """Whether the processes of a distributed job share the work: the student lives where the
+    process group reduces (the CPU under gloo, a GPU under NCCL). Otherwise every process
+    distils alone, to the same student."""
+    if world_size() == 1:
+        return False
+    on_gpu = next(student.parameters()).device.type == "cuda"
+    if (torch.distributed.get_backend() == "nccl") != on_gpu:
+        logger.info("distillation on unlabelled faces: the student is on the %s, which the %s process group does "
+                    "not reduce; every process distils alone", "GPU" if on_gpu else "CPU",
+                    torch.distributed.get_backend())
+        return False
+    return True
 
 
 def _check(images: torch.Tensor, epochs: int, lr: float, batch_size: int, temperature: float, shift: int) -> None:
@@ -72,6 +82,13 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     probability-fusion ensemble) works as one that returns logits: ``log_softmax`` leaves
     log-probabilities as they are. Adam; both models in eval mode (BatchNorm statistics and
     dropout frozen; both models' modes are restored afterwards); the teacher is not changed.
+
+    Under ``torchrun`` (:mod:`cfer.distributed`) every process passes the same ``images`` and
+    ``seed``; the student is wrapped in ``DistributedDataParallel`` and each process takes
+    every N-th face of each global mini-batch of ``batch_size`` (with the flips and shift one
+    process would draw), so N processes share the work and end with the student one process
+    trains, to float rounding. (A student on the CPU in a job whose processes reduce on GPUs
+    is distilled by every process alone, to the same weights.)
 
     Args:
         student: The model to train (e.g. a copy of an ensemble member from
@@ -115,6 +132,9 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     if not params:
         raise ValueError("the student has no trainable parameter")
     opt = torch.optim.Adam(params, lr=lr)
+    shares = _shares(student)
+    world, at = (world_size(), rank()) if shares else (1, 0)
+    net = wrap_ddp(student, device=next(student.parameters()).device) if shares else student
     g = torch.Generator().manual_seed(seed)
     history: list[float] = []
     rounds = range(epochs)
@@ -125,12 +145,16 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     try:
         for epoch in rounds:
             perm = torch.randperm(len(images), generator=g)
-            total = 0.0
+            total = torch.zeros((), dtype=torch.float64)
             for i in range(0, len(images), batch_size):
-                xb = _augment(images[perm[i:i + batch_size]], shift=shift, g=g)
+                idx = perm[i:i + batch_size]
+                flip, dx, dy = _shift_draws(len(idx), g, shift=shift)  # drawn for the global batch
+                if len(idx) < world:  # a last batch too small to give every process a face (all skip it)
+                    continue
+                xb = _shift(images[shard(idx, of=world, at=at)], shard(flip, of=world, at=at), dx, dy)  # its share
                 with torch.no_grad():
                     t = teacher(xb)
-                s = student(xb)
+                s = net(xb)
                 if s.shape != t.shape:
                     raise ValueError(f"student and teacher outputs differ in shape ({tuple(s.shape)} vs "
                                      f"{tuple(t.shape)}); the student needs the teacher's classes (e.g. "
@@ -139,10 +163,11 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
                                             nn.functional.log_softmax(t / temperature, 1),
                                             log_target=True, reduction="batchmean") * temperature ** 2
                 opt.zero_grad()
-                loss.backward()
+                # DDP averages the processes' gradients: weigh each by its share of the global batch
+                (loss * (len(xb) * world / len(idx)) if world > 1 else loss).backward()
                 opt.step()
                 total += float(loss.detach()) * len(xb)
-            history.append(total / len(images))
+            history.append(float(all_reduce_sum(total) if shares else total) / len(images))
             logger.info("distillation on unlabelled faces, epoch %d: KL %.4f", epoch, history[-1])
     finally:
         student.train(was_training)

@@ -100,6 +100,45 @@ def test_teacher_in_two_processes_follows_one_process_step_for_step(tmp_path):
     assert all(torch.equal(ranks[0]["state"][k], ranks[1]["state"][k]) for k in state)
 
 
+# -- distillation on unlabelled faces: the global batch rule, exactly --------------------------------
+def _distil_models():
+    from torch import nn
+
+    def net(seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+
+    return net(1), net(2), torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+
+def _distil_worker(rank: int, port: int, out: str) -> None:
+    _join(rank, port)
+    from cfer.continual.unlabelled_distillation import distil_unlabelled
+
+    student, teacher, faces = _distil_models()
+    seen = []
+    teacher.register_forward_hook(lambda module, args, output: seen.append(len(args[0])))
+    history = distil_unlabelled(student=student, teacher=teacher, images=faces, epochs=3, lr=1e-2, batch_size=20)
+    torch.save({"history": history, "state": student.state_dict(), "seen": seen}, f"{out}.rank{rank}")
+
+
+def test_distillation_on_unlabelled_faces_in_two_processes_follows_one_process(tmp_path):
+    from cfer.continual.unlabelled_distillation import distil_unlabelled
+
+    torch.set_num_threads(1)
+    student, teacher, faces = _distil_models()
+    history = distil_unlabelled(student=student, teacher=teacher, images=faces, epochs=3, lr=1e-2, batch_size=20)
+    _spawn(_distil_worker, str(tmp_path / "distil"))
+    ranks = [torch.load(tmp_path / f"distil.rank{r}") for r in range(2)]
+    # 50 faces in global batches of 20: each process takes 10, 10 and 5 of them, and the same flips
+    assert ranks[0]["seen"] == ranks[1]["seen"] == [10, 10, 5] * 3
+    assert ranks[0]["history"] == pytest.approx(history, rel=1e-5) and history[-1] < history[0]
+    assert ranks[1]["history"] == ranks[0]["history"]  # the epoch's loss is summed over both processes
+    state = student.state_dict()
+    assert max(float((ranks[0]["state"][k] - v).abs().max()) for k, v in state.items()) < 1e-5
+    assert all(torch.equal(ranks[0]["state"][k], ranks[1]["state"][k]) for k in state)
+
+
 # -- cfer run: one writer, the same metrics ------------------------------------------------------
 def _config():
     from cfer.app.config_io import config_from_dict

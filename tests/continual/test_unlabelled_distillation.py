@@ -91,3 +91,15 @@ def test_bad_settings_are_refused_before_training(kwargs, message):
 def test_a_student_with_other_classes_is_refused_naming_the_fix():
     with pytest.raises(ValueError, match="needs the teacher's classes"):
         distil_unlabelled(student=_cnn(1, classes=4), teacher=_cnn(0), images=torch.rand(8, 1, 8, 8))
+
+
+def test_a_cpu_student_in_a_gpu_process_group_is_distilled_by_every_process_alone(monkeypatch):
+    import cfer.continual.unlabelled_distillation as ud
+
+    student = torch.nn.Linear(2, 2)
+    assert not ud._shares(student)  # one process
+    monkeypatch.setattr(ud, "world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda: "nccl")
+    assert not ud._shares(student)  # NCCL reduces GPU tensors only: no DDP over a CPU student
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda: "gloo")
+    assert ud._shares(student)
