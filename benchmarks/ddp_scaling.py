@@ -8,12 +8,16 @@ one run and the table gives the median of each and their ratio.
 * pretraining: ``pretrain_mae`` (``vit_face_tiny``, 64 px, 75% masking, global batch
   ``--batch``, default 64 as in cfer); images/s of the last epoch (the first warms up);
 * teacher: ``train_teacher`` (``resemotenet_slim``, 48 px, global batch ``--batch``, fixed
-  epochs, no early stop); images/s over the epochs after the first, validation included.
+  epochs, no early stop); images/s over the epochs after the first, validation included;
+* pool: ``distil_unlabelled`` (the ``--distil-pool`` step of ``cfer run``: a
+  ``resemotenet_slim`` student matching another one's outputs on rendered faces, 48 px,
+  global batch ``--batch``); images/s over the epochs after the first.
 
 Usage:
     python benchmarks/ddp_scaling.py --json docs/results/ddp_scaling.json
     python benchmarks/ddp_scaling.py --batch 256 --pretrain-subjects 64 --json docs/results/ddp_scaling_b256.json
     python benchmarks/ddp_scaling.py --jobs teacher --cpu-bucket-mb 0  # DDP's own bucket sizes
+    python benchmarks/ddp_scaling.py --jobs pool --json docs/results/ddp_scaling_pool.json
     python benchmarks/ddp_scaling.py --device cuda --nproc 1 2 4     # on a machine with GPUs
 """
 
@@ -66,6 +70,36 @@ def _worker(rank: int, world: int, port: int, job: str, device: str, out: str, s
                              device=device)
         res = pretrain_mae(images=faces, config=cfg)
         value, n = res.history[-1]["images_per_s"], len(faces)
+    elif job == "pool":
+        import logging
+
+        from cfer.continual.evaluation import inputs_of
+        from cfer.continual.growing import build_model
+        from cfer.continual.unlabelled_distillation import distil_unlabelled
+        from cfer.data.synthetic import render_faces
+        from cfer.distributed import resolve_device
+
+        dev = resolve_device(device)
+        faces = render_faces(classes="all", n_subjects=sizes["pool_subjects"], per_class=1, image_size=48,
+                             channels=1, seed=0)
+        images = inputs_of(faces, range(len(faces))).to(dev)
+        student, teacher = (build_model(arch="resemotenet_slim", num_classes=6, in_chans=1, img_size=48, seed=s).to(dev)
+                            for s in (0, 1))
+        stamps: list[float] = []
+
+        class PoolClock:  # the time at the end of every epoch, from the loop's own log call
+            def filter(self, record) -> bool:
+                if "unlabelled faces, epoch" in record.getMessage():
+                    stamps.append(time.perf_counter())
+                return True
+
+        log = logging.getLogger("cfer.continual.unlabelled_distillation")
+        log.setLevel(logging.INFO)
+        log.addFilter(PoolClock())
+        distil_unlabelled(student=student, teacher=teacher, images=images, epochs=sizes["pool_epochs"],
+                          batch_size=sizes["batch"])
+        n = len(images)
+        value = n * (len(stamps) - 1) / (stamps[-1] - stamps[0])
     else:
         from cfer.continual.teacher import TeacherConfig, train_teacher
         from cfer.data.synthetic import make_synthetic_splits
@@ -106,10 +140,12 @@ def main() -> None:
     p.add_argument("--nproc", type=int, nargs="+", default=[1, 2], help="process counts (the first is the base)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--jobs", nargs="+", default=["pretrain", "teacher"], choices=["pretrain", "teacher"])
+    p.add_argument("--jobs", nargs="+", default=["pretrain", "teacher"], choices=["pretrain", "teacher", "pool"])
     p.add_argument("--pretrain-subjects", type=int, default=32, help="identities x 21 classes = faces per epoch")
     p.add_argument("--teacher-subjects", type=int, default=24)
     p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--pool-subjects", type=int, default=50, help="pool job: identities x 21 classes = faces")
+    p.add_argument("--pool-epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=64, help="global batch of both jobs (cfer's default: 64)")
     p.add_argument("--cpu-bucket-mb", type=float, default=None,
                    help="DDP's gradient bucket size on the CPU in MiB (default: cfer's, 1; 0: DDP's own, 25)")
@@ -117,7 +153,8 @@ def main() -> None:
     a = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sizes = {"pretrain_subjects": a.pretrain_subjects, "teacher_subjects": a.teacher_subjects,
-             "teacher_epochs": a.teacher_epochs, "batch": a.batch, "cpu_bucket_mb": a.cpu_bucket_mb}
+             "teacher_epochs": a.teacher_epochs, "batch": a.batch, "cpu_bucket_mb": a.cpu_bucket_mb,
+             "pool_subjects": a.pool_subjects, "pool_epochs": a.pool_epochs}
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {a.device}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, load {os.getloadavg()[0]:.2f}",
           flush=True)
