@@ -44,6 +44,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _epoch_clock(logger_name: str, marker: str) -> list[float]:
+    """The times at which a training loop logs the end of an epoch (its log lines holding ``marker``)."""
+    import logging
+
+    stamps: list[float] = []
+
+    class Clock(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            if marker in record.getMessage():
+                stamps.append(time.perf_counter())
+            return True
+
+    log = logging.getLogger(logger_name)
+    log.setLevel(logging.INFO)
+    log.addFilter(Clock())
+    return stamps
+
+
 def _worker(rank: int, world: int, port: int, job: str, device: str, out: str, sizes: dict) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch.set_num_threads(1)
@@ -71,8 +89,6 @@ def _worker(rank: int, world: int, port: int, job: str, device: str, out: str, s
         res = pretrain_mae(images=faces, config=cfg)
         value, n = res.history[-1]["images_per_s"], len(faces)
     elif job == "pool":
-        import logging
-
         from cfer.continual.evaluation import inputs_of
         from cfer.continual.growing import build_model
         from cfer.continual.unlabelled_distillation import distil_unlabelled
@@ -85,17 +101,7 @@ def _worker(rank: int, world: int, port: int, job: str, device: str, out: str, s
         images = inputs_of(faces, range(len(faces))).to(dev)
         student, teacher = (build_model(arch="resemotenet_slim", num_classes=6, in_chans=1, img_size=48, seed=s).to(dev)
                             for s in (0, 1))
-        stamps: list[float] = []
-
-        class PoolClock:  # the time at the end of every epoch, from the loop's own log call
-            def filter(self, record) -> bool:
-                if "unlabelled faces, epoch" in record.getMessage():
-                    stamps.append(time.perf_counter())
-                return True
-
-        log = logging.getLogger("cfer.continual.unlabelled_distillation")
-        log.setLevel(logging.INFO)
-        log.addFilter(PoolClock())
+        stamps = _epoch_clock("cfer.continual.unlabelled_distillation", "unlabelled faces, epoch")
         distil_unlabelled(student=student, teacher=teacher, images=images, epochs=sizes["pool_epochs"],
                           batch_size=sizes["batch"])
         n = len(images)
@@ -107,19 +113,7 @@ def _worker(rank: int, world: int, port: int, job: str, device: str, out: str, s
         sp = make_synthetic_splits(classes="basic", subjects=(sizes["teacher_subjects"], 4, 2), per_class=5,
                                    image_size=48, channels=1, seed=0)
         epochs = sizes["teacher_epochs"]
-        stamps: list[float] = []
-
-        class Clock:  # the time at the end of every epoch, from the loop's own log call
-            def filter(self, record) -> bool:
-                if "teacher epoch" in record.getMessage():
-                    stamps.append(time.perf_counter())
-                return True
-
-        import logging
-
-        log = logging.getLogger("cfer.continual.teacher")
-        log.setLevel(logging.INFO)
-        log.addFilter(Clock())
+        stamps = _epoch_clock("cfer.continual.teacher", "teacher epoch")
         train_teacher(train=sp["train"], val=sp["val"], config=TeacherConfig(
             arch="resemotenet_slim", max_epochs=epochs, patience=epochs, batch_size=sizes["batch"], device=device))
         n = len(sp["train"])
