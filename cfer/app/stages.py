@@ -190,6 +190,9 @@ def _continual(state: RunState) -> dict:
     config, data, run = state.config, state.data, state.folder
     teacher, _ = state.outputs["teacher"]
     pool = functools.cache(lambda: pool_faces(config, data, progress=state.progress))  # read once, if at all
+    # the same for every order (member:best is chosen once, on the validation faces)
+    saved_arch = functools.cache(lambda: student_arch(config, teacher=teacher, data=data))
+    copied_member = functools.cache(lambda: student_member(config, teacher=teacher, data=data))
     records, first_student, first_classes = [], None, ()
     orders = _orders(config, data)
     c = config.continual
@@ -222,7 +225,7 @@ def _continual(state: RunState) -> dict:
                 close_loggers(loggers)
             classes = tuple(stream.class_names)
             if is_main():
-                arch, clip = student_arch(config, teacher=teacher, data=data), {}
+                arch, clip = saved_arch(), {}
                 if config.data.format == "clips" and config.model.student_arch is None:  # the clip teacher's copy
                     from cfer.app.recipe import clip_model
 
@@ -235,7 +238,7 @@ def _continual(state: RunState) -> dict:
                             "memory_per_class": memory // len(classes),
                             "step_classes": [[classes[j] for j in s] for s in stream.step_classes],
                             **results.to_dict()})
-            member = student_member(config, teacher=teacher, data=data)
+            member = copied_member()
             if member is not None:  # the member the student copied (member:best is chosen on validation)
                 rec["student_member"] = member
             if is_main():
