@@ -43,6 +43,8 @@ from timm.layers import SelectAdaptivePool2d
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from cfer.models.pooling import MaxPool2x2
+
 __all__ = ["ResEmoteNet"]
 
 _POOLS = ("avg", "max", "avgmax", "")
@@ -91,7 +93,7 @@ class ResidualBlock(nn.Module):
 
 def _stem_block(cin: int, cout: int, *, stride: int, norm: str, momentum: float) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), _norm(norm, cout, momentum),
-                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+                         nn.ReLU(inplace=True), MaxPool2x2())
 
 
 class ResEmoteNet(nn.Module):

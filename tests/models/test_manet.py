@@ -5,6 +5,7 @@ from torch import nn
 
 import cfer.models  # noqa: F401 - registers the models
 from cfer.models.manet import LocalPatchAttention, MANet, MultiScaleBlock
+from cfer.models.pooling import MaxPool2x2
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_the_pool_trunk_halves_with_max_pools_and_keeps_the_branches():
     pool = timm.create_model("manet_pool_slim", num_classes=4, in_chans=1).eval()
     residual = timm.create_model("manet_slim", num_classes=4, in_chans=1).eval()
     kinds = [[type(m) for m in block] for block in pool.trunk]
-    assert kinds == [[nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]] * 2  # conv-norm-ReLU-max-pool, twice
+    assert kinds == [[nn.Conv2d, nn.BatchNorm2d, nn.ReLU, MaxPool2x2]] * 2  # conv-norm-ReLU-max-pool, twice
     assert not any(isinstance(m, type(residual.trunk[0])) for m in pool.trunk.modules())
     x = torch.rand(2, 1, 48, 48)
     # the same maps and features as the residual trunk: only the way down to 1/8 differs
