@@ -166,7 +166,8 @@ def student_for_order(config: RunConfig, data: RunData, *, teacher: Any, seed: i
 
         s = config.student
         history = distil_unlabelled(student=student, teacher=teacher, images=pool(), epochs=s.pool_epochs,
-                                    lr=s.pool_lr, temperature=s.pool_temperature, seed=seed, progress=progress)
+                                    lr=s.pool_lr, temperature=s.pool_temperature, seed=seed, device=config.device,
+                                    progress=progress)
         logger.info("student distilled on the pool for %d epochs: KL %.4f -> %.4f", s.pool_epochs, history[0],
                     history[-1])
     return {"student": student, "basic_epochs": basic_epochs}

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from cfer.continual.teacher_fit import _shift, _shift_draws
-from cfer.distributed import all_reduce_sum, rank, shard, world_size, wrap_ddp
+from cfer.distributed import all_reduce_sum, rank, resolve_device, shard, world_size, wrap_ddp
 
 __all__ = ["distil_unlabelled"]
 
@@ -73,7 +73,7 @@ def _check(images: torch.Tensor, epochs: int, lr: float, batch_size: int, temper
 
 def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.Tensor, epochs: int = 20,
                       lr: float = 1e-4, batch_size: int = 64, temperature: float = 1.0, shift: int = 3,
-                      seed: int = 0, progress: bool = False) -> list[float]:
+                      seed: int = 0, device: str | torch.device | None = None, progress: bool = False) -> list[float]:
     """Train ``student`` in place to match ``teacher``'s outputs on unlabelled ``images``.
 
     The loss is ``T² · KL(softmax(t / T) ‖ softmax(s / T))`` over each mini-batch, the
@@ -82,6 +82,8 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     probability-fusion ensemble) works as one that returns logits: ``log_softmax`` leaves
     log-probabilities as they are. Adam; both models in eval mode (BatchNorm statistics and
     dropout frozen; both models' modes are restored afterwards); the teacher is not changed.
+    Both models run on ``device`` (default: the student's) and go back to the devices they
+    came on; the faces may stay on the CPU (each mini-batch is moved).
 
     Under ``torchrun`` (:mod:`cfer.distributed`) every process passes the same ``images`` and
     ``seed``; the student is wrapped in ``DistributedDataParallel`` and each process takes
@@ -102,6 +104,8 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
         temperature: ``T`` of the softened distributions.
         shift: Largest shift in pixels of the augmentation (0: flips only).
         seed: Seed of the shuffling and augmentation (a private generator).
+        device: Where to compute (``cfer.distributed.resolve_device`` spellings or a
+            ``torch.device``; default: where the student's parameters are).
         progress: Show a tqdm bar over epochs.
 
     Returns:
@@ -125,16 +129,18 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     ``single->self+pool`` set-up measures what that drift does).
     """
     _check(images, epochs, lr, batch_size, temperature, shift)
-    was_training, teacher_training = student.training, teacher.training
-    teacher.eval()
-    student.eval()
-    params = [p for p in student.parameters() if p.requires_grad]
-    if not params:
+    if not any(p.requires_grad for p in student.parameters()):
         raise ValueError("the student has no trainable parameter")
-    opt = torch.optim.Adam(params, lr=lr)
+    student_at, teacher_at = _device_of(student), _device_of(teacher)
+    dev = (student_at if device is None
+           else resolve_device(device) if isinstance(device, str) else torch.device(device))
+    was_training, teacher_training = student.training, teacher.training
+    student.to(dev).eval()
+    teacher.to(dev).eval()
+    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
     shares = _shares(student)
     world, at = (world_size(), rank()) if shares else (1, 0)
-    net = wrap_ddp(student, device=next(student.parameters()).device) if shares else student
+    net = wrap_ddp(student, device=dev) if shares else student
     g = torch.Generator().manual_seed(seed)
     history: list[float] = []
     rounds = range(epochs)
@@ -151,7 +157,8 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
                 flip, dx, dy = _shift_draws(len(idx), g, shift=shift)  # drawn for the global batch
                 if len(idx) < world:  # a last batch too small to give every process a face (all skip it)
                     continue
-                xb = _shift(images[shard(idx, of=world, at=at)], shard(flip, of=world, at=at), dx, dy)  # its share
+                mine = images[shard(idx, of=world, at=at)].cpu()  # its share, shifted on the CPU, then moved
+                xb = _shift(mine, shard(flip, of=world, at=at), dx, dy).to(dev, non_blocking=True)
                 with torch.no_grad():
                     t = teacher(xb)
                 s = net(xb)
@@ -170,6 +177,13 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
             history.append(float(all_reduce_sum(total) if shares else total) / len(images))
             logger.info("distillation on unlabelled faces, epoch %d: KL %.4f", epoch, history[-1])
     finally:
-        student.train(was_training)
-        teacher.train(teacher_training)
+        student.to(student_at).train(was_training)
+        teacher.to(teacher_at).train(teacher_training)
     return history
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """Where ``model``'s first parameter (else buffer) lives; the CPU for a model with neither."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")

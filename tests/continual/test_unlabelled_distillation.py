@@ -75,6 +75,21 @@ def test_an_ensemble_member_copy_learns_the_fused_output():
     assert _kl(student, ens, x) < before
 
 
+def test_the_device_argument_computes_there_and_gives_the_models_back_where_they_were():
+    """``device=`` (cfer run passes its --device) picks where the work runs; on the CPU it is
+    the default's run bit for bit, and both models come back on their devices and modes."""
+    faces, teacher = torch.rand(40, 1, 8, 8), _cnn(0).train()
+    runs = []
+    for device in (None, "cpu", torch.device("cpu")):
+        s = _cnn(1)
+        runs.append((distil_unlabelled(student=s, teacher=teacher, images=faces, epochs=2, seed=3, device=device), s))
+    assert runs[0][0] == runs[1][0] == runs[2][0]
+    assert all(torch.equal(a, b) for _, s in runs[1:] for a, b in zip(runs[0][1].parameters(), s.parameters()))
+    assert all(p.device.type == "cpu" for _, s in runs for p in s.parameters()) and teacher.training
+    with pytest.raises(ValueError, match="device must be one of"):
+        distil_unlabelled(student=_cnn(1), teacher=teacher, images=faces, device="gpu")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"images": torch.rand(0, 1, 8, 8)}, "non-empty"),
     ({"images": torch.rand(8, 8, 8)}, r"\(N, C, H, W\)"),
