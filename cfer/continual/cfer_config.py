@@ -37,7 +37,8 @@ class CferConfig:
         feature_samples: The items feature distillation covers: ``"all"`` (the preset),
             ``"memory"`` (those of classes seen before the step) or ``"new"``.
         psmr_mode: ``"grow"`` (m per class, published) or ``"limit"`` (M re-balanced).
-        psmr_scorer: ``"current"`` model or the frozen ``"teacher"`` ranks the samples.
+        psmr_scorer: ``"current"`` model or the frozen ``"teacher"`` ranks the samples (the
+            teacher those of its own classes, the current model the others).
         psmr_rescore_old: Re-sort old classes before truncating them.
         psmr_new_class_selection: ``"sorted"`` (the method), ``"random"`` (the authors' code)
             or ``"sorted_herding"`` (herding within the better-recognised half).

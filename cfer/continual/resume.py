@@ -321,6 +321,8 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
     if state is not None:
         distill = _distillation(strategy)
         distill.load_state_dict(state["plugins"]["distillation"])
+        if distill.projection is not None:  # on the device before the optimiser's state is loaded onto it
+            distill.projection.to(device)
         # The previous step's student is the checkpoint's (copied before any hook is on it).
         if distill.previous_weight > 0 or distill.previous_feature_weight > 0:
             distill.previous = distill._freeze(student)

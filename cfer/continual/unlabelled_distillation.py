@@ -135,20 +135,20 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     dev = (student_at if device is None
            else resolve_device(device) if isinstance(device, str) else torch.device(device))
     was_training, teacher_training = student.training, teacher.training
-    student.to(dev).eval()
-    teacher.to(dev).eval()
-    opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
-    shares = _shares(student)
-    world, at = (world_size(), rank()) if shares else (1, 0)
-    net = wrap_ddp(student, device=dev) if shares else student
-    g = torch.Generator().manual_seed(seed)
-    history: list[float] = []
-    rounds = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        rounds = tqdm(rounds, desc="distilling on unlabelled faces", unit="epoch")
     try:
+        student.to(dev).eval()
+        teacher.to(dev).eval()
+        opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
+        shares = _shares(student)
+        world, at = (world_size(), rank()) if shares else (1, 0)
+        net = wrap_ddp(student, device=dev) if shares else student
+        g = torch.Generator().manual_seed(seed)
+        history: list[float] = []
+        rounds = range(epochs)
+        if progress:
+            from tqdm.auto import tqdm
+
+            rounds = tqdm(rounds, desc="distilling on unlabelled faces", unit="epoch")
         for epoch in rounds:
             perm = torch.randperm(len(images), generator=g)
             total = torch.zeros((), dtype=torch.float64)

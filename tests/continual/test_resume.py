@@ -111,3 +111,40 @@ def test_the_teacher_must_match_the_first_experience(setup, tmp_path):
     with pytest.raises(ValueError, match="the teacher has 6 outputs but the stream's first experience has 5"):
         resumable.run_order(stream=wide, teacher=teacher.model, memory_size=10,
                             checkpoint=tmp_path / "x.pt")
+
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@GPU
+def test_a_run_killed_on_the_gpu_resumes_there(setup, tmp_path, monkeypatch):
+    """The feature projection comes back from the checkpoint on the CPU: it must be on the GPU
+    before the optimiser's state is loaded onto it, or Adam's first step mixes devices."""
+    _, teacher, stream = setup
+    save = resumable._save
+
+    def save_then_die(path, **kwargs):
+        save(path, **kwargs)
+        if kwargs["step"] == 1:
+            raise _Killed
+
+    monkeypatch.setattr(resumable, "_save", save_then_die)
+    ckpt = tmp_path / "cut.pt"
+    with pytest.raises(_Killed):
+        resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=40, checkpoint=ckpt, seed=3,
+                            device="cuda")
+    monkeypatch.setattr(resumable, "_save", save)
+    resumed, student = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=40,
+                                           checkpoint=ckpt, seed=3, device="cuda")
+    assert len(resumed.matrix) == stream.n_steps
+
+
+@GPU
+def test_the_teacher_scores_the_memory_from_its_own_device(setup, tmp_path):
+    """psmr_scorer='teacher' scores with the caller's teacher, which stays on the CPU while the
+    student trains on the GPU."""
+    _, teacher, stream = setup
+    results, _ = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=40, seed=3,
+                                     checkpoint=tmp_path / "c.pt", cfer=CferConfig(psmr_scorer="teacher"),
+                                     device="cuda")
+    assert len(results.matrix) == stream.n_steps

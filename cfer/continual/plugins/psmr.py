@@ -81,11 +81,16 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
     def scores(self, strategy, data) -> torch.Tensor:  # noqa: ANN001
         """Output for the true class of every item of ``data``.
 
+        With ``scorer="teacher"``, items of classes the teacher has no output for (the
+        compound classes of a basic teacher) are scored by the strategy's model instead:
+        sorting happens within a class, so each class is ranked by one model.
+
         Under ``torchrun`` each process scores every ``world_size``-th item and the scores
         are gathered, so every process sorts the same scores and keeps the same items."""
-        model = self.teacher if self.scorer == "teacher" else strategy.model
-        was = model.training
-        model.eval()
+        models = [strategy.model] if self.scorer == "current" else [self.teacher, strategy.model]
+        modes = [m.training for m in models]
+        for m in models:
+            m.eval()
         out = []
         n = len(data)
         if world_size() > 1:
@@ -93,19 +98,33 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
         try:
             bs = self.batch_size or getattr(strategy, "eval_mb_size", None) or 256
             for x, y, *_ in DataLoader(data, batch_size=bs, shuffle=False):
-                logits = model(x.to(strategy.device))
-                y = y.to(logits.device).long()
-                if self.score == "softmax":
-                    vals = torch.softmax(logits, 1).gather(1, y[:, None])[:, 0]
-                elif self.score == "margin":
-                    vals = _margins(logits.float(), y)
-                else:
-                    vals = logits.gather(1, y.clamp_max(logits.shape[1] - 1)[:, None])[:, 0]
-                    vals = torch.where(y < logits.shape[1], vals, torch.full_like(vals, -float("inf")))
-                out.append(vals.float().cpu())
+                y = y.long()
+                vals = torch.empty(len(y))
+                todo = torch.ones(len(y), dtype=torch.bool)
+                for m in models:  # the teacher (if it scores) first, then the strategy's model
+                    logits = m(x[todo].to(_device_of(m)))
+                    # the teacher scores its own classes; the strategy's model scores every item left
+                    last = m is models[-1]
+                    mine = torch.ones(int(todo.sum()), dtype=torch.bool) if last else y[todo] < logits.shape[1]
+                    at = todo.nonzero()[:, 0][mine]
+                    vals[at] = self._true_class(logits[mine.to(logits.device)], y[at].to(logits.device)).float().cpu()
+                    todo[at] = False
+                    if not bool(todo.any()):
+                        break
+                out.append(vals)
         finally:
-            model.train(was)
+            for m, was in zip(models, modes):
+                m.train(was)
         return gather_shards(torch.cat(out) if out else torch.empty(0), total=n)
+
+    def _true_class(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The score of each row's class ``y`` (-inf under ``"logit"`` for a class past the outputs)."""
+        if self.score == "softmax":
+            return torch.softmax(logits, 1).gather(1, y[:, None])[:, 0]
+        if self.score == "margin":
+            return _margins(logits.float(), y)
+        vals = logits.gather(1, y.clamp_max(logits.shape[1] - 1)[:, None])[:, 0]
+        return torch.where(y < logits.shape[1], vals, torch.full_like(vals, -float("inf")))
 
     def make_sorted_indices(self, strategy, data) -> list[int]:  # noqa: ANN001
         s = self.scores(strategy, data)
@@ -230,7 +249,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         from cfer.models.features import find_feature_layer
 
         model = self.selection.teacher if self.selection.scorer == "teacher" else agent.model
-        return normalised_features(model, data, layer=find_feature_layer(model), device=agent.device)[0]
+        return normalised_features(model, data, layer=find_feature_layer(model), device=_device_of(model))[0]
 
     def resize(self, strategy, new_size: int) -> None:  # noqa: ANN001
         self.max_size = new_size
@@ -339,3 +358,8 @@ class ConcatReplayPlugin(ReplayPlugin, supports_distributed=True):
 
     def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         return None  # the strategy's own loader, over the concatenated data
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s first parameter lives (the CPU for a model without parameters)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))

@@ -166,3 +166,24 @@ def test_margin_score_sorts_by_the_distance_to_the_nearest_other_class(make_tens
     assert margin.scores(agent, far)[1] == -float("inf")
     with pytest.raises(ValueError, match="'softmax', 'logit' or 'margin'"):
         PredictiveSortingSelection(score="rank")
+
+
+def test_the_teacher_scores_its_own_classes_and_the_current_model_the_others(make_tensor_dataset):
+    """A basic teacher has no output for a compound class: its items are ranked by the strategy's
+    model (it used to fail with an index error as soon as a compound class entered the memory)."""
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 6)
+    x = rng.normal(size=(24, 8)).astype(np.float32)
+    teacher, current = ScoreModel(2), ScoreModel(4)
+    # the teacher reads columns 0-1, the current model 0-3: give the teacher's classes other scores
+    teacher.forward = lambda t: t[:, 4:6] + 0 * teacher.dummy
+    teacher.train()
+    sel = PredictiveSortingSelection(scorer="teacher", teacher=teacher, score="logit")
+    got = sel.scores(_agent(current), make_tensor_dataset(x, y)).numpy()
+    want = np.where(y < 2, x[np.arange(24), 4 + np.minimum(y, 1)], x[np.arange(24), y])
+    assert got == pytest.approx(want)
+    assert teacher.training  # its mode is given back
+    for c in range(4):  # each class ranked by one model: the teacher for 0-1, the current one for 2-3
+        idx = np.flatnonzero(y == c)
+        order = sel.make_sorted_indices(_agent(current), make_tensor_dataset(x[idx], y[idx]))
+        assert order == np.argsort(-want[idx], kind="stable").tolist()
