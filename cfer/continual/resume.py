@@ -15,9 +15,9 @@ epochs, learning rate, batch size, memory budget, basic epochs, frozen stages): 
 with other settings is refused with the differences named, instead of finishing the order
 with another method than the one it started with.
 
-:func:`rng_state` / :func:`set_rng_state` capture and restore the three global random
-generators a training loop touches (Python's ``random``, NumPy's legacy global and
-torch's CPU generator), as plain tensors a checkpoint can hold.
+:func:`rng_state` / :func:`set_rng_state` capture and restore the global random
+generators a training loop touches (Python's ``random``, NumPy's legacy global, torch's
+CPU generator and, once CUDA is in use, each GPU's), as plain tensors a checkpoint can hold.
 
 Example:
     >>> results, student = run_order(stream=stream, teacher=teacher, memory_size=300, epochs=4,
@@ -64,7 +64,8 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """The global Python, NumPy and torch (CPU) random states, as tensors and numbers."""
+    """The global Python, NumPy and torch random states (the CPU's, and each GPU's once CUDA is
+    in use), as tensors and numbers."""
     version, mt, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {
@@ -73,6 +74,8 @@ def rng_state() -> dict[str, Any]:
         "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state().clone(),
+        # each GPU's generator (dropout and modality dropout draw there), when CUDA is in use
+        "cuda": [t.clone() for t in torch.cuda.get_rng_state_all()] if torch.cuda.is_initialized() else None,
     }
 
 
@@ -84,6 +87,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((nps["name"], nps["keys"].numpy().astype(np.uint32), nps["pos"], nps["has_gauss"],
                          nps["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")  # absent from checkpoints written before it was saved
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
 
 
 def _student(teacher: nn.Module, *, freeze: int = 0) -> nn.Module:

@@ -22,6 +22,25 @@ def test_random_states_survive_a_checkpoint_file(tmp_path):
     assert _draws() == expected and loaded["step"] == 3
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpus_random_states_survive_a_checkpoint_file(tmp_path):
+    torch.rand(1, device="cuda")  # CUDA in use
+    state = rng_state()
+    expected = torch.rand(4, device="cuda").cpu()
+    save_checkpoint(tmp_path / "c.pt", {"rng": state})
+    torch.rand(4, device="cuda")
+    set_rng_state(load_checkpoint(tmp_path / "c.pt")["rng"])
+    assert torch.equal(torch.rand(4, device="cuda").cpu(), expected)
+
+
+def test_an_older_checkpoint_without_gpu_states_still_restores(tmp_path):
+    state = {k: v for k, v in rng_state().items() if k != "cuda"}
+    expected = _draws()
+    _draws()
+    set_rng_state(state)
+    assert _draws() == expected
+
+
 class _Payload:
     """Unpickling this calls Path.touch: a stand-in for code an attacker would run."""
 
