@@ -41,12 +41,17 @@ __all__ = ["Confusion", "confusion", "constituent_share", "predict"]
 
 @torch.no_grad()
 def predict(model: Callable[[torch.Tensor], torch.Tensor], data: FaceDataset, *, batch_size: int = 256) -> np.ndarray:
-    """The output unit ``model`` scores highest for each item of ``data`` (eval mode)."""
+    """The output unit ``model`` scores highest for each item of ``data`` (eval mode).
+
+    An ``nn.Module`` may be on any device (the faces go to its first parameter's); other
+    callables get the faces on the CPU."""
     was = getattr(model, "training", None)
     if was is not None:
         model.eval()
+    params = model.parameters() if isinstance(model, torch.nn.Module) else ()
+    device = next((p.device for p in params), torch.device("cpu"))
     x, _ = data.tensors()
-    out = [model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
+    out = [model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
     if was is not None:
         model.train(was)
     return torch.cat(out).numpy() if out else np.zeros(0, np.int64)

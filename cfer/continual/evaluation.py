@@ -50,9 +50,6 @@ class LazyItems:
             pos = torch.as_tensor(idx).reshape(-1).tolist()
         return torch.stack([self.dataset[int(self.keep[i])][0] for i in pos])
 
-    def pin_memory(self) -> "LazyItems":
-        return self
-
 
 def inputs_of(data: object, keep: np.ndarray | None = None) -> torch.Tensor | LazyItems:
     """``data``'s inputs at ``keep`` (all by default): a tensor for in-memory faces, else lazy."""
@@ -68,16 +65,19 @@ def evaluate(model: nn.Module, data: FaceDataset, *, batch_size: int = 256,
 
     ``data`` is a :class:`~cfer.data.FaceDataset` or any dataset with ``labels`` whose items
     are ``(input, label)`` (e.g. :class:`cfer.data.video.ClipDataset`, loaded batch by batch).
+    The model may be on any device: each batch goes to the device of its first parameter.
     """
     was = model.training
     model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x, y = inputs_of(data), torch.as_tensor(np.asarray(data.labels))
     if label_map is not None:
         y = torch.as_tensor(label_map[y.numpy()])
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            correct += (model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+            pred = model(x[i:i + batch_size].to(device)).argmax(1).cpu()
+            correct += (pred == y[i:i + batch_size]).sum().item()
     model.train(was)
     return correct / max(len(x), 1)
 

@@ -274,8 +274,6 @@ def train_teacher(*, train: FaceDataset, val: FaceDataset, config: TeacherConfig
 
         freeze_stages(model, stages=config.freeze_stages)
     model.to(device)
-    if device.type == "cuda":  # page-locked host memory: the copies to the GPU overlap the compute
-        xt, yt, xv, yv = (t.pin_memory() for t in (xt, yt, xv, yv))
     image_size, channels = train.image_size[-1], train.channels
     if config.member_training == "one_by_one":
         fitted = fit_members(model, xt=xt, yt=yt, xv=xv, yv=yv, config=config, image_size=image_size,

@@ -186,6 +186,8 @@ def fit(model: nn.Module, *, xt: torch.Tensor | LazyItems, yt: torch.Tensor, xv:
                     continue
                 if augment is not None:
                     xb, yb = augment(xb, yb)
+                if device.type == "cuda":  # page-locked batch: its copy to the GPU overlaps the compute
+                    xb, yb = xb.pin_memory(), yb.pin_memory()
                 xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
                 if mix is not None:  # the batch is shuffled, so each face's successor is a random partner
                     lam = float(mix.beta(config.mixup, config.mixup))

@@ -34,11 +34,13 @@ logger = logging.getLogger(__name__)
 
 def cam_targets(model: nn.Module, x: torch.Tensor, face_classes: Sequence[str],
                 model_classes: Sequence[str]) -> list[int]:
-    """The unit to explain per face: its own class if the model has it, else the prediction."""
+    """The unit to explain per face: its own class if the model has it, else the prediction
+    (the model may be on any device: the faces go to its first parameter's)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     with torch.no_grad():
         was = model.training
         model.eval()
-        pred = torch.cat([model(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)]).tolist()
+        pred = torch.cat([model(x[i:i + 256].to(device)).argmax(1) for i in range(0, len(x), 256)]).tolist()
         model.train(was)
     index = {c: i for i, c in enumerate(model_classes)}
     return [index.get(c, p) for c, p in zip(face_classes, pred)]

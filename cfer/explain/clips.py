@@ -104,16 +104,17 @@ def explain_clips(
         raise ValueError(f"clips must be packed as (B, {', '.join(map(str, layout.shape))}) for this model's "
                          f"ClipLayout, got {tuple(clips.shape)}")
     n, T = len(clips), layout.frames
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))  # the CAM moves its own inputs
     with cam_session(model):
         if targets is None:
             with torch.no_grad():
-                targets = model(clips).argmax(1).tolist()
+                targets = model(clips.to(device)).argmax(1).tolist()
         elif isinstance(targets, (int, np.integer)):
             targets = [int(targets)] * n
         if len(targets) != n:
             raise ValueError(f"{n} clips but {len(targets)} targets; give one per clip or one int")
         with torch.no_grad():
-            width = int(model(clips[:1]).shape[-1])
+            width = int(model(clips[:1].to(device)).shape[-1])
         bad = sorted({int(t) for t in targets if not 0 <= int(t) < width})
         if bad:
             raise ValueError(f"targets {bad} are outside the model's {width} outputs; give 0..{width - 1}")

@@ -165,6 +165,15 @@ def _pre_logits(model: Any, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"{exc}; or give the few-shot evaluation embed_fn=<(model, x) -> features>") from None
 
 
+def _device_of(model: Any) -> torch.device | None:
+    """The device of an ``nn.Module``'s first parameter; None for anything else (inputs stay put)."""
+    return next((p.device for p in model.parameters()), None) if isinstance(model, nn.Module) else None
+
+
+def _to(x: torch.Tensor, device: torch.device | None) -> torch.Tensor:
+    return x if device is None else x.to(device)
+
+
 def embed(model: Any, images: torch.Tensor, *, batch_size: int = 256, embed_fn: EmbedFn | None = None) -> torch.Tensor:
     """Pre-logit features of every image, in eval mode (an ``nn.Module``'s mode is restored).
 
@@ -177,13 +186,19 @@ def embed(model: Any, images: torch.Tensor, *, batch_size: int = 256, embed_fn: 
         batch_size: Images per forward pass.
         embed_fn: Custom ``(model, x) -> features``, e.g. ``lambda m, x: m(x)`` for a model
             whose output is the features.
+
+    Returns:
+        ``(N, D)`` features, on the model's device: an ``nn.Module`` with parameters gets each
+        batch on the device of its first parameter (other models get the images as given).
     """
     was = model.training if isinstance(model, nn.Module) else None
     if was is not None:
         model.eval()
+    device = _device_of(model)
     fn = embed_fn or _pre_logits
     try:
-        return torch.cat([fn(model, images[i:i + batch_size]).flatten(1) for i in range(0, len(images), batch_size)])
+        return torch.cat([fn(model, _to(images[i:i + batch_size], device)).flatten(1)
+                          for i in range(0, len(images), batch_size)])
     finally:
         if was is not None:
             model.train(was)
@@ -305,23 +320,25 @@ def _finetune(model: nn.Module, images: torch.Tensor, episodes: list[Episode], n
     sy, qy = _episode_labels(config)
     hit, seen, accs = np.zeros(len(names)), np.zeros(len(names)), []
     gen = torch.Generator().manual_seed(config.seed)
+    device = _device_of(model)
     for support, query, classes in episodes:
         enc = copy.deepcopy(model)
         with torch.no_grad():
-            dim = embed(enc, images[support[:1]], embed_fn=embed_fn).shape[1]
+            probe = embed(enc, images[support[:1]], embed_fn=embed_fn)
+        dim = probe.shape[1]
         _train_frozen_bn(enc)
-        head = nn.Linear(dim, config.ways)
+        head = nn.Linear(dim, config.ways).to(probe.device)  # initialised on the CPU, then moved
         with torch.no_grad():
             head.weight.copy_(torch.randn(config.ways, dim, generator=gen) * 0.01)
             head.bias.zero_()
         opt = torch.optim.Adam([*enc.parameters(), *head.parameters()], lr=config.finetune_lr)
-        xs = images[support]
+        xs, sy_at = _to(images[support], device), sy.to(probe.device)
         for _ in range(config.finetune_steps):
             opt.zero_grad()
-            nn.functional.cross_entropy(head(features(enc, xs).flatten(1)), sy).backward()
+            nn.functional.cross_entropy(head(features(enc, xs).flatten(1)), sy_at).backward()
             opt.step()
         with torch.no_grad():
-            pred = head(embed(enc, images[query], embed_fn=embed_fn)).argmax(1)
+            pred = head(embed(enc, images[query], embed_fn=embed_fn)).argmax(1).cpu()
         ok = (pred == qy).numpy()
         accs.append(float(ok.mean()))
         np.add.at(hit, classes[qy.numpy()], ok)

@@ -92,7 +92,9 @@ def one_new_class_protocol(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net.grow(len(basic) + 1)
-    ys = torch.full((shots,), len(basic), dtype=torch.long)
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))  # the model may be on any device
+    xs = xs.to(device)
+    ys = torch.full((shots,), len(basic), dtype=torch.long, device=device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     _train_frozen_bn(net)
     for _ in range(steps):
@@ -105,7 +107,7 @@ def one_new_class_protocol(
     xq = queries.subset(keep).tensors()[0]
     target = np.array([len(basic) if n == new else basic.index(n) for n in q_names[keep]])
     with torch.no_grad():
-        pred = torch.cat([net(xq[i:i + 256]).argmax(1) for i in range(0, len(xq), 256)]).numpy()
+        pred = torch.cat([net(xq[i:i + 256].to(device)).argmax(1) for i in range(0, len(xq), 256)]).cpu().numpy()
     is_new = target == len(basic)
     if not is_new.any() or is_new.all():
         raise ValueError("queries must hold images of the new class and of the basic classes")

@@ -250,8 +250,6 @@ def pretrain_mae(*, images: np.ndarray | torch.Tensor | FaceDataset, config: Pre
         raise ValueError(f"batch_size {config.batch_size} is smaller than the {world} processes; each needs at "
                          "least one face of every global batch")
     model = build_mae(config, in_chans=int(x_all.shape[1])).to(device)
-    if device.type == "cuda":  # page-locked host memory: the copies to the GPU overlap the compute
-        x_all = x_all.pin_memory()
     optimizer = _optimizer(model, config)
     steps_per_epoch = max(1, len(x_all) // config.batch_size)  # as many as _batches gives
     total = steps_per_epoch * config.epochs
@@ -292,6 +290,8 @@ def pretrain_mae(*, images: np.ndarray | torch.Tensor | FaceDataset, config: Pre
                     x = x_all[shard(idx)]
                     if transform is not None:
                         x = augment_batch(x, transform=transform)
+                    if device.type == "cuda":  # page-locked batch: its copy to the GPU overlaps the compute
+                        x = x.pin_memory()
                     lr = lr_at(step, total=total, warmup=warmup, lr=config.lr, min_lr=config.min_lr)
                     for group in optimizer.param_groups:
                         group["lr"] = lr

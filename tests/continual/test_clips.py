@@ -104,3 +104,18 @@ def test_accuracy_of_clips_matches_item_by_item(clips, teacher):
     with torch.no_grad():
         want = np.mean([int(teacher.model(ds[i][0][None]).argmax(1)) == int(ds.labels[i]) for i in range(len(ds))])
     assert acc == pytest.approx(want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_per_frame_grad_cam_of_a_model_on_the_gpu(clips, teacher, monkeypatch):
+    """Clips on the CPU, model on the GPU: the predicted targets and the maps are the CPU's."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # the CPU's float32 convolutions
+    ds: ClipDataset = clips["test"]
+    x = torch.stack([ds[i][0] for i in range(2)])
+    want = explain_clips(teacher.model, x)
+    model = copy.deepcopy(teacher.model).to("cuda")
+    got = explain_clips(model, x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    with pytest.raises(ValueError, match="outside the model's 2 outputs"):
+        explain_clips(model, x, targets=[0, 2])

@@ -59,3 +59,19 @@ def test_a_model_without_the_compound_output_sends_every_compound_face_somewhere
 def test_a_row_without_faces_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="have no items in the data; leave them out of rows="):
         confusion(Lookup([0], 4), faces([0], CLASSES), classes=CLASSES, rows=["happy", "awed"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_model_on_the_gpu_gets_the_cpu_counts():
+    from cfer.continual.confusion import predict
+
+    images = np.random.default_rng(0).integers(0, 256, size=(20, 4, 4, 3), dtype=np.uint8)
+    data = FaceDataset(images=images, labels=np.arange(20) % 4, classes=CLASSES)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 4))
+    want, want_pred = confusion(model, data, classes=CLASSES), predict(model, data)
+    model.to("cuda")
+    got = confusion(model, data, classes=CLASSES, batch_size=6)
+    assert got.counts.tolist() == want.counts.tolist() and got.rows == want.rows
+    pred = predict(model, data, batch_size=6)
+    assert isinstance(pred, np.ndarray) and pred.tolist() == want_pred.tolist()

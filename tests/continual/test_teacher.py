@@ -216,3 +216,16 @@ def test_mixup_is_checked_and_refused_for_clips():
     with pytest.raises(ValueError, match="does not apply to clips"):
         fit(torch.nn.Flatten(), xt=lazy, yt=y, xv=lazy, yv=y, criterion=torch.nn.CrossEntropyLoss(),
             config=TeacherConfig(mixup=0.2, device="cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_evaluate_takes_a_model_on_the_gpu(splits):
+    """The faces go to the model's device; the accuracy is the CPU's."""
+    test = splits["test"]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(test.tensors()[0][0].numel(), 7))
+    label_map = np.arange(len(test.classes)) % 7
+    want = evaluate(model, test, batch_size=5), evaluate(model, test, batch_size=5, label_map=label_map)
+    model.to("cuda")
+    assert (evaluate(model, test, batch_size=5), evaluate(model, test, batch_size=5, label_map=label_map)) == want
+    assert next(model.parameters()).device.type == "cuda"

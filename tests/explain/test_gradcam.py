@@ -212,3 +212,17 @@ def test_all_zero_maps_are_reported(faces, caplog):
     with caplog.at_level(logging.WARNING, logger="cfer.explain.gradcam"):
         explain(model, x, target_layers=[model.conv], targets=0)
     assert "all zero" not in caplog.text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cam_targets_take_a_model_on_the_gpu(faces):
+    from cfer.explain.analysis import cam_targets
+
+    x = faces.tensors()[0]
+    names = [faces.classes[i] for i in faces.labels]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), 3))
+    model_classes = ["happy", "surprised", "angry"]  # the compound and sad faces get the prediction
+    want = cam_targets(model, x, names, model_classes)
+    model.to("cuda")
+    assert cam_targets(model, x, names, model_classes) == want

@@ -134,3 +134,51 @@ def test_finetune_classifier_and_one_new_class_protocol():
     with pytest.raises(ValueError, match="'happily_surprised' has 9 training images; 50 shots need 50"):
         one_new_class_protocol(res.model, support=sp["train"], queries=sp["test"],
                                basic_classes=basic, new_class="happily_surprised", shots=50)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_embed_and_finetune_take_an_encoder_on_the_gpu():
+    """Images on the CPU, encoder on the GPU: the features and the fine-tuned episodes are the CPU's."""
+    from cfer.fewshot.episodes import embed, finetune_episodes
+
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal(size=(8, 6))[LABELS] * 10 + rng.normal(size=(len(LABELS), 6)), dtype=torch.float32)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 8))
+    config = EpisodeConfig(ways=4, shots=2, queries=3, episodes=4, classifier="finetune", finetune_steps=3, seed=1)
+    feats = embed(net, x, batch_size=32)
+    torch.manual_seed(1)
+    want = finetune_episodes(net, x, LABELS, config=config)
+    net.to("cuda")
+    on_gpu = embed(net, x, batch_size=32)
+    assert on_gpu.device == next(net.parameters()).device
+    torch.testing.assert_close(on_gpu.cpu(), feats)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(1)
+    got = finetune_episodes(net, x, LABELS, config=config)
+    # the same episodes; the GPU rounds otherwise, so an accuracy may move by a query or two
+    assert len(got.episode_accuracies) == len(want.episode_accuracies) == 4
+    assert np.allclose(got.episode_accuracies, want.episode_accuracies, atol=2 / 12)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # the caller's model is untouched
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_one_new_class_protocol_takes_a_model_on_the_gpu(monkeypatch):
+    from cfer.continual.growing import build_model
+    from cfer.data.synthetic import make_synthetic_splits
+    from cfer.fewshot.protocols import one_new_class_protocol
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # the CPU's float32 convolutions
+    basic = ("happy", "sad", "surprised")
+    sp = make_synthetic_splits(classes=[*basic, "awed"], subjects=(3, 1, 2), per_class=3, image_size=24, seed=2)
+    model = build_model(arch="cfer_tiny", num_classes=len(basic), in_chans=sp["train"].channels, img_size=24)
+    for m in model.modules():  # dropout would draw from the CPU's or the GPU's generator
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    run = dict(support=sp["train"], queries=sp["test"], basic_classes=basic, new_class="awed", shots=2, steps=3)
+    want = one_new_class_protocol(model, **run).to_dict()
+    model.to("cuda")
+    got = one_new_class_protocol(model, **run).to_dict()
+    assert got.keys() == want.keys()  # the GPU rounds otherwise: the figures agree to a few queries
+    assert all(abs(got[k] - want[k]) <= 0.15 for k in want if isinstance(want[k], float))
+    assert next(model.parameters()).device.type == "cuda" and model.num_classes == len(basic)
