@@ -7,16 +7,6 @@ import cfer.models  # noqa: F401 - registers the models
 from cfer.models.pooling import MaxPool2x2, max_pool2x2
 
 
-def _with_torch_pools(net: nn.Module) -> nn.Module:
-    """``net`` with every :class:`MaxPool2x2` replaced by PyTorch's ``nn.MaxPool2d(2)``."""
-    for name, child in net.named_children():
-        if isinstance(child, MaxPool2x2):
-            setattr(net, name, nn.MaxPool2d(2))
-        else:
-            _with_torch_pools(child)
-    return net
-
-
 def _ties(shape: tuple[int, ...]) -> torch.Tensor:
     """Random values with flat regions (ties inside windows), zeros (as after a ReLU) and a NaN."""
     x = torch.randn(shape).relu()
@@ -57,10 +47,11 @@ def test_gradients_go_through_pytorchs_kernel_and_match_it():
 
 @pytest.mark.parametrize("name,size,pools", [("resemotenet_slim", 48, 3), ("resemotenet_slim", 50, 3), ("cfer_tiny", 64, 3),
                                              ("manet_pool_slim", 48, 3), ("manet_tiny", 48, 1)])
-def test_models_give_the_same_outputs_and_gradients_as_with_torch_pools(name, size, pools):
+def test_models_give_the_same_outputs_and_gradients_as_with_torch_pools(name, size, pools, load_benchmark):
+    with_torch_pools = load_benchmark("pool_speed").with_torch_pools  # the benchmark's own swap
     torch.manual_seed(0)
     fast = timm.create_model(name, num_classes=5, in_chans=1, drop_rate=0.0)
-    slow = _with_torch_pools(timm.create_model(name, num_classes=5, in_chans=1, drop_rate=0.0))
+    slow = with_torch_pools(timm.create_model(name, num_classes=5, in_chans=1, drop_rate=0.0))
     slow.load_state_dict(fast.state_dict())
     assert sum(isinstance(m, MaxPool2x2) for m in fast.modules()) == pools
     assert not any(isinstance(m, MaxPool2x2) for m in slow.modules())
