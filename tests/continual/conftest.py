@@ -48,3 +48,30 @@ def make_tensor_dataset():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def killed_after_step_1(monkeypatch):
+    """``kill(run, checkpoint)``: calls ``run(checkpoint)`` (a ``run_order``) and stops it right
+    after the checkpoint of step 1 is written, as a kill would."""
+    from cfer.continual import resume as resumable
+
+    class Killed(Exception):
+        pass
+
+    def kill(run, checkpoint):
+        save = resumable._save
+
+        def save_then_die(path, **kwargs):
+            save(path, **kwargs)
+            if kwargs["step"] == 1:
+                raise Killed
+
+        monkeypatch.setattr(resumable, "_save", save_then_die)
+        try:
+            with pytest.raises(Killed):
+                run(checkpoint)
+        finally:
+            monkeypatch.setattr(resumable, "_save", save)
+
+    return kill

@@ -36,10 +36,6 @@ def setup(teacher_and_stream):
     return teacher, stream
 
 
-class _Killed(Exception):
-    pass
-
-
 def _rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -54,21 +50,11 @@ def _run(stream, teacher, folder, ckpt):
         lg.close_loggers(loggers)
 
 
-def test_a_resumed_run_keeps_logging_every_step(setup, tmp_path, monkeypatch):
+def test_a_resumed_run_keeps_logging_every_step(setup, tmp_path, killed_after_step_1):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     teacher, stream = setup
-    save = resumable._save
-
-    def save_then_die(path, **kwargs):
-        save(path, **kwargs)
-        if kwargs["step"] == 1:
-            raise _Killed
-
-    monkeypatch.setattr(resumable, "_save", save_then_die)
-    with pytest.raises(_Killed):
-        _run(stream, teacher, tmp_path / "logs", tmp_path / "ckpt.pt")
-    monkeypatch.setattr(resumable, "_save", save)
+    killed_after_step_1(lambda c: _run(stream, teacher, tmp_path / "logs", c), tmp_path / "ckpt.pt")
     results, _ = _run(stream, teacher, tmp_path / "logs", tmp_path / "ckpt.pt")
     assert len(results.matrix) == stream.n_steps == 4
 

@@ -17,25 +17,6 @@ def setup(teacher_and_stream):
     return teacher_and_stream
 
 
-class _Killed(Exception):
-    pass
-
-
-def _killed_after_step_1(monkeypatch, run, checkpoint):
-    """``run(checkpoint)`` stopped right after the checkpoint of step 1 is written (as a kill would)."""
-    save = resumable._save
-
-    def save_then_die(path, **kwargs):
-        save(path, **kwargs)
-        if kwargs["step"] == 1:
-            raise _Killed
-
-    monkeypatch.setattr(resumable, "_save", save_then_die)
-    with pytest.raises(_Killed):
-        run(checkpoint)
-    monkeypatch.setattr(resumable, "_save", save)
-
-
 EVERY_STATE = CferConfig(criterion="sigmoid", previous_feature_weight=1.0, nearest_mean_mirror=True,
                          nearest_mean_head_weight=1.0)
 """The preset plus every option that keeps a state between steps (a previous student, means)."""
@@ -43,7 +24,7 @@ EVERY_STATE = CferConfig(criterion="sigmoid", previous_feature_weight=1.0, neare
 
 @pytest.mark.parametrize("cfer", [CferConfig(), EVERY_STATE, CferConfig(head="cosine")],
                          ids=["preset", "every-option", "cosine-head"])
-def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_path, monkeypatch, cfer):
+def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_path, killed_after_step_1, cfer):
     _, teacher, stream = setup
     settings = dict(epochs=2, cfer=cfer)
     full, student = resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
@@ -52,8 +33,8 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_result(setup, tmp_pa
     assert student.num_classes == len(stream.class_names)
 
     ckpt = tmp_path / "cut.pt"
-    _killed_after_step_1(monkeypatch, lambda c: resumable.run_order(stream=stream, teacher=teacher.model, **settings,
-                                                                    memory_size=40, checkpoint=c, seed=3), ckpt)
+    killed_after_step_1(lambda c: resumable.run_order(stream=stream, teacher=teacher.model, **settings, memory_size=40,
+                                                      checkpoint=c, seed=3), ckpt)
     state = load_checkpoint(ckpt)
     assert state["step"] == 1 and len(state["results"]["matrix"]) == 2
     # The buffer is stored as item indices per class, never as images.
@@ -122,14 +103,13 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 
 
 @GPU
-def test_a_run_killed_on_the_gpu_resumes_there(setup, tmp_path, monkeypatch):
+def test_a_run_killed_on_the_gpu_resumes_there(setup, tmp_path, killed_after_step_1):
     """The feature projection comes back from the checkpoint on the CPU: it must be on the GPU
     before the optimiser's state is loaded onto it, or Adam's first step mixes devices."""
     _, teacher, stream = setup
     ckpt = tmp_path / "cut.pt"
-    _killed_after_step_1(monkeypatch, lambda c: resumable.run_order(stream=stream, teacher=teacher.model, epochs=1,
-                                                                    memory_size=40, checkpoint=c, seed=3,
-                                                                    device="cuda"), ckpt)
+    killed_after_step_1(lambda c: resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=40,
+                                                      checkpoint=c, seed=3, device="cuda"), ckpt)
     resumed, student = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=40,
                                            checkpoint=ckpt, seed=3, device="cuda")
     assert len(resumed.matrix) == stream.n_steps
