@@ -8,8 +8,12 @@ that the two give the same outputs and the same gradients bit for bit. Median of
 ``--repeats`` rounds (each round times ``--steps`` calls of each), one thread unless
 ``--threads``.
 
+A clip model (``--arch temporal_slim``) gets random packed clips of its own layout instead
+of images (``--size`` and ``--channels`` then do not apply).
+
 Usage:
     python benchmarks/pool_speed.py [--batch 64] [--size 48] [--channels 1] [--threads 1] [--repeats 7]
+    python benchmarks/pool_speed.py --arch temporal_slim --batch 16
 """
 
 from __future__ import annotations
@@ -66,11 +70,17 @@ def main() -> None:
     torch_net = with_torch_pools(timm.create_model(args.arch, num_classes=7, in_chans=args.channels, drop_rate=0.0))
     torch_net.load_state_dict(nets["cfer (MaxPool2x2)"].state_dict())
     nets["PyTorch (nn.MaxPool2d)"] = torch_net
-    x = torch.rand(args.batch, args.channels, args.size, args.size)
+    layout = getattr(torch_net, "clip_layout", None)  # a clip model takes packed clips (frames, landmarks, voice)
+    x = torch.rand(args.batch, *layout.shape) if layout is not None else torch.rand(args.batch, args.channels,
+                                                                                    args.size, args.size)
     y = torch.randint(0, 7, (args.batch,))
     a, b = nets.values()
     same_out = torch.equal(_infer(a, x), _infer(b, x))
-    same_grad = all(torch.equal(p, q) for p, q in zip(_train_step(a, x, y), _train_step(b, x, y)))
+    grads = []
+    for net in (a, b):  # the same draws for both (dropout, a clip model's modality dropout)
+        torch.manual_seed(1)
+        grads.append(_train_step(net, x, y))
+    same_grad = all(torch.equal(p, q) for p, q in zip(*grads))
     if not (same_out and same_grad):
         raise SystemExit(f"the two pools disagree (outputs equal: {same_out}, gradients equal: {same_grad})")
     times: dict[tuple[str, str], list[float]] = {}
@@ -83,9 +93,11 @@ def main() -> None:
                 for _ in range(args.steps):
                     call()
                 times.setdefault((what, name), []).append((time.perf_counter() - t0) / args.steps)
-    print(f"{args.arch}, {args.batch} images {args.size}x{args.size}x{args.channels}, {args.threads} thread(s), "
+    what_in = (f"{args.batch} clips {tuple(layout.shape)}" if layout is not None
+               else f"{args.batch} images {args.size}x{args.size}x{args.channels}")
+    print(f"{args.arch}, {what_in}, {args.threads} thread(s), "
           f"median of {args.repeats} rounds (torch {torch.__version__}); outputs and gradients equal bit for bit\n")
-    print("| pass | pools | ms / batch | images / s | time vs PyTorch's pools |")
+    print("| pass | pools | ms / batch | items / s | time vs PyTorch's pools |")
     print("|---|---|---:|---:|---:|")
     for what in ("no-grad forward", "forward + backward"):
         ref = statistics.median(times[(what, "PyTorch (nn.MaxPool2d)")])
