@@ -5,10 +5,11 @@ each window's maximum, one output at a time. With one thread, ``resemotenet_slim
 stem pools took about half of its no-grad forward pass on this project's machine, and as
 long as all of its convolutions over a profiled continual run (``docs/benchmarks.md``).
 The maximum of the four strided quarters of the input (``x[..., 0::2, 0::2]``, ...) gives
-the same values, vectorised, without the indices. :class:`MaxPool2x2` uses it where nothing needs the indices (no gradient
-recorded: evaluation, the teacher's outputs, class means, scoring) and PyTorch's kernel
-everywhere else (training, Grad-CAM, CUDA, odd sizes), so training is unchanged bit for
-bit and inference gives the same outputs (``tests/models/test_pooling.py``).
+the same values, vectorised, without the indices. :class:`MaxPool2x2` uses it where nothing
+needs the indices (no gradient recorded: evaluation, the teacher's outputs, class means,
+scoring) and PyTorch's kernel everywhere else (training, Grad-CAM, CUDA, odd sizes), so
+training is unchanged bit for bit and inference gives the same outputs
+(``tests/models/test_pooling.py``).
 
 Example:
     >>> import torch
