@@ -40,7 +40,7 @@ import torch
 __all__ = ["CPU_BUCKET_MB", "DEVICES", "PRECISIONS", "all_gather_objects", "all_reduce_sum", "autocast", "barrier",
            "check_precision",
            "broadcast_object", "gather_shards", "is_distributed", "is_main", "launched_by_torchrun",
-           "quiet_stride_notice", "rank", "resolve_device", "shard", "sync_buffers", "world_size",
+           "model_device", "quiet_stride_notice", "rank", "resolve_device", "shard", "sync_buffers", "world_size",
            "wrap_ddp"]
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,17 @@ def quiet_stride_notice() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+
+
+def model_device(model: torch.nn.Module, default: torch.device | None = torch.device("cpu")) -> torch.device | None:
+    """Where ``model`` computes: the device of its first parameter (else buffer); ``default``
+    for a model with neither. Functions that take a user's model move their inputs there.
+
+    Example:
+        >>> model_device(torch.nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    return next((t.device for t in (*model.parameters(), *model.buffers())), default)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

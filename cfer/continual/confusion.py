@@ -35,6 +35,7 @@ import torch
 from cfer import taxonomy
 from cfer.continual.scores import ClassScores, class_scores
 from cfer.data.base import FaceDataset
+from cfer.distributed import model_device
 
 __all__ = ["Confusion", "confusion", "constituent_share", "predict"]
 
@@ -48,8 +49,7 @@ def predict(model: Callable[[torch.Tensor], torch.Tensor], data: FaceDataset, *,
     was = getattr(model, "training", None)
     if was is not None:
         model.eval()
-    params = model.parameters() if isinstance(model, torch.nn.Module) else ()
-    device = next((p.device for p in params), torch.device("cpu"))
+    device = model_device(model) if isinstance(model, torch.nn.Module) else torch.device("cpu")
     x, _ = data.tensors()
     out = [model(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
     if was is not None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from cfer.data.base import FaceDataset
+from cfer.distributed import model_device
 
 __all__ = ["LazyItems", "evaluate", "evaluate_classes", "inputs_of"]
 
@@ -69,7 +70,7 @@ def evaluate(model: nn.Module, data: FaceDataset, *, batch_size: int = 256,
     """
     was = model.training
     model.eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     x, y = inputs_of(data), torch.as_tensor(np.asarray(data.labels))
     if label_map is not None:
         y = torch.as_tensor(label_map[y.numpy()])

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from cfer.continual.teacher_fit import _shift, _shift_draws
-from cfer.distributed import all_reduce_sum, rank, resolve_device, shard, world_size, wrap_ddp
+from cfer.distributed import all_reduce_sum, model_device, rank, resolve_device, shard, world_size, wrap_ddp
 
 __all__ = ["distil_unlabelled"]
 
@@ -131,7 +131,7 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
     _check(images, epochs, lr, batch_size, temperature, shift)
     if not any(p.requires_grad for p in student.parameters()):
         raise ValueError("the student has no trainable parameter")
-    student_at, teacher_at = _device_of(student), _device_of(teacher)
+    student_at, teacher_at = model_device(student), model_device(teacher)
     dev = (student_at if device is None
            else resolve_device(device) if isinstance(device, str) else torch.device(device))
     was_training, teacher_training = student.training, teacher.training
@@ -180,10 +180,3 @@ def distil_unlabelled(*, student: nn.Module, teacher: nn.Module, images: torch.T
         student.to(student_at).train(was_training)
         teacher.to(teacher_at).train(teacher_training)
     return history
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    """Where ``model``'s first parameter (else buffer) lives; the CPU for a model with neither."""
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cfer import taxonomy
+from cfer.distributed import model_device
 from cfer.explain.compare import SimilarityTable, constituent_gap, mean_maps, similarity_table
 from cfer.explain.gradcam import empty_maps, explain
 from cfer.explain.regions import canonical_region_map, localisation_score, region_attention
@@ -36,7 +37,7 @@ def cam_targets(model: nn.Module, x: torch.Tensor, face_classes: Sequence[str],
                 model_classes: Sequence[str]) -> list[int]:
     """The unit to explain per face: its own class if the model has it, else the prediction
     (the model may be on any device: the faces go to its first parameter's)."""
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     with torch.no_grad():
         was = model.training
         model.eval()

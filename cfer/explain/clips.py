@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from cfer import taxonomy
+from cfer.distributed import model_device
 from cfer.explain.gradcam import _unwrap, cam_session, find_target_layer
 from cfer.explain.methods import method_class
 from cfer.explain.regions import region_attention
@@ -104,7 +105,7 @@ def explain_clips(
         raise ValueError(f"clips must be packed as (B, {', '.join(map(str, layout.shape))}) for this model's "
                          f"ClipLayout, got {tuple(clips.shape)}")
     n, T = len(clips), layout.frames
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))  # the CAM moves its own inputs
+    device = model_device(model)  # the CAM moves its own inputs
     with cam_session(model):
         if targets is None:
             with torch.no_grad():

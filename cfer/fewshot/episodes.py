@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cfer.distributed import model_device
 from cfer.fewshot.config import CLASSIFIERS, SAMPLERS, EpisodeConfig, FewShotResult, confidence_interval
 from cfer.fewshot.pools import Pool, is_taskset, read_pool, task_episodes
 from cfer.fewshot.sampling import Episode, draw_episodes, encode_labels, sample_episodes
@@ -166,8 +167,8 @@ def _pre_logits(model: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def _device_of(model: Any) -> torch.device | None:
-    """The device of an ``nn.Module``'s first parameter; None for anything else (inputs stay put)."""
-    return next((p.device for p in model.parameters()), None) if isinstance(model, nn.Module) else None
+    """Where an ``nn.Module`` computes; None for anything else (inputs stay put)."""
+    return model_device(model, default=None) if isinstance(model, nn.Module) else None
 
 
 def _to(x: torch.Tensor, device: torch.device | None) -> torch.Tensor:

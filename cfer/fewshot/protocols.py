@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cfer.distributed import model_device
 from cfer.fewshot.episodes import _train_frozen_bn
 
 __all__ = ["OneClassResult", "one_new_class_protocol"]
@@ -92,7 +93,7 @@ def one_new_class_protocol(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net.grow(len(basic) + 1)
-    device = next((p.device for p in net.parameters()), torch.device("cpu"))  # the model may be on any device
+    device = model_device(net)  # the model may be on any device
     xs = xs.to(device)
     ys = torch.full((shots,), len(basic), dtype=torch.long, device=device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)

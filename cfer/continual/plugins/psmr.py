@@ -42,7 +42,7 @@ from avalanche.training.storage_policy import BalancedExemplarsBuffer, Exemplars
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cfer.distributed import gather_shards, shard, world_size
+from cfer.distributed import gather_shards, model_device, shard, world_size
 
 __all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin", "ConcatReplayPlugin",
            "herding_order", "MemoryBudgetWarning"]
@@ -87,10 +87,12 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
 
         Under ``torchrun`` each process scores every ``world_size``-th item and the scores
         are gathered, so every process sorts the same scores and keeps the same items."""
-        models = [strategy.model] if self.scorer == "current" else [self.teacher, strategy.model]
+        teacher = self.teacher if self.scorer == "teacher" else None
+        models = [m for m in (teacher, strategy.model) if m is not None]
         modes = [m.training for m in models]
         for m in models:
             m.eval()
+        at = {id(m): model_device(m) for m in models}
         out = []
         n = len(data)
         if world_size() > 1:
@@ -99,18 +101,16 @@ class PredictiveSortingSelection(ExemplarsSelectionStrategy):
             bs = self.batch_size or getattr(strategy, "eval_mb_size", None) or 256
             for x, y, *_ in DataLoader(data, batch_size=bs, shuffle=False):
                 y = y.long()
-                vals = torch.empty(len(y))
-                todo = torch.ones(len(y), dtype=torch.bool)
-                for m in models:  # the teacher (if it scores) first, then the strategy's model
-                    logits = m(x[todo].to(_device_of(m)))
-                    # the teacher scores its own classes; the strategy's model scores every item left
-                    last = m is models[-1]
-                    mine = torch.ones(int(todo.sum()), dtype=torch.bool) if last else y[todo] < logits.shape[1]
-                    at = todo.nonzero()[:, 0][mine]
-                    vals[at] = self._true_class(logits[mine.to(logits.device)], y[at].to(logits.device)).float().cpu()
-                    todo[at] = False
-                    if not bool(todo.any()):
-                        break
+                vals, rest = torch.empty(len(y)), torch.arange(len(y))
+                if teacher is not None:  # the teacher scores the classes it has an output for
+                    logits = teacher(x.to(at[id(teacher)]))
+                    known = y < logits.shape[1]
+                    mine = known.to(logits.device)
+                    vals[known] = self._true_class(logits[mine], y[known].to(logits.device)).float().cpu()
+                    rest = (~known).nonzero()[:, 0]
+                if len(rest):  # the strategy's model scores the rest (every item for scorer="current")
+                    logits = strategy.model((x if len(rest) == len(y) else x[rest]).to(at[id(strategy.model)]))
+                    vals[rest] = self._true_class(logits, y[rest].to(logits.device)).float().cpu()
                 out.append(vals)
         finally:
             for m, was in zip(models, modes):
@@ -249,7 +249,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         from cfer.models.features import find_feature_layer
 
         model = self.selection.teacher if self.selection.scorer == "teacher" else agent.model
-        return normalised_features(model, data, layer=find_feature_layer(model), device=_device_of(model))[0]
+        return normalised_features(model, data, layer=find_feature_layer(model), device=model_device(model))[0]
 
     def resize(self, strategy, new_size: int) -> None:  # noqa: ANN001
         self.max_size = new_size
@@ -358,8 +358,3 @@ class ConcatReplayPlugin(ReplayPlugin, supports_distributed=True):
 
     def before_training_exp(self, strategy, **kwargs) -> None:  # noqa: ANN001, ANN003
         return None  # the strategy's own loader, over the concatenated data
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    """Where ``model``'s first parameter lives (the CPU for a model without parameters)."""
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
