@@ -77,8 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "distillation on the memory's / the new classes' items only), eN (N epochs per compound step "
                          "instead of --epochs), bal (class-balanced draws of new data and memory), "
                          "esP (early stopping within each step on validation subjects, "
-                         "patience P epochs, the best epoch kept; eN is then the maximum); "
-                         "e.g. cfer+la+ncm")
+                         "patience P epochs, the best epoch kept; eN is then the maximum), bwW (a class of the "
+                         "first step keeps W times the memory items of a later class; the preset: 0.5, a spelt-out "
+                         "variant: 1); e.g. cfer+la+ncm, cfer+bw1 (the preset with every class alike in the memory)")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--arch", default="resemotenet_slim")
@@ -150,7 +151,8 @@ def _strategy_name(name: str) -> str:
     base, *opts = name.split("+")
     bad = [o for o in opts if o not in VARIANTS and not (o[:1] == "e" and o[1:].isdigit() and int(o[1:]) > 0)
            and not (o[:4] == "prev" and o[4:].isdigit()) and not (o[:5] == "prevs" and _number(o[5:]))
-           and not (o[:2] == "pf" and _number(o[2:])) and not (o[:2] == "es" and o[2:].isdigit() and int(o[2:]) > 0)]
+           and not (o[:2] == "pf" and _number(o[2:])) and not (o[:2] == "bw" and _number(o[2:]))
+           and not (o[:2] == "es" and o[2:].isdigit() and int(o[2:]) > 0)]
     if base not in STRATEGIES or (opts and base != "cfer" and set(opts) != {"flip"}) or bad:
         raise argparse.ArgumentTypeError(f"{name!r}: use one of {list(STRATEGIES)}, or cfer+OPT[+OPT...] with OPT in "
                                          f"{list(VARIANTS)}")
@@ -166,10 +168,13 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     ``eN``, ``esP`` and ``bal`` (epochs, early stopping, the class-balanced sampler) add
     plugins, not options: ``cfer+e8`` is the preset's configuration."""
     opts = set(name.split("+")[1:])
-    if not opts - {"nocache", "bal", "flip", "noflip"} - {o for o in opts if o[:2] == "es" or
+    weights = [float(o[2:]) for o in opts if o[:2] == "bw"]
+    if not opts - {"nocache", "bal", "flip", "noflip"} - {o for o in opts if o[:2] in ("es", "bw") or
                                                            (o[:1] == "e" and o[1:].isdigit())}:
-        # the preset (eN, esP: epochs and stopping; noflip: without its mirror images in training)
-        return CferConfig(cache_teacher="nocache" not in opts, mirror_training="noflip" not in opts)
+        # the preset (eN, esP: epochs and stopping; noflip: without its mirror images in training;
+        # bwW: another weight of the first step's classes in the memory)
+        return CferConfig(cache_teacher="nocache" not in opts, mirror_training="noflip" not in opts,
+                          **({"psmr_first_step_weight": weights[0]} if weights else {}))
     return CferConfig(gamma0=args.gamma0, feature_weight=0.0 if "nofeat" in opts else args.feature_weight,
                       psmr_mode="grow" if "grow" in opts else args.psmr_mode,
                       logit_adjustment=args.logit_adjustment if "la" in opts else 0.0,
@@ -187,7 +192,7 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
                       head="cosine" if "cos" in opts else "linear", cache_teacher="nocache" not in opts,
                       weight_aligning="wa" in opts, psmr_score="margin" if "margin" in opts else "softmax",
                       feature_samples="memory" if "fmem" in opts else "new" if "fnew" in opts else "all",
-                      mirror_training="flip" in opts)
+                      mirror_training="flip" in opts, psmr_first_step_weight=weights[0] if weights else 1.0)
 
 
 def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple[str, ...], tuple[str, ...]]:

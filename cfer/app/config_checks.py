@@ -23,7 +23,8 @@ MEMBER_PREFIX = "member:"
 """``model.student_arch``'s prefix for a copy of an ensemble teacher's member (``member:NAME``)."""
 
 METHOD_KEYS = ("psmr_mode", "gamma0", "temperature", "feature_weight", "logit_adjustment", "nearest_mean",
-               "previous_weight", "previous_weight_scale", "head", "weight_aligning", "mirror_training")
+               "previous_weight", "previous_weight_scale", "head", "weight_aligning", "mirror_training",
+               "psmr_first_step_weight")
 """``continual`` keys that change the ``cfer`` preset (None: the preset's value)."""
 
 
@@ -177,6 +178,9 @@ def continual_method(section: Any) -> None:
     if min(given.get(k, 0) for k in ("feature_weight", "logit_adjustment", "previous_weight")) < 0:
         raise ValueError("continual.feature_weight, continual.logit_adjustment and continual.previous_weight must "
                          "be >= 0 (0 switches off)")
+    if not given.get("psmr_first_step_weight", 1.0) > 0:
+        raise ValueError("continual.psmr_first_step_weight must be > 0 (1: every class alike in the memory), "
+                         f"got {section.psmr_first_step_weight}")
     if given.get("head", "cosine") not in ("cosine", "linear"):
         raise ValueError(f"continual.head must be 'cosine' or 'linear', got {section.head!r}")
     if given.get("previous_weight_scale", "constant") not in ("constant", "sqrt_ratio"):

@@ -249,8 +249,10 @@ def _figure(src: str, caption: str) -> str:
 
 
 def _quota(record: dict) -> str:
-    per = record.get("memory_per_class")
-    return "" if per is None else f" ({per} per class)"
+    per, basic = record.get("memory_per_class"), record.get("memory_per_basic_class")
+    if per is None:
+        return ""
+    return f" ({per} per class)" if basic in (None, per) else f" ({basic} per basic class, {per} per compound class)"
 
 
 def _left_out(d: dict) -> str:

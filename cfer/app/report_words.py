@@ -45,6 +45,11 @@ def student_start(config: RunConfig, *, member: str | None = None) -> str:
             f"{config.continual.basic_epochs} epochs with distillation from the teacher, then")
 
 
+def _first_step_share(options: dict) -> str:
+    w = options.get("psmr_first_step_weight", 1.0)
+    return "" if w == 1.0 else f"; a basic class keeps {w:g}× the memory items of a compound class"
+
+
 def strategy_words(strategy: dict | None) -> str:
     """How the student learnt, in words, from ``metrics["continual"]["strategy"]``."""
     o = (strategy or {}).get("options")
@@ -55,4 +60,4 @@ def strategy_words(strategy: dict | None) -> str:
         "mirror_training") else "") + f"prediction by {rule}"
     return (f"the <b>{html.escape(strategy['preset'])}</b> strategy: distillation from the frozen teacher (γ₀="
             f"{o['gamma0']}, T={o['temperature']}, feature weight {o['feature_weight']}), predictive-sorting replay ("
-            f"{o['psmr_mode']} mode), logit adjustment τ={o['logit_adjustment']}, {head}")
+            f"{o['psmr_mode']} mode{_first_step_share(o)}), logit adjustment τ={o['logit_adjustment']}, {head}")

@@ -89,6 +89,8 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
      "classes' mean norm after each step (default: the preset's, on)"),
     (("--mirror-training",), "continual.mirror_training", "on or off: train on mirror images of half the faces "
      "of each mini-batch, drawn at random (default: the preset's, on)"),
+    (("--psmr-first-step-weight",), "continual.psmr_first_step_weight", "memory items a class of the first step "
+     "(the teacher's) keeps, as a multiple of a later class's (1: every class alike; default: the preset's, 0.5)"),
     (("--logger",), "continual.logger", "training curves to RUN/logs/KIND/: none (default), tensorboard, csv "
                                         "or wandb-offline"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),

@@ -150,14 +150,15 @@ def run_method(config: RunConfig, run: Path) -> CferConfig:
     A run resumed after an upgrade of cfer goes on with the method it was started with: a
     preset whose options changed in between is logged, not applied (``config`` itself cannot
     differ: :func:`cfer.app.pipeline.run_pipeline` refuses a resume with another config).
-    Options the file lacks (added to cfer since) take today's values.
+    Options the file lacks (added to cfer since) take the values that do what the cfer that
+    wrote it did (:data:`cfer.continual.cfer_config.ADDED_OPTIONS`), else today's.
 
     Raises:
         ValueError: If the file names options this version of cfer does not have.
     """
     import dataclasses
 
-    from cfer.continual.cfer_config import CferConfig
+    from cfer.continual.cfer_config import ADDED_OPTIONS, CferConfig
 
     today = strategy_options(config)
     path = run / "method.json"
@@ -165,7 +166,7 @@ def run_method(config: RunConfig, run: Path) -> CferConfig:
         if is_main():
             write_json(path, dataclasses.asdict(today))
         return today
-    saved = _read_json(path)
+    saved = {**ADDED_OPTIONS, **_read_json(path)}
     unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(CferConfig)})
     if unknown:
         raise ValueError(f"{path} names options this version of cfer does not have ({', '.join(unknown)}): the run "
@@ -234,8 +235,10 @@ def _continual(state: RunState) -> dict:
                 save_model(student, student_path, arch=arch, classes=classes,
                            extra={"image_size": config.data.image_size, "order": list(order), **clip,
                                   **attached_class_means(student)})
+            shares = method.psmr_first_step_weight * len(data.basic) + len(classes) - len(data.basic)
             rec = jsonable({"order": list(order), "class_names": list(classes), "memory_size": memory,
-                            "memory_per_class": memory // len(classes),
+                            "memory_per_class": int(memory // shares),  # a compound class's, at the end
+                            "memory_per_basic_class": int(memory * method.psmr_first_step_weight // shares),
                             "step_classes": [[classes[j] for j in s] for s in stream.step_classes],
                             **results.to_dict()})
             member = copied_member()

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CferConfig"]
+__all__ = ["CferConfig", "ADDED_OPTIONS"]
+
+ADDED_OPTIONS: dict[str, object] = {"psmr_first_step_weight": 1.0}
+"""Options added to :class:`CferConfig` after runs and checkpoints began recording their
+method, each with the value that does what the cfer without it did: a run or checkpoint
+whose record lacks one goes on with that value."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class CferConfig:
             or ``"sorted_herding"`` (herding within the better-recognised half).
         psmr_score: What PSMR sorts by: ``"softmax"`` (the true class's probability, the
             method) or ``"margin"`` (its logit minus the highest other logit).
+        psmr_first_step_weight: A class of the first experience (the classes the frozen
+            teacher knows) keeps this many times the memory items of a later class (0.5 in
+            the preset; 1, every class alike, in the published method): the teacher's
+            distillation keeps its classes on every input, the memory alone keeps the others.
         logit_adjustment: ``tau`` of :class:`~cfer.continual.plugins.logit_adjustment.LogitAdjustmentPlugin`
             (0: off, the published method).
         nearest_mean: Predict by nearest class mean
@@ -101,6 +110,7 @@ class CferConfig:
     psmr_rescore_old: bool = False
     psmr_new_class_selection: str = "sorted_herding"
     psmr_score: str = "softmax"
+    psmr_first_step_weight: float = 0.5
     logit_adjustment: float = 1.0
     nearest_mean: str = "memory"
     nearest_mean_mirror: bool = True
@@ -129,6 +139,9 @@ class CferConfig:
             raise ValueError(f"previous_feature_weight must be >= 0 (0: off), got {self.previous_feature_weight}")
         if self.criterion not in ("ce", "sigmoid"):
             raise ValueError(f"criterion must be 'ce' or 'sigmoid', got {self.criterion!r}")
+        if not self.psmr_first_step_weight > 0:
+            raise ValueError(f"psmr_first_step_weight must be > 0 (1: every class alike), got "
+                             f"{self.psmr_first_step_weight}")
         if self.nearest_mean not in ("off", "memory", "memory+new"):
             raise ValueError(f"nearest_mean must be 'off', 'memory' or 'memory+new', got {self.nearest_mean!r}")
         if self.balanced_epochs < 0 or not self.balanced_lr > 0:

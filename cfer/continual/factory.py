@@ -190,7 +190,8 @@ def make_strategy(
     replay = psmr_plugin(max_size=memory_size, total_classes=total_classes, mode=cfer.psmr_mode,
                          scorer=cfer.psmr_scorer, teacher=teacher if cfer.psmr_scorer == "teacher" else None,
                          rescore_old=cfer.psmr_rescore_old, new_class_selection=cfer.psmr_new_class_selection,
-                         score=cfer.psmr_score, batches=cfer.replay_batches)
+                         score=cfer.psmr_score, batches=cfer.replay_batches,
+                         first_step_weight=cfer.psmr_first_step_weight)
     own = [distill, replay]
     if cfer.criterion == "sigmoid":  # innermost criterion (it wraps in before_training); copies the model
         from cfer.continual.plugins.sigmoid import SigmoidCriterionPlugin  # after distillation removed its taps

@@ -11,7 +11,8 @@ preset         what it is
                validation subjects: the published distillation plus feature
                distillation, distillation from the previous step's student, PSMR
                with the same budget at every step (``limit``) that herds a new
-               class's items within its better-recognised half, training on new data
+               class's items within its better-recognised half and gives a class the
+               teacher knows half the items of a later class, training on new data
                and the whole memory, logit adjustment against the new-class prior,
                weight aligning of the head after each step, mirror images in half
                of the training faces, and prediction by nearest class mean over the
@@ -45,7 +46,8 @@ PRESETS: dict[str, CferConfig] = {
     "published": CferConfig(gamma0=0.1, temperature=3.0, first_step=1, t_squared=False, feature_weight=0.0,
                             feature_samples="all",
                             psmr_mode="grow", psmr_scorer="current", psmr_rescore_old=False,
-                            psmr_new_class_selection="sorted", psmr_score="softmax", logit_adjustment=0.0,
+                            psmr_new_class_selection="sorted", psmr_score="softmax", psmr_first_step_weight=1.0,
+                            logit_adjustment=0.0,
                             nearest_mean="off", nearest_mean_mirror=False, nearest_mean_head_weight=0.0,
                             balanced_epochs=0, replay_batches="mixed", criterion="ce", previous_weight=0.0,
                             previous_weight_scale="constant", previous_feature_weight=0.0,

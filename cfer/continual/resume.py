@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cfer.continual.cfer_config import ADDED_OPTIONS
 from cfer.continual.factory import CferConfig
 from cfer.continual.growing import head_width
 from cfer.continual.metrics import ContinualResults
@@ -201,7 +202,10 @@ def _check_settings(checkpoint: Path, state: dict, settings: dict) -> None:
         logger.warning("checkpoint %s does not record the settings it was trained with (an older cfer wrote it): "
                        "it resumes with today's, which cannot be checked against the run's", checkpoint)
         return
-    diff = _differences(state["settings"], settings)
+    saved = state["settings"]
+    if isinstance(saved.get("cfer"), dict):  # options added since the checkpoint was written: their old behaviour
+        saved = {**saved, "cfer": {**ADDED_OPTIONS, **saved["cfer"]}}
+    diff = _differences(saved, settings)
     if diff:
         raise ValueError(f"checkpoint {checkpoint} was trained with other settings than this resume asks for "
                          f"(checkpoint -> now): {'; '.join(diff)}. Resume with the settings the order was started "

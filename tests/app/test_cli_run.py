@@ -46,6 +46,17 @@ def test_the_previous_student_flags_reach_the_strategy(capsys):
     assert (preset.previous_weight, preset.previous_weight_scale) == (3.0, "constant")
 
 
+def test_the_memory_share_flag_reaches_the_strategy(capsys):
+    from cfer.app.config_io import config_from_dict
+    from cfer.app.stages import strategy_options
+
+    assert cli.main(["run", "--psmr-first-step-weight", "1", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["continual"]["psmr_first_step_weight"] == 1.0
+    assert strategy_options(config_from_dict(printed)).psmr_first_step_weight == 1.0
+    assert strategy_options(config_from_dict({})).psmr_first_step_weight == 0.5  # unset: the preset's
+
+
 def test_the_head_flag_reaches_the_strategy(capsys):
     from cfer.app.config_io import config_from_dict
     from cfer.app.stages import strategy_options

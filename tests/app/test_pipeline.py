@@ -59,7 +59,8 @@ def test_metrics_describe_the_stream_episodes_and_maps(tiny_run):
     assert len(orders[0]["matrix"]) == 4 and len(orders[0]["matrix"][-1]) == 4
     assert saved["continual"]["summary"]["average_accuracy"]["n"] == 2
     assert orders[0]["memory_size"] == int(0.3 * 4 * 6 * 16)  # M = floor(0.3 |train|), 16 stream classes
-    assert orders[0]["memory_per_class"] == int(0.3 * 4 * 6 * 16) // 16  # the quota the report shows
+    # the quotas the report shows: a basic class half a compound class's share (6 * 0.5 + 10 = 13 shares)
+    assert (orders[0]["memory_per_basic_class"], orders[0]["memory_per_class"]) == (115 // 2 // 13, 115 // 13) == (4, 8)
     assert saved["data"]["unused"] == {} and saved["data"]["skipped"] == {}
     strategy = saved["continual"]["strategy"]  # the preset and every option it resolved to
     assert strategy["preset"] == "cfer" and strategy["options"] == json.loads(json.dumps(asdict(PRESETS["cfer"])))
@@ -215,7 +216,7 @@ def test_the_page_shows_display_names_and_step_sizes(tiny_run):
     assert compound[0].replace("_", " ") in tables
     assert "6 basic, then 4, 3, 3" in html  # the order table's classes per step
     memory = metrics["continual"]["orders"][0]["memory_size"]
-    assert f"{memory} ({memory // 16} per class)" in html
+    assert f"{memory} (4 per basic class, 8 per compound class)" in html
     assert "± std over 2 class orders" in html
 
 
@@ -267,14 +268,19 @@ def test_a_resumed_run_keeps_the_method_it_was_started_with(tiny_run, tmp_path, 
     assert pinned == asdict(strategy_options(config)) and pinned["mirror_training"] is True
     pinned["mirror_training"] = False  # as an older cfer's preset would have written it
     del pinned["cache_teacher"]  # an option added to cfer since: today's value
+    del pinned["psmr_first_step_weight"]  # added since, with the value that does what cfer did before it
     (run / "method.json").write_text(json.dumps(pinned))
     for rel in ("checkpoints/order1.pt", "results/order1.json", "metrics.json"):  # order 1 is still to train
         (run / rel).unlink()
     with caplog.at_level("WARNING", logger="cfer.app.stages"):
         metrics = run_pipeline(config, out_dir=run, resume=True, progress=False)
-    assert "goes on with the method it was started with: mirror_training=False (today's preset: True)" in caplog.text
+    assert "goes on with the method it was started with: " in caplog.text
+    assert "mirror_training=False (today's preset: True)" in caplog.text
     assert metrics["continual"]["strategy"]["options"]["mirror_training"] is False
-    assert load_checkpoint(run / "checkpoints/order1.pt")["settings"]["cfer"]["mirror_training"] is False
+    assert "psmr_first_step_weight=1.0 (today's preset: 0.5)" in caplog.text
+    assert metrics["continual"]["strategy"]["options"]["cache_teacher"] is True
+    saved = load_checkpoint(run / "checkpoints/order1.pt")["settings"]["cfer"]
+    assert saved["mirror_training"] is False and saved["psmr_first_step_weight"] == 1.0
     (run / "method.json").write_text(json.dumps({**pinned, "warp_drive": 1}))
     with pytest.raises(ValueError, match=r"names options this version of cfer does not have \(warp_drive\)"):
         run_method(config, run)

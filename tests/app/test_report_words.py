@@ -19,3 +19,7 @@ def test_the_strategy_sentence_names_weight_aligning_and_the_prediction_rule():
     old = {"preset": "cfer", "options": {k: v for k, v in off["options"].items() if k != "weight_aligning"}}
     assert "weight aligning" not in strategy_words(old)  # a run written before the option existed
     assert strategy_words(None).startswith("distillation from the frozen teacher")
+    assert "a basic class keeps 0.5× the memory items of a compound class" in cfer
+    assert "memory items" not in published
+    older = {"preset": "cfer", "options": {k: v for k, v in old["options"].items() if k != "psmr_first_step_weight"}}
+    assert "memory items" not in strategy_words(older)  # a run written before the option existed

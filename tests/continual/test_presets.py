@@ -42,6 +42,7 @@ def test_published_is_the_method_as_published(tiny_stream):
     policy = next(p for p in strategy.plugins if hasattr(p, "storage_policy")).storage_policy
     assert isinstance(policy, PredictiveSortingBuffer) and policy.mode == "grow"
     assert policy.selection.score == "softmax"
+    assert p.psmr_first_step_weight == policy.first_step_weight == 1.0  # every class alike
     assert policy.per_class_quota == 42 // len(tiny_stream.class_names)  # m = floor(M / total classes)
     with pytest.raises(ValueError, match="takes no cfer options"):
         _build("published", tiny_stream, cfer=CferConfig(logit_adjustment=0.5))
@@ -64,6 +65,8 @@ def test_cfer_preset_is_config_defaults_and_builds_its_mechanisms(tiny_stream):
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))
     assert (kd.previous_weight, kd.previous_weight_scale) == (c.previous_weight, c.previous_weight_scale)
     assert describe_preset("cfer", c) == {"preset": "cfer", "options": dataclasses.asdict(c)}
+    policy = next(p for p in strategy.plugins if hasattr(p, "storage_policy")).storage_policy
+    assert policy.first_step_weight == c.psmr_first_step_weight == 0.5
     margin = _build("cfer", tiny_stream, cfer=CferConfig(psmr_score="margin"))
     assert next(p for p in margin.plugins if hasattr(p, "storage_policy")).storage_policy.selection.score == "margin"
 

@@ -90,6 +90,24 @@ def test_a_checkpoint_trained_with_other_settings_is_refused_with_the_difference
     assert "does not record the settings it was trained with" in caplog.text
 
 
+def test_a_checkpoint_older_than_an_option_resumes_with_the_value_that_was_cfer_then(setup, tmp_path):
+    """``psmr_first_step_weight`` came after checkpoints recorded their settings: one that
+    lacks it was trained with every class alike (1), so it resumes with 1 and refuses 0.5."""
+    _, teacher, stream = setup
+    ckpt = tmp_path / "c.pt"
+    alike = CferConfig(psmr_first_step_weight=1.0)
+    first, _ = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=20, checkpoint=ckpt,
+                                   cfer=alike)
+    old = load_checkpoint(ckpt)
+    del old["settings"]["cfer"]["psmr_first_step_weight"]
+    save_checkpoint(ckpt, old)
+    again, _ = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=20, checkpoint=ckpt,
+                                   cfer=alike)
+    assert again.matrix == first.matrix
+    with pytest.raises(ValueError, match=r"cfer\.psmr_first_step_weight: 1\.0 -> 0\.5"):
+        resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=20, checkpoint=ckpt)
+
+
 def test_the_teacher_must_match_the_first_experience(setup, tmp_path):
     sp, teacher, _ = setup
     wide = make_stream(train=sp["train"], test=sp["test"], basic=[*teacher.classes[:5]], compound=COMPOUND,

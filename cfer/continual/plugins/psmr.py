@@ -8,6 +8,11 @@ Per class, predict on that class's training samples, sort them by the output for
   class and reaches at most ``M``.
 * ``mode="limit"``: the buffer holds ``M`` items from the start, re-balanced at every step
   to ``floor(M / seen classes)`` per class.
+* ``first_step_weight=w``: a class of the first experience gets ``w`` shares of the budget
+  and a later class one (``floor(M * w / (w * first + later))`` items; grow mode counts
+  every class the stream will have). The first experience's classes are the ones the
+  frozen basic teacher knows and keeps distilling on every input, so ``w < 1`` gives the
+  classes that only the memory keeps more of it; 1 is the published method.
 
 Old classes are only **truncated** (their existing order is kept and the tail cut), as
 in the reference code; ``rescore_old=True`` re-sorts them with the current scorer first.
@@ -170,6 +175,15 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         rescore_old: Re-sort old classes with the scorer before truncating them.
         new_class_selection: ``"sorted"``, ``"random"`` or ``"sorted_herding"``.
         seed: Seed of the random selection (a private generator).
+        first_step_weight: A class of the first experience keeps this many times the items
+            of a later class (1: every class alike, the published method). With a frozen
+            teacher that knows the first experience's classes and is distilled on every
+            input, those classes need fewer memory items than the classes only the memory
+            keeps.
+
+    Raises:
+        ValueError: For a negative ``max_size``, ``total_classes`` < 1, an unknown ``mode``
+            or ``new_class_selection``, or a ``first_step_weight`` that is not positive.
     """
 
     def __init__(
@@ -184,6 +198,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         rescore_old: bool = False,
         new_class_selection: Literal["sorted", "random", "sorted_herding"] = "sorted",
         seed: int = 0,
+        first_step_weight: float = 1.0,
     ) -> None:
         if max_size < 0:
             raise ValueError(f"max_size must be >= 0, got {max_size}")
@@ -191,6 +206,8 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
             raise ValueError(f"total_classes must be >= 1, got {total_classes}")
         if mode not in ("grow", "limit"):
             raise ValueError(f"mode must be 'grow' or 'limit', got {mode!r}")
+        if not first_step_weight > 0:
+            raise ValueError(f"first_step_weight must be > 0 (1: every class alike), got {first_step_weight}")
         if new_class_selection not in ("sorted", "random", "sorted_herding"):
             raise ValueError("new_class_selection must be 'sorted', 'random' or 'sorted_herding', "
                              f"got {new_class_selection!r}")
@@ -201,6 +218,8 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         self.new_class_selection = new_class_selection
         self.selection = PredictiveSortingSelection(scorer=scorer, teacher=teacher, score=score)
         self._rng = np.random.default_rng(seed)
+        self.first_step_weight = float(first_step_weight)
+        self.first_classes: set[int] | None = None  # the first experience's classes, once seen
         if 0 < max_size < total_classes:
             end = ("every class gets 0 items and the buffer stays empty" if mode == "grow"
                    else f"once more than {max_size} classes are seen, every class gets 0 items")
@@ -210,10 +229,32 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
 
     @property
     def per_class_quota(self) -> int:
-        """Items per class: ``m`` (grow) or ``floor(M / seen classes)`` (limit)."""
+        """Items per class: ``m`` (grow) or ``floor(M / seen classes)`` (limit); with a
+        ``first_step_weight`` other than 1, the quota of a class of a later step."""
+        if self.first_step_weight != 1.0 and self.first_classes:
+            return self._weighted_quota(1.0)
         if self.mode == "grow":
             return self.max_size // self.total_classes
         return self.max_size // max(1, len(self.buffer_groups))
+
+    def quota_of(self, c: int) -> int:
+        """Items class ``c`` may keep now (see ``first_step_weight``).
+
+        Example:
+            >>> policy = PredictiveSortingBuffer(max_size=90, total_classes=10, mode="limit", first_step_weight=0.5)
+            >>> policy.first_classes = {0, 1}
+            >>> policy.buffer_groups = {c: None for c in range(4)}  # four classes seen
+            >>> [policy.quota_of(c) for c in range(4)]
+            [15, 15, 30, 30]
+        """
+        if self.first_step_weight == 1.0 or not self.first_classes:
+            return self.per_class_quota
+        return self._weighted_quota(self.first_step_weight if c in self.first_classes else 1.0)
+
+    def _weighted_quota(self, weight: float) -> int:
+        first = len(self.first_classes)
+        classes = self.total_classes if self.mode == "grow" else len(self.buffer_groups)
+        return int(self.max_size * weight // (self.first_step_weight * first + max(0, classes - first)))
 
     def post_adapt(self, agent, exp) -> None:  # noqa: ANN001
         data = exp.dataset
@@ -221,12 +262,14 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         new_classes = [int(c) for c in np.unique(targets) if int(c) not in self.buffer_groups]
         for c in new_classes:
             self.buffer_groups[c] = _ClassBuffer(0)
-        quota = self.per_class_quota
+        if self.first_classes is None:
+            self.first_classes = set(new_classes)
         if self.rescore_old:
             for c, buf in self.buffer_groups.items():
                 if c not in new_classes and len(buf.buffer):
                     buf.reorder(self.selection.make_sorted_indices(agent, buf.buffer))
         for c in new_classes:
+            quota = self.quota_of(c)
             members = np.flatnonzero(targets == c)
             if self.new_class_selection == "sorted":
                 order = self.selection.make_sorted_indices(agent, data.subset(members.tolist()))
@@ -239,9 +282,9 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
                 order = self._rng.permutation(len(members)).tolist()
             experience = int(getattr(exp, "current_experience", -1))
             self.buffer_groups[c].take(data, experience, members[order[:quota]].tolist())
-        for buf in self.buffer_groups.values():
-            buf.resize(agent, quota)
-        logger.debug("PSMR buffer: %d classes x %d = %d items", len(self.buffer_groups), quota, len(self.buffer))
+        for c, buf in self.buffer_groups.items():
+            buf.resize(agent, self.quota_of(c))
+        logger.debug("PSMR buffer: %d classes, %d items", len(self.buffer_groups), len(self.buffer))
 
     def _features(self, agent, data) -> torch.Tensor:  # noqa: ANN001
         """L2-normalised pre-logit features of ``data`` under the scorer."""
@@ -268,6 +311,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
             "classes": {int(c): {"experience": int(b.source[0]), "indices": list(b.source[1]),
                                  "max_size": int(b.max_size)} for c, b in self.buffer_groups.items()},
             "rng": json.dumps(self._rng.bit_generator.state),
+            "first_classes": sorted(self.first_classes or ()),
         }
 
     def load_state_dict(self, state: dict, *, datasets) -> None:  # noqa: ANN001
@@ -293,6 +337,12 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
             buf.take(datasets[e], e, idx)
             self.buffer_groups[int(c)] = buf
         self._rng.bit_generator.state = json.loads(state["rng"])
+        if "first_classes" in state:
+            self.first_classes = {int(c) for c in state["first_classes"]} or None
+        else:  # a checkpoint from before the weight existed: the classes of the earliest experience
+            first = min((int(e["experience"]) for e in state["classes"].values()), default=None)
+            self.first_classes = ({int(c) for c, e in state["classes"].items() if int(e["experience"]) == first}
+                                  or None)
 
 
 def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
