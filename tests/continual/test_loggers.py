@@ -67,7 +67,10 @@ def test_a_resumed_run_keeps_logging_every_step(setup, tmp_path, killed_after_st
     assert stream_acc == pytest.approx(results.seen_accuracy)
     memory = [float(r["value"]) for r in rows if r["name"] == "Memory/items"]
     seen = np.cumsum([len(c) for c in stream.step_classes])
-    assert memory == [(40 // n) * n for n in seen]  # the cfer preset's PSMR "limit": floor(M / seen) per class
+    # the cfer preset's PSMR "limit": a first-step class gets half a later class's share of M = 40
+    first = seen[0]
+    shares = [0.5 * first + n - first for n in seen]
+    assert memory == [first * (20 // s) + (n - first) * (40 // s) for n, s in zip(seen, shares)] == [36, 40, 32, 36]
     assert all(float(r["value"]) > 0 for r in rows if r["name"] == "Distillation/kd")
     # Avalanche's CSVLogger kept the first part's rows: every compound experience, 2 epochs each.
     train = _rows(tmp_path / "logs" / "csv" / "training_results.csv")

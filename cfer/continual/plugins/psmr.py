@@ -47,6 +47,7 @@ from avalanche.training.storage_policy import BalancedExemplarsBuffer, Exemplars
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cfer.continual.plugins.herding import herding_order
 from cfer.distributed import gather_shards, model_device, shard, world_size
 
 __all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin", "ConcatReplayPlugin",
@@ -353,28 +354,6 @@ def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     true = logits.gather(1, y.clamp_max(n - 1)[:, None])[:, 0]
     others = logits.scatter(1, y.clamp_max(n - 1)[:, None], -float("inf")).amax(1) if n > 1 else torch.zeros_like(true)
     return torch.where(inside, true - others, torch.full_like(true, -float("inf")))
-
-
-def herding_order(features: torch.Tensor, *, n: int) -> list[int]:
-    """Greedy herding: ``n`` row indices of ``features`` whose running mean stays closest
-    to the mean of all rows, in the order chosen.
-
-    Example:
-        >>> herding_order(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), n=2)
-        [2, 0]
-    """
-    target = features.mean(0)
-    chosen: list[int] = []
-    total = torch.zeros_like(target)
-    free = torch.ones(len(features), dtype=torch.bool)
-    for k in range(min(n, len(features))):
-        dist = ((target - (total + features) / (k + 1)) ** 2).sum(1)
-        dist[~free] = float("inf")
-        i = int(torch.argmin(dist))
-        chosen.append(i)
-        total += features[i]
-        free[i] = False
-    return chosen
 
 
 def psmr_plugin(*, max_size: int, total_classes: int, batches: Literal["mixed", "concat"] = "mixed",
