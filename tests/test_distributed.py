@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from cfer import distributed as dist
+from cfer.app import launch
 from cfer.app.launch import local_threads, without_nproc
 from cfer.continual.plugins.ddp import per_process_batch
 
@@ -92,3 +93,17 @@ def test_wrap_ddp_takes_small_buckets_on_the_cpu_without_deprecated_options(tmp_
     finally:
         torch.distributed.destroy_process_group()
     assert not dist.is_distributed()
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_under_torchrun_rank_0_says_an_error_and_the_others_give_it_time(monkeypatch, capsys, rank):
+    """torchrun stops every process as soon as one fails: a rank other than 0 that met the
+    same error must not exit before rank 0 has printed it."""
+    slept = []
+    monkeypatch.setattr(launch.time, "sleep", slept.append)
+    for key, value in {"RANK": rank, "WORLD_SIZE": "2", "LOCAL_RANK": rank}.items():
+        monkeypatch.setenv(key, value)
+    launch.say("cfer run: error: bad input")
+    said = capsys.readouterr().err
+    assert (said, slept) == (("cfer run: error: bad input\n", []) if rank == "0" else ("", [launch.SAY_GRACE_S]))
+

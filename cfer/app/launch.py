@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Sequence
 
 from cfer.distributed import is_distributed, is_main, launched_by_torchrun, resolve_device, world_size
@@ -30,6 +31,10 @@ from cfer.distributed import is_distributed, is_main, launched_by_torchrun, reso
 __all__ = ["join", "launch", "local_threads", "resume_hint", "say", "without_nproc"]
 
 logger = logging.getLogger(__name__)
+
+SAY_GRACE_S = 2.0
+"""How long a rank other than 0 waits after meeting an error before it exits: torchrun stops
+every process once one has failed, and rank 0 must have said the error by then."""
 
 
 def without_nproc(argv: Sequence[str]) -> list[str]:
@@ -130,9 +135,12 @@ def local_threads(threads: int) -> int:
 def say(message: str) -> None:
     """Print ``message`` to stderr once: under torchrun every process meets the same error or
     interruption, and rank 0 says it (``RANK`` from torchrun's environment, so this holds before
-    the process group exists too)."""
+    the process group exists too). Another rank waits :data:`SAY_GRACE_S` instead: if it
+    exited first, torchrun would stop rank 0 before rank 0 had said it."""
     if not launched_by_torchrun() or os.environ.get("RANK") == "0":
-        print(message, file=sys.stderr)
+        print(message, file=sys.stderr, flush=True)
+    else:
+        time.sleep(SAY_GRACE_S)
 
 
 def resume_hint(command: str, out: object) -> str:
