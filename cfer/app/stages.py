@@ -184,6 +184,7 @@ def _continual(state: RunState) -> dict:
     from cfer.continual.growing import load_model
     from cfer.continual.loggers import close_loggers, make_loggers
     from cfer.continual.plugins.ncm import attached_class_means
+    from cfer.continual.plugins.psmr import class_quotas
     from cfer.continual.resume import run_order
     from cfer.continual.stream import make_stream
     from cfer.models.io import save_model
@@ -235,10 +236,10 @@ def _continual(state: RunState) -> dict:
                 save_model(student, student_path, arch=arch, classes=classes,
                            extra={"image_size": config.data.image_size, "order": list(order), **clip,
                                   **attached_class_means(student)})
-            shares = method.psmr_first_step_weight * len(data.basic) + len(classes) - len(data.basic)
+            per_basic, per_class = class_quotas(memory, first=len(data.basic), later=len(classes) - len(data.basic),
+                                                weight=method.psmr_first_step_weight)  # at the end of the order
             rec = jsonable({"order": list(order), "class_names": list(classes), "memory_size": memory,
-                            "memory_per_class": int(memory // shares),  # a compound class's, at the end
-                            "memory_per_basic_class": int(memory * method.psmr_first_step_weight // shares),
+                            "memory_per_class": per_class, "memory_per_basic_class": per_basic,
                             "step_classes": [[classes[j] for j in s] for s in stream.step_classes],
                             **results.to_dict()})
             member = copied_member()

@@ -51,7 +51,7 @@ from cfer.continual.plugins.herding import herding_order
 from cfer.distributed import gather_shards, model_device, shard, world_size
 
 __all__ = ["PredictiveSortingSelection", "PredictiveSortingBuffer", "psmr_plugin", "ConcatReplayPlugin",
-           "herding_order", "MemoryBudgetWarning"]
+           "class_quotas", "herding_order", "MemoryBudgetWarning"]
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         """Items per class: ``m`` (grow) or ``floor(M / seen classes)`` (limit); with a
         ``first_step_weight`` other than 1, the quota of a class of a later step."""
         if self.first_step_weight != 1.0 and self.first_classes:
-            return self._weighted_quota(1.0)
+            return self._quotas()[1]
         if self.mode == "grow":
             return self.max_size // self.total_classes
         return self.max_size // max(1, len(self.buffer_groups))
@@ -250,12 +250,13 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
         """
         if self.first_step_weight == 1.0 or not self.first_classes:
             return self.per_class_quota
-        return self._weighted_quota(self.first_step_weight if c in self.first_classes else 1.0)
+        return self._quotas()[0 if c in self.first_classes else 1]
 
-    def _weighted_quota(self, weight: float) -> int:
+    def _quotas(self) -> tuple[int, int]:
+        """A first-step class's and a later class's quota (grow mode counts every class to come)."""
         first = len(self.first_classes)
         classes = self.total_classes if self.mode == "grow" else len(self.buffer_groups)
-        return int(self.max_size * weight // (self.first_step_weight * first + max(0, classes - first)))
+        return class_quotas(self.max_size, first=first, later=max(0, classes - first), weight=self.first_step_weight)
 
     def post_adapt(self, agent, exp) -> None:  # noqa: ANN001
         data = exp.dataset
@@ -344,6 +345,13 @@ class PredictiveSortingBuffer(BalancedExemplarsBuffer):
             first = min((int(e["experience"]) for e in state["classes"].values()), default=None)
             self.first_classes = ({int(c) for c, e in state["classes"].items() if int(e["experience"]) == first}
                                   or None)
+
+
+def class_quotas(max_size: int, *, first: int, later: int, weight: float) -> tuple[int, int]:
+    """Items a first-step class and a later class keep when ``first`` and ``later`` classes
+    share ``max_size``, a first-step class with ``weight`` shares (``first_step_weight``)."""
+    shares = weight * first + later
+    return int(max_size * weight // shares), int(max_size // shares)
 
 
 def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
