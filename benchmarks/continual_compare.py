@@ -137,7 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 VARIANTS = ("la", "ncm", "ncmnew", "mirror", "ncmhead", "sig", "bft", "nofeat", "grow", "cat", "herd", "prev",
-            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal", "flip", "noflip")
+            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal", "flip", "noflip", "noshift")
 
 
 def _number(text: str) -> bool:
@@ -152,8 +152,11 @@ def _strategy_name(name: str) -> str:
     bad = [o for o in opts if o not in VARIANTS and not (o[:1] == "e" and o[1:].isdigit() and int(o[1:]) > 0)
            and not (o[:4] == "prev" and o[4:].isdigit()) and not (o[:5] == "prevs" and _number(o[5:]))
            and not (o[:2] == "pf" and _number(o[2:])) and not (o[:2] == "bw" and _number(o[2:]))
+           and not (o[:2] == "wi" and _number(o[2:]))
+           and not (o[:5] == "shift" and o[5:].isdigit() and int(o[5:]) > 0)
            and not (o[:2] == "es" and o[2:].isdigit() and int(o[2:]) > 0)]
-    if base not in STRATEGIES or (opts and base != "cfer" and set(opts) != {"flip"}) or bad:
+    if base not in STRATEGIES or (opts and base != "cfer" and not {o for o in opts if o[:5] != "shift"} <= {"flip"}) \
+            or bad:
         raise argparse.ArgumentTypeError(f"{name!r}: use one of {list(STRATEGIES)}, or cfer+OPT[+OPT...] with OPT in "
                                          f"{list(VARIANTS)}")
     return name
@@ -164,17 +167,21 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     published method with feature distillation (``--feature-weight``) and ``--psmr-mode``,
     plus the options named; ``cfer+nocache`` is the preset with the teacher's outputs
     computed on every mini-batch (no :mod:`cfer.continual.output_cache`), ``cfer+noflip`` the
-    preset without mirror images in training (``flip`` in a spelt-out variant turns them on).
-    ``eN``, ``esP`` and ``bal`` (epochs, early stopping, the class-balanced sampler) add
-    plugins, not options: ``cfer+e8`` is the preset's configuration."""
+    preset without mirror images in training (``flip`` in a spelt-out variant turns them on),
+    ``cfer+noshift`` the preset without its random shifts (``shiftN``: shifts of up to N
+    pixels, in the preset or a spelt-out variant, which has none otherwise). ``eN``, ``esP``,
+    ``wiA`` and ``bal`` (epochs, early stopping, weight interpolation, the class-balanced
+    sampler) add plugins, not options: ``cfer+e8`` is the preset's configuration."""
     opts = set(name.split("+")[1:])
     weights = [float(o[2:]) for o in opts if o[:2] == "bw"]
-    if not opts - {"nocache", "bal", "flip", "noflip"} - {o for o in opts if o[:2] in ("es", "bw") or
-                                                           (o[:1] == "e" and o[1:].isdigit())}:
+    moved = [0] * ("noshift" in opts) + [int(o[5:]) for o in opts if o[:5] == "shift"]
+    shifts = {"shift_training": max(moved)} if moved else {}
+    extra = {o for o in opts if o[:2] in ("es", "bw", "wi") or o[:5] == "shift" or (o[:1] == "e" and o[1:].isdigit())}
+    if not opts - {"nocache", "bal", "flip", "noflip", "noshift"} - extra:
         # the preset (eN, esP: epochs and stopping; noflip: without its mirror images in training;
-        # bwW: another weight of the first step's classes in the memory)
+        # bwW: another weight of the first step's classes in the memory; noshift, shiftN: its shifts)
         return CferConfig(cache_teacher="nocache" not in opts, mirror_training="noflip" not in opts,
-                          **({"psmr_first_step_weight": weights[0]} if weights else {}))
+                          **({"psmr_first_step_weight": weights[0]} if weights else {}), **shifts)
     return CferConfig(gamma0=args.gamma0, feature_weight=0.0 if "nofeat" in opts else args.feature_weight,
                       psmr_mode="grow" if "grow" in opts else args.psmr_mode,
                       logit_adjustment=args.logit_adjustment if "la" in opts else 0.0,
@@ -192,7 +199,8 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
                       head="cosine" if "cos" in opts else "linear", cache_teacher="nocache" not in opts,
                       weight_aligning="wa" in opts, psmr_score="margin" if "margin" in opts else "softmax",
                       feature_samples="memory" if "fmem" in opts else "new" if "fnew" in opts else "all",
-                      mirror_training="flip" in opts, psmr_first_step_weight=weights[0] if weights else 1.0)
+                      mirror_training="flip" in opts, psmr_first_step_weight=weights[0] if weights else 1.0,
+                      shift_training=shifts.get("shift_training", 0))
 
 
 def load_splits(args: argparse.Namespace) -> tuple[dict[str, FaceDataset], tuple[str, ...], tuple[str, ...]]:
@@ -275,6 +283,16 @@ def mirror(name: str) -> list:
     return [MirrorAugmentPlugin()] if base != "cfer" and "flip" in opts else []
 
 
+def shift(name: str) -> list:
+    """``[ShiftAugmentPlugin(max_shift=N)]`` for a baseline named with ``shiftN`` (``joint+flip+shift2``:
+    the same training faces as cfer's, which has them as an option), else ``[]``."""
+    from cfer.continual.plugins.shift_augment import ShiftAugmentPlugin
+
+    base, *opts = name.split("+")
+    found = [int(o[5:]) for o in opts if o[:5] == "shift" and o[5:].isdigit()]
+    return [ShiftAugmentPlugin(max_shift=found[-1])] if base != "cfer" and found else []
+
+
 def stop_and_score(val: FaceDataset, *, evaluate_on: str, early: bool) -> tuple[FaceDataset | None, FaceDataset]:
     """The validation faces early stopping reads and those a ``--evaluate-on val`` run is
     scored on. Scored on test, early stopping reads every validation subject; scored on
@@ -307,8 +325,13 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
                              plugins=[epochs, *early_stopping(name, stop_val, cfer_opts), *sampler(name),
-                                      *mirror(name)],
+                                      *mirror(name), *shift(name)],
                              cfer=cfer_opts)
+    interpolate = [float(o[2:]) for o in name.split("+")[1:] if o[:2] == "wi"]
+    if interpolate:  # first in after_training_exp: every other plugin sees the interpolated student
+        from cfer.continual.plugins.weight_interpolation import WeightInterpolationPlugin
+
+        strategy.plugins.insert(0, WeightInterpolationPlugin(alpha=interpolate[-1]))
     torch.manual_seed(args.seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
     names = tuple(stream.class_names)

@@ -43,36 +43,46 @@ def test_a_later_run_of_the_same_order_replaces_the_earlier_one(compare, tmp_pat
 
 
 def test_variant_names_build_the_configuration_they_name(compare):
-    """``cfer+la+ncm+cat+prev3+herd+mirror+wa+flip+bw0.5`` is the ``cfer`` preset, and ``prevs3`` in
-    its place differs from it by the square-root scaling alone (the docs relabel runs by this)."""
+    """``cfer+la+ncm+cat+prev3+herd+mirror+wa+flip+bw0.5+shift2`` is the ``cfer`` preset, and ``prevs3``
+    in its place differs from it by the square-root scaling alone (the docs relabel runs by this)."""
     import dataclasses
 
     from cfer.continual.factory import CferConfig
 
     args = compare.parse_args(["--strategies", "cfer"])
-    preset = "cfer+la+ncm+cat+prev3+herd+mirror+wa+flip+bw0.5"
+    preset = "cfer+la+ncm+cat+prev3+herd+mirror+wa+flip+bw0.5+shift2"
     assert compare.cfer_options(compare._strategy_name(preset), args) == CferConfig()
     assert compare.cfer_options("cfer+flip", args) == CferConfig()  # the preset already has it
     alike = dataclasses.replace(CferConfig(), psmr_first_step_weight=1.0)  # the preset before the memory share
     assert compare.cfer_options(compare._strategy_name("cfer+bw1"), args) == alike
-    assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror+wa+flip", args) == alike  # a spelt-out name: 1
-    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror+wa+flip+bw0.5", args)
+    unmoved = dataclasses.replace(alike, shift_training=0)  # a spelt-out name: w = 1 and no shifts
+    assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror+wa+flip", args) == unmoved
+    assert compare.cfer_options(compare._strategy_name("cfer+noshift+bw1"), args) == unmoved
+    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror+wa+flip+bw0.5+shift2", args)
     assert scaled == dataclasses.replace(CferConfig(), previous_weight_scale="sqrt_ratio")
+    assert compare.cfer_options(compare._strategy_name("cfer+noshift"), args) == dataclasses.replace(
+        CferConfig(), shift_training=0)
+    assert compare.cfer_options(compare._strategy_name("cfer+shift4"), args) == dataclasses.replace(
+        CferConfig(), shift_training=4)
     both = compare.cfer_options(compare._strategy_name(preset + "+margin"), args)
     assert both == dataclasses.replace(CferConfig(), psmr_score="margin")
     for opt, samples in (("fmem", "memory"), ("fnew", "new")):
         got = compare.cfer_options(compare._strategy_name(f"{preset}+{opt}"), args)
         assert got == dataclasses.replace(CferConfig(), feature_samples=samples)
-    before = dataclasses.replace(alike, mirror_training=False)  # the preset before the mirror images
+    before = dataclasses.replace(unmoved, mirror_training=False)  # the preset before the mirror images
     assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror+wa", args) == before
-    assert compare.cfer_options(compare._strategy_name("cfer+noflip+bw1"), args) == before
+    assert compare.cfer_options(compare._strategy_name("cfer+noflip+noshift+bw1"), args) == before
     assert compare.cfer_options("cfer+noflip", args) == dataclasses.replace(CferConfig(), mirror_training=False)
     assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror", args) == dataclasses.replace(
         before, weight_aligning=False)  # the preset before weight aligning joined it
     # a baseline takes the mirror images as a plugin, cfer as its option
     assert [type(p).__name__ for p in compare.mirror("joint+flip")] == ["MirrorAugmentPlugin"]
     assert compare.mirror("cfer+flip") == [] and compare.mirror("joint") == []
-    for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3", "joint+flip+la", "cfer+bw0", "cfer+bwx"):
+    assert [type(p).__name__ for p in compare.shift(compare._strategy_name("joint+flip+shift2"))] == [
+        "ShiftAugmentPlugin"]  # and cfer takes its shifts as the option
+    assert compare.shift("cfer+shift2") == [] and compare.shift("icarl+flip") == []
+    for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3", "joint+flip+la", "cfer+bw0", "cfer+bwx",
+                "joint+shift", "joint+shift0", "cfer+shiftx", "icarl+noshift"):
         with pytest.raises(Exception, match="use one of"):
             compare._strategy_name(bad)
 

@@ -247,14 +247,16 @@ class ContinualSection:
         strategy: ``cfer`` (the default preset) or ``published`` (the method as published,
             exactly; it takes none of the options below): :mod:`cfer.continual.presets`.
         psmr_mode, gamma0, temperature, feature_weight, logit_adjustment, nearest_mean, previous_weight,
-            previous_weight_scale, head, weight_aligning, mirror_training, psmr_first_step_weight: Change the
+            previous_weight_scale, head, weight_aligning, mirror_training, psmr_first_step_weight,
+            shift_training: Change the
             ``cfer`` preset's value
             (None: the preset's): PSMR ``grow`` or ``limit``; the first logit-distillation weight; the
             temperature; the feature-distillation weight; logit adjustment's ``tau``; nearest-class-mean
             prediction (``off``, ``memory``, ``memory+new``); the previous student's weight and its scaling
             (``constant``, ``sqrt_ratio``: sqrt(old / new)); the student's head (``cosine``, ``linear``);
             weight aligning; mirror images in the training mini-batches; the memory items a class of the
-            first step (the teacher's) keeps against a later class (1: alike).
+            first step (the teacher's) keeps against a later class (1: alike); the largest random shift
+            of the training faces, in pixels (0: none).
         basic_epochs: Epochs on the basic experience for a student of its own
             (``model.student_arch``); a copy of the teacher skips it.
         logger: Where the training curves go besides the report: ``none``, ``tensorboard``,
@@ -283,6 +285,7 @@ class ContinualSection:
     weight_aligning: bool | None = None
     mirror_training: bool | None = None
     psmr_first_step_weight: float | None = None
+    shift_training: int | None = None
     basic_epochs: int = 10
     logger: str = "none"
 

@@ -24,7 +24,7 @@ MEMBER_PREFIX = "member:"
 
 METHOD_KEYS = ("psmr_mode", "gamma0", "temperature", "feature_weight", "logit_adjustment", "nearest_mean",
                "previous_weight", "previous_weight_scale", "head", "weight_aligning", "mirror_training",
-               "psmr_first_step_weight")
+               "psmr_first_step_weight", "shift_training")
 """``continual`` keys that change the ``cfer`` preset (None: the preset's value)."""
 
 
@@ -181,6 +181,9 @@ def continual_method(section: Any) -> None:
     if not given.get("psmr_first_step_weight", 1.0) > 0:
         raise ValueError("continual.psmr_first_step_weight must be > 0 (1: every class alike in the memory), "
                          f"got {section.psmr_first_step_weight}")
+    shift = given.get("shift_training", 0)
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
+        raise ValueError(f"continual.shift_training must be a whole number of pixels >= 0 (0: off), got {shift!r}")
     if given.get("head", "cosine") not in ("cosine", "linear"):
         raise ValueError(f"continual.head must be 'cosine' or 'linear', got {section.head!r}")
     if given.get("previous_weight_scale", "constant") not in ("constant", "sqrt_ratio"):

@@ -56,8 +56,10 @@ def strategy_words(strategy: dict | None) -> str:
     if not o:  # a run written before presets existed
         return "distillation from the frozen teacher and predictive-sorting replay"
     rule = "the head" if o["nearest_mean"] == "off" else "nearest class mean"
+    shift = o.get("shift_training", 0)
+    moved = f"shifts of up to {shift} pixel{'s' if shift > 1 else ''} in training, " if shift else ""
     head = ("weight aligning, " if o.get("weight_aligning") else "") + ("mirror images in training, " if o.get(
-        "mirror_training") else "") + f"prediction by {rule}"
+        "mirror_training") else "") + moved + f"prediction by {rule}"
     return (f"the <b>{html.escape(strategy['preset'])}</b> strategy: distillation from the frozen teacher (γ₀="
             f"{o['gamma0']}, T={o['temperature']}, feature weight {o['feature_weight']}), predictive-sorting replay ("
             f"{o['psmr_mode']} mode{_first_step_share(o)}), logit adjustment τ={o['logit_adjustment']}, {head}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 __all__ = ["CferConfig", "ADDED_OPTIONS"]
 
-ADDED_OPTIONS: dict[str, object] = {"psmr_first_step_weight": 1.0}
+ADDED_OPTIONS: dict[str, object] = {"psmr_first_step_weight": 1.0, "shift_training": 0}
 """Options added to :class:`CferConfig` after runs and checkpoints began recording their
 method, each with the value that does what the cfer without it did: a run or checkpoint
 whose record lacks one goes on with that value."""
@@ -94,6 +94,9 @@ class CferConfig:
         mirror_training: Replace half of each training mini-batch's faces, drawn at random,
             by their mirror images (:mod:`~cfer.continual.plugins.mirror_augment`; on in the
             preset, off in the published method, which trains on the faces as stored).
+        shift_training: Move each training face by a random whole number of pixels, up to
+            this many in each direction (:mod:`~cfer.continual.plugins.shift_augment`; 2 in
+            the preset, as the teacher trains; 0: off, the published method).
     """
 
     gamma0: float = 0.1
@@ -126,6 +129,7 @@ class CferConfig:
     weight_aligning: bool = True
     head: str = "linear"
     mirror_training: bool = True
+    shift_training: int = 2
 
     def __post_init__(self) -> None:
         if self.replay_batches not in ("mixed", "concat"):
@@ -146,5 +150,9 @@ class CferConfig:
             raise ValueError(f"nearest_mean must be 'off', 'memory' or 'memory+new', got {self.nearest_mean!r}")
         if self.balanced_epochs < 0 or not self.balanced_lr > 0:
             raise ValueError("balanced_epochs must be >= 0 (0: off) and balanced_lr > 0")
+        if isinstance(self.shift_training, bool) or not isinstance(self.shift_training, int) \
+                or self.shift_training < 0:
+            raise ValueError(f"shift_training must be a whole number of pixels >= 0 (0: off), got "
+                             f"{self.shift_training!r}")
         if self.head not in ("linear", "cosine"):
             raise ValueError(f"head must be 'linear' or 'cosine', got {self.head!r}")

@@ -218,6 +218,10 @@ def make_strategy(
         from cfer.continual.plugins.mirror_augment import MirrorAugmentPlugin
 
         own.append(MirrorAugmentPlugin())
+    if cfer.shift_training > 0:  # its own generator too (seed 1)
+        from cfer.continual.plugins.shift_augment import ShiftAugmentPlugin
+
+        own.append(ShiftAugmentPlugin(max_shift=cfer.shift_training))
     return Naive(model=model, criterion=ce, plugins=[*own, *extra], **common)
 
 

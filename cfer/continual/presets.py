@@ -51,7 +51,7 @@ PRESETS: dict[str, CferConfig] = {
                             nearest_mean="off", nearest_mean_mirror=False, nearest_mean_head_weight=0.0,
                             balanced_epochs=0, replay_batches="mixed", criterion="ce", previous_weight=0.0,
                             previous_weight_scale="constant", previous_feature_weight=0.0,
-                            weight_aligning=False, mirror_training=False),
+                            weight_aligning=False, mirror_training=False, shift_training=0),
     "cfer": CferConfig(),
 }
 """The presets by name (``CferConfig()`` is the ``cfer`` preset)."""

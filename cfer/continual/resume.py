@@ -161,6 +161,13 @@ def _mirror(strategy):  # noqa: ANN001, ANN202
     return _plugin(strategy, MirrorAugmentPlugin, optional=True)
 
 
+def _shift(strategy):  # noqa: ANN001, ANN202
+    """The strategy's shift plugin (``CferConfig(shift_training=N)``), or None."""
+    from cfer.continual.plugins.shift_augment import ShiftAugmentPlugin
+
+    return _plugin(strategy, ShiftAugmentPlugin, optional=True)
+
+
 def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
     """What the optimiser trains, by name: the model's parameters and the distillation plugin's."""
     own = {f"distillation.{n}": p for n, p in _distillation(strategy).named_parameters().items()}
@@ -222,7 +229,8 @@ def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer, 
         "model": strategy.model.state_dict(),
         "plugins": {"distillation": _distillation(strategy).state_dict(),
                     **({"nearest_mean": ncm.state_dict()} if (ncm := _nearest_mean(strategy)) is not None else {}),
-                    **({"mirror": m.state_dict()} if (m := _mirror(strategy)) is not None else {})},
+                    **({"mirror": m.state_dict()} if (m := _mirror(strategy)) is not None else {}),
+                    **({"shift": h.state_dict()} if (h := _shift(strategy)) is not None else {})},
         "optimizer": optimizer.state_dict(),
         "optimizer_params": order,
         "buffer": _replay_policy(strategy).state_dict(),
@@ -346,6 +354,9 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         mirror = _mirror(strategy)
         if mirror is not None and "mirror" in state["plugins"]:  # the flips the run would have drawn next
             mirror.load_state_dict(state["plugins"]["mirror"])
+        shift = _shift(strategy)
+        if shift is not None and "shift" in state["plugins"]:  # the shifts it would have drawn next
+            shift.load_state_dict(state["plugins"]["shift"])
         params = _named_parameters(strategy)
         optimizer.param_groups.clear()
         optimizer.state.clear()

@@ -67,6 +67,16 @@ def test_the_head_flag_reaches_the_strategy(capsys):
     assert strategy_options(config_from_dict({})).head == "linear"  # unset: the preset's
 
 
+def test_the_shift_flag_reaches_the_strategy(capsys):
+    from cfer.app.config_io import config_from_dict
+    from cfer.app.stages import strategy_options
+
+    assert cli.main(["run", "--shift-training", "0", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["continual"]["shift_training"] == 0 and strategy_options(config_from_dict(printed)).shift_training == 0
+    assert strategy_options(config_from_dict({})).shift_training == 2  # unset: the preset's
+
+
 @pytest.mark.parametrize("key", ["weight_aligning", "mirror_training"])
 @pytest.mark.parametrize("word, value", [("off", False), ("on", True), ("false", False)])
 def test_the_preset_switches_take_on_or_off(capsys, key, word, value):

@@ -269,6 +269,7 @@ def test_a_resumed_run_keeps_the_method_it_was_started_with(tiny_run, tmp_path, 
     pinned["mirror_training"] = False  # as an older cfer's preset would have written it
     del pinned["cache_teacher"]  # an option added to cfer since: today's value
     del pinned["psmr_first_step_weight"]  # added since, with the value that does what cfer did before it
+    del pinned["shift_training"]  # the same (no shifts)
     (run / "method.json").write_text(json.dumps(pinned))
     for rel in ("checkpoints/order1.pt", "results/order1.json", "metrics.json"):  # order 1 is still to train
         (run / rel).unlink()
@@ -278,9 +279,11 @@ def test_a_resumed_run_keeps_the_method_it_was_started_with(tiny_run, tmp_path, 
     assert "mirror_training=False (today's preset: True)" in caplog.text
     assert metrics["continual"]["strategy"]["options"]["mirror_training"] is False
     assert "psmr_first_step_weight=1.0 (today's preset: 0.5)" in caplog.text
+    assert "shift_training=0 (today's preset: 2)" in caplog.text
     assert metrics["continual"]["strategy"]["options"]["cache_teacher"] is True
     saved = load_checkpoint(run / "checkpoints/order1.pt")["settings"]["cfer"]
     assert saved["mirror_training"] is False and saved["psmr_first_step_weight"] == 1.0
+    assert saved["shift_training"] == 0
     (run / "method.json").write_text(json.dumps({**pinned, "warp_drive": 1}))
     with pytest.raises(ValueError, match=r"names options this version of cfer does not have \(warp_drive\)"):
         run_method(config, run)

@@ -34,7 +34,7 @@ def test_published_is_the_method_as_published(tiny_stream):
     assert p.previous_weight_scale == "constant"
     assert (p.nearest_mean_mirror, p.nearest_mean_head_weight) == (False, 0.0)
     assert (p.psmr_score, p.weight_aligning, p.feature_samples) == ("softmax", False, "all")
-    assert p.mirror_training is False  # the faces as stored
+    assert p.mirror_training is False and p.shift_training == 0  # the faces as stored
     strategy = _build("published", tiny_stream)
     assert _own(strategy) == ["BasicDistillationPlugin", "ReplayPlugin"]  # nothing else
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))
@@ -60,6 +60,13 @@ def test_cfer_preset_is_config_defaults_and_builds_its_mechanisms(tiny_stream):
     assert ("LogitAdjustmentPlugin" in names) == (c.logit_adjustment > 0)
     assert ("NearestMeanPlugin" in names) == (c.nearest_mean != "off")
     assert ("MirrorAugmentPlugin" in names) == c.mirror_training
+    assert ("ShiftAugmentPlugin" in names) == (c.shift_training > 0) and c.shift_training == 2  # as the teacher
+    shift = next(p for p in strategy.plugins if type(p).__name__ == "ShiftAugmentPlugin")
+    assert shift.max_shift == 2
+    assert "ShiftAugmentPlugin" not in _own(_build("cfer", tiny_stream, cfer=CferConfig(shift_training=0)))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="shift_training must be a whole number"):
+            CferConfig(shift_training=bad)
     if "NearestMeanPlugin" in names:  # it reads the memory the replay plugin has just updated
         assert names.index("NearestMeanPlugin") > names.index(names[1])
     kd = next(p for p in strategy.plugins if isinstance(p, BasicDistillationPlugin))

@@ -90,21 +90,24 @@ def test_a_checkpoint_trained_with_other_settings_is_refused_with_the_difference
     assert "does not record the settings it was trained with" in caplog.text
 
 
-def test_a_checkpoint_older_than_an_option_resumes_with_the_value_that_was_cfer_then(setup, tmp_path):
-    """``psmr_first_step_weight`` came after checkpoints recorded their settings: one that
-    lacks it was trained with every class alike (1), so it resumes with 1 and refuses 0.5."""
+@pytest.mark.parametrize("key, then, now", [("psmr_first_step_weight", 1.0, r"1\.0 -> 0\.5"),
+                                            ("shift_training", 0, r"0 -> 2")])
+def test_a_checkpoint_older_than_an_option_resumes_with_the_value_that_was_cfer_then(setup, tmp_path, key, then, now):
+    """``psmr_first_step_weight`` and ``shift_training`` came after checkpoints recorded their
+    settings: one that lacks them was trained as cfer was then (every class alike, 1; no
+    shifts, 0), so it resumes with that value and refuses today's preset."""
     _, teacher, stream = setup
     ckpt = tmp_path / "c.pt"
-    alike = CferConfig(psmr_first_step_weight=1.0)
+    alike = CferConfig(**{key: then})
     first, _ = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=20, checkpoint=ckpt,
                                    cfer=alike)
     old = load_checkpoint(ckpt)
-    del old["settings"]["cfer"]["psmr_first_step_weight"]
+    del old["settings"]["cfer"][key]
     save_checkpoint(ckpt, old)
     again, _ = resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=20, checkpoint=ckpt,
                                    cfer=alike)
     assert again.matrix == first.matrix
-    with pytest.raises(ValueError, match=r"cfer\.psmr_first_step_weight: 1\.0 -> 0\.5"):
+    with pytest.raises(ValueError, match=rf"cfer\.{key}: {now}"):
         resumable.run_order(stream=stream, teacher=teacher.model, epochs=1, memory_size=20, checkpoint=ckpt)
 
 

@@ -120,7 +120,8 @@ def test_in_a_run_the_student_trains_on_mirror_images_and_is_scored_on_the_faces
                              train_epochs=1, train_mb_size=32, memory_size=30,
                              total_classes=len(tiny_stream.class_names),
                              plugins=[BasicEpochsPlugin(basic_epochs=1, later_epochs=1),
-                                      MirrorAugmentPlugin(p=1.0), seen], cfer=CferConfig(mirror_training=False))
+                                      MirrorAugmentPlugin(p=1.0), seen],
+                             cfer=CferConfig(mirror_training=False, shift_training=0))
     run_stream(strategy, tiny_stream)
     def images(stream):
         return torch.cat([torch.stack([exp.dataset[i][0] for i in range(len(exp.dataset))]) for exp in stream])
