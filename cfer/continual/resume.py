@@ -154,18 +154,15 @@ def _nearest_mean(strategy):  # noqa: ANN001, ANN202
     return _plugin(strategy, NearestMeanPlugin, optional=True)
 
 
-def _mirror(strategy):  # noqa: ANN001, ANN202
-    """The strategy's mirror-image plugin (``CferConfig(mirror_training=True)``), or None."""
+def _augmenters(strategy) -> dict:  # noqa: ANN001
+    """The strategy's augmentation plugins, whose generators a checkpoint keeps, by their key
+    in the checkpoint: ``mirror`` (``CferConfig(mirror_training=True)``) and ``shift``
+    (``CferConfig(shift_training=N)``); those it lacks are left out."""
     from cfer.continual.plugins.mirror_augment import MirrorAugmentPlugin
-
-    return _plugin(strategy, MirrorAugmentPlugin, optional=True)
-
-
-def _shift(strategy):  # noqa: ANN001, ANN202
-    """The strategy's shift plugin (``CferConfig(shift_training=N)``), or None."""
     from cfer.continual.plugins.shift_augment import ShiftAugmentPlugin
 
-    return _plugin(strategy, ShiftAugmentPlugin, optional=True)
+    kinds = {"mirror": MirrorAugmentPlugin, "shift": ShiftAugmentPlugin}
+    return {key: p for key, kind in kinds.items() if (p := _plugin(strategy, kind, optional=True)) is not None}
 
 
 def _named_parameters(strategy) -> dict[str, nn.Parameter]:  # noqa: ANN001
@@ -229,8 +226,7 @@ def _save(path: Path, *, step: int, strategy, optimizer: torch.optim.Optimizer, 
         "model": strategy.model.state_dict(),
         "plugins": {"distillation": _distillation(strategy).state_dict(),
                     **({"nearest_mean": ncm.state_dict()} if (ncm := _nearest_mean(strategy)) is not None else {}),
-                    **({"mirror": m.state_dict()} if (m := _mirror(strategy)) is not None else {}),
-                    **({"shift": h.state_dict()} if (h := _shift(strategy)) is not None else {})},
+                    **{key: p.state_dict() for key, p in _augmenters(strategy).items()}},
         "optimizer": optimizer.state_dict(),
         "optimizer_params": order,
         "buffer": _replay_policy(strategy).state_dict(),
@@ -351,12 +347,9 @@ def run_order(*, stream, teacher: nn.Module, memory_size: int, checkpoint: str |
         if ncm is not None and "nearest_mean" in state["plugins"]:  # predict as the run did after that step
             ncm.load_state_dict(state["plugins"]["nearest_mean"])
             ncm.attach(student)
-        mirror = _mirror(strategy)
-        if mirror is not None and "mirror" in state["plugins"]:  # the flips the run would have drawn next
-            mirror.load_state_dict(state["plugins"]["mirror"])
-        shift = _shift(strategy)
-        if shift is not None and "shift" in state["plugins"]:  # the shifts it would have drawn next
-            shift.load_state_dict(state["plugins"]["shift"])
+        for key, plugin in _augmenters(strategy).items():  # the flips and shifts the run would have drawn next
+            if key in state["plugins"]:
+                plugin.load_state_dict(state["plugins"][key])
         params = _named_parameters(strategy)
         optimizer.param_groups.clear()
         optimizer.state.clear()

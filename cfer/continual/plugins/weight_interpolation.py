@@ -39,15 +39,10 @@ __all__ = ["WeightInterpolationPlugin", "interpolate_weights"]
 logger = logging.getLogger(__name__)
 
 
-def _head_rows(model: nn.Module) -> dict[str, str]:
-    """``{state-dict key: head}`` for the weight and bias of every growing head of ``model``."""
-    rows = {}
-    for name, module in model.named_modules():
-        if isinstance(module, IncrementalClassifier):
-            prefix = f"{name}." if name else ""
-            rows[f"{prefix}classifier.weight"] = name
-            rows[f"{prefix}classifier.bias"] = name
-    return rows
+def _head_keys(model: nn.Module) -> set[str]:
+    """The state-dict keys of the weight and bias of every growing head of ``model``."""
+    prefixes = [f"{name}." if name else "" for name, m in model.named_modules() if isinstance(m, IncrementalClassifier)]
+    return {f"{p}classifier.{part}" for p in prefixes for part in ("weight", "bias")}
 
 
 @torch.no_grad()
@@ -70,7 +65,7 @@ def interpolate_weights(model: nn.Module, previous: dict[str, torch.Tensor], *, 
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    heads = _head_rows(model)
+    heads = _head_keys(model)
     keep = torch.as_tensor(sorted({int(c) for c in new_classes}), dtype=torch.long)
     done = 0
     for key, current in model.state_dict(keep_vars=True).items():
@@ -82,7 +77,8 @@ def interpolate_weights(model: nn.Module, previous: dict[str, torch.Tensor], *, 
                              "after the head grew (before_training_exp)")
         mixed = torch.lerp(current.detach(), old.to(current.device, current.dtype), alpha)
         if key in heads and len(keep):
-            mixed[keep[keep < len(mixed)]] = current.detach()[keep[keep < len(mixed)]]
+            rows = keep[keep < len(mixed)]
+            mixed[rows] = current.detach()[rows]
         current.data.copy_(mixed)
         done += 1
     return done
