@@ -79,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "esP (early stopping within each step on validation subjects, "
                          "patience P epochs, the best epoch kept; eN is then the maximum), bwW (a class of the "
                          "first step keeps W times the memory items of a later class; the preset: 0.5, a spelt-out "
-                         "variant: 1); e.g. cfer+la+ncm, cfer+bw1 (the preset with every class alike in the memory)")
+                         "variant: 1), supW (a supervised contrastive term on the features, weight W); e.g. "
+                         "cfer+la+ncm, cfer+bw1 (the preset with every class alike in the memory)")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
     ap.add_argument("--arch", default="resemotenet_slim")
@@ -152,7 +153,7 @@ def _strategy_name(name: str) -> str:
     bad = [o for o in opts if o not in VARIANTS and not (o[:1] == "e" and o[1:].isdigit() and int(o[1:]) > 0)
            and not (o[:4] == "prev" and o[4:].isdigit()) and not (o[:5] == "prevs" and _number(o[5:]))
            and not (o[:2] == "pf" and _number(o[2:])) and not (o[:2] == "bw" and _number(o[2:]))
-           and not (o[:2] == "wi" and _number(o[2:]))
+           and not (o[:2] == "wi" and _number(o[2:])) and not (o[:3] == "sup" and _number(o[3:]))
            and not (o[:5] == "shift" and o[5:].isdigit() and int(o[5:]) > 0)
            and not (o[:2] == "es" and o[2:].isdigit() and int(o[2:]) > 0)]
     if base not in STRATEGIES or (opts and base != "cfer" and not {o for o in opts if o[:5] != "shift"} <= {"flip"}) \
@@ -171,12 +172,14 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     ``cfer+noshift`` the preset without its random shifts (``shiftN``: shifts of up to N
     pixels, in the preset or a spelt-out variant, which has none otherwise). ``eN``, ``esP``,
     ``wiA`` and ``bal`` (epochs, early stopping, weight interpolation, the class-balanced
-    sampler) add plugins, not options: ``cfer+e8`` is the preset's configuration."""
+    sampler) and ``supW`` (a supervised contrastive term of weight W) add plugins, not
+    options: ``cfer+e8`` is the preset's configuration."""
     opts = set(name.split("+")[1:])
     weights = [float(o[2:]) for o in opts if o[:2] == "bw"]
     moved = [0] * ("noshift" in opts) + [int(o[5:]) for o in opts if o[:5] == "shift"]
     shifts = {"shift_training": max(moved)} if moved else {}
-    extra = {o for o in opts if o[:2] in ("es", "bw", "wi") or o[:5] == "shift" or (o[:1] == "e" and o[1:].isdigit())}
+    extra = {o for o in opts if o[:2] in ("es", "bw", "wi") or o[:3] == "sup" or o[:5] == "shift"
+             or (o[:1] == "e" and o[1:].isdigit())}
     if not opts - {"nocache", "bal", "flip", "noflip", "noshift"} - extra:
         # the preset (eN, esP: epochs and stopping; noflip: without its mirror images in training;
         # bwW: another weight of the first step's classes in the memory; noshift, shiftN: its shifts)
@@ -332,6 +335,11 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
         from cfer.continual.plugins.weight_interpolation import WeightInterpolationPlugin
 
         strategy.plugins.insert(0, WeightInterpolationPlugin(alpha=interpolate[-1]))
+    contrast = [float(o[3:]) for o in name.split("+")[1:] if o[:3] == "sup"]
+    if contrast:
+        from cfer.continual.plugins.supervised_contrastive import SupConPlugin
+
+        strategy.plugins.append(SupConPlugin(weight=contrast[-1]))
     torch.manual_seed(args.seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
     names = tuple(stream.class_names)

@@ -81,8 +81,11 @@ def test_variant_names_build_the_configuration_they_name(compare):
     assert [type(p).__name__ for p in compare.shift(compare._strategy_name("joint+flip+shift2"))] == [
         "ShiftAugmentPlugin"]  # and cfer takes its shifts as the option
     assert compare.shift("cfer+shift2") == [] and compare.shift("icarl+flip") == []
+    # supW adds a plugin: the preset's configuration stays as it is
+    assert compare.cfer_options(compare._strategy_name("cfer+sup0.1"), args) == CferConfig()
     for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3", "joint+flip+la", "cfer+bw0", "cfer+bwx",
-                "joint+shift", "joint+shift0", "cfer+shiftx", "icarl+noshift"):
+                "joint+shift", "joint+shift0", "cfer+shiftx", "icarl+noshift", "cfer+sup0", "cfer+supx",
+                "joint+sup0.1"):
         with pytest.raises(Exception, match="use one of"):
             compare._strategy_name(bad)
 

@@ -14,6 +14,13 @@
   after each step (``BalancedFinetunePlugin``);
 * :mod:`~cfer.continual.plugins.epochs`: a different number of epochs for the first
   experience (``BasicEpochsPlugin``);
+* :mod:`~cfer.continual.plugins.mirror_augment` and
+  :mod:`~cfer.continual.plugins.shift_augment`: mirror images and random shifts of the
+  training faces (``MirrorAugmentPlugin``, ``ShiftAugmentPlugin``);
+* :mod:`~cfer.continual.plugins.weight_interpolation`: the student's weights averaged
+  with the previous step's after each step (``WeightInterpolationPlugin``);
+* :mod:`~cfer.continual.plugins.supervised_contrastive`: a supervised contrastive term on
+  the student's features (``SupConPlugin``);
 * :mod:`~cfer.continual.plugins.class_balanced_sampler`: class-balanced draws of the new
   data and the memory (``ClassBalancedSamplerPlugin``);
 * :mod:`~cfer.continual.plugins.early_stopping`: each experience stops when its
@@ -47,6 +54,9 @@ _NAMES = {
     "LogitAdjustmentPlugin": "logit_adjustment", "BasicEpochsPlugin": "epochs",
     "StepEarlyStoppingPlugin": "early_stopping", "ClassBalancedSamplerPlugin": "class_balanced_sampler",
     "WeightAligningPlugin": "weight_aligning", "align_new_classes": "weight_aligning",
+    "MirrorAugmentPlugin": "mirror_augment", "ShiftAugmentPlugin": "shift_augment",
+    "WeightInterpolationPlugin": "weight_interpolation", "SupConPlugin": "supervised_contrastive",
+    "supcon_loss": "supervised_contrastive",
     "DistributedPlugin": "ddp", "per_process_batch": "ddp",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
     "CferTermsMetric": "monitor", "TERM_NAMES": "monitor",
