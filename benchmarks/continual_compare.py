@@ -169,8 +169,9 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     plus the options named; ``cfer+nocache`` is the preset with the teacher's outputs
     computed on every mini-batch (no :mod:`cfer.continual.output_cache`), ``cfer+noflip`` the
     preset without mirror images in training (``flip`` in a spelt-out variant turns them on),
-    ``cfer+noshift`` the preset without its random shifts (``shiftN``: shifts of up to N
-    pixels, in the preset or a spelt-out variant, which has none otherwise). ``eN``, ``esP``,
+    ``shiftN`` random shifts of up to N pixels in the training faces (the preset has none,
+    as a spelt-out variant: ``cfer+shift2`` is the preset of part of 2026-12-06, and
+    ``cfer+noshift``, the preset without them then, is the preset now). ``eN``, ``esP``,
     ``wiA`` and ``bal`` (epochs, early stopping, weight interpolation, the class-balanced
     sampler) and ``supW`` (a supervised contrastive term of weight W) add plugins, not
     options: ``cfer+e8`` is the preset's configuration."""

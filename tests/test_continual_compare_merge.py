@@ -43,25 +43,27 @@ def test_a_later_run_of_the_same_order_replaces_the_earlier_one(compare, tmp_pat
 
 
 def test_variant_names_build_the_configuration_they_name(compare):
-    """``cfer+la+ncm+cat+prev3+herd+mirror+wa+flip+bw0.5+shift2`` is the ``cfer`` preset, and ``prevs3``
+    """``cfer+la+ncm+cat+prev3+herd+mirror+wa+flip+bw0.5`` is the ``cfer`` preset, and ``prevs3``
     in its place differs from it by the square-root scaling alone (the docs relabel runs by this)."""
     import dataclasses
 
     from cfer.continual.factory import CferConfig
 
     args = compare.parse_args(["--strategies", "cfer"])
-    preset = "cfer+la+ncm+cat+prev3+herd+mirror+wa+flip+bw0.5+shift2"
+    preset = "cfer+la+ncm+cat+prev3+herd+mirror+wa+flip+bw0.5"
     assert compare.cfer_options(compare._strategy_name(preset), args) == CferConfig()
+    moved = dataclasses.replace(CferConfig(), shift_training=2)  # the preset of 2026-12-06, later
+    assert compare.cfer_options(compare._strategy_name(preset + "+shift2"), args) == moved
+    assert compare.cfer_options(compare._strategy_name("cfer+shift2"), args) == moved
     assert compare.cfer_options("cfer+flip", args) == CferConfig()  # the preset already has it
     alike = dataclasses.replace(CferConfig(), psmr_first_step_weight=1.0)  # the preset before the memory share
     assert compare.cfer_options(compare._strategy_name("cfer+bw1"), args) == alike
     unmoved = dataclasses.replace(alike, shift_training=0)  # a spelt-out name: w = 1 and no shifts
     assert compare.cfer_options("cfer+la+ncm+cat+prev3+herd+mirror+wa+flip", args) == unmoved
     assert compare.cfer_options(compare._strategy_name("cfer+noshift+bw1"), args) == unmoved
-    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror+wa+flip+bw0.5+shift2", args)
+    scaled = compare.cfer_options("cfer+la+ncm+cat+prevs3+herd+mirror+wa+flip+bw0.5", args)
     assert scaled == dataclasses.replace(CferConfig(), previous_weight_scale="sqrt_ratio")
-    assert compare.cfer_options(compare._strategy_name("cfer+noshift"), args) == dataclasses.replace(
-        CferConfig(), shift_training=0)
+    assert compare.cfer_options(compare._strategy_name("cfer+noshift"), args) == CferConfig()
     assert compare.cfer_options(compare._strategy_name("cfer+shift4"), args) == dataclasses.replace(
         CferConfig(), shift_training=4)
     both = compare.cfer_options(compare._strategy_name(preset + "+margin"), args)

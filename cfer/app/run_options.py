@@ -92,7 +92,7 @@ RUN_OPTIONS: list[tuple[tuple[str, ...], str, str]] = [
     (("--psmr-first-step-weight",), "continual.psmr_first_step_weight", "memory items a class of the first step "
      "(the teacher's) keeps, as a multiple of a later class's (1: every class alike; default: the preset's, 0.5)"),
     (("--shift-training",), "continual.shift_training", "largest random shift of the training faces, in pixels, "
-     "in each direction (0: none; default: the preset's, 2, as the teacher trains)"),
+     "in each direction (0: none, the preset's default; 2: as the teacher trains)"),
     (("--logger",), "continual.logger", "training curves to RUN/logs/KIND/: none (default), tensorboard, csv "
                                         "or wandb-offline"),
     (("--holdout",), "fewshot.holdout", "compound classes kept for few-shot episodes only (0: none)"),

@@ -71,10 +71,10 @@ def test_the_shift_flag_reaches_the_strategy(capsys):
     from cfer.app.config_io import config_from_dict
     from cfer.app.stages import strategy_options
 
-    assert cli.main(["run", "--shift-training", "0", "--print-config"]) == 0
+    assert cli.main(["run", "--shift-training", "2", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["continual"]["shift_training"] == 0 and strategy_options(config_from_dict(printed)).shift_training == 0
-    assert strategy_options(config_from_dict({})).shift_training == 2  # unset: the preset's
+    assert printed["continual"]["shift_training"] == 2 and strategy_options(config_from_dict(printed)).shift_training == 2
+    assert strategy_options(config_from_dict({})).shift_training == 0  # unset: the preset's
 
 
 @pytest.mark.parametrize("key", ["weight_aligning", "mirror_training"])

@@ -13,8 +13,10 @@ def cfer_options():
 def test_the_strategy_sentence_names_weight_aligning_and_the_prediction_rule():
     cfer = strategy_words(describe_preset("cfer", preset_config("cfer")))
     assert "<b>cfer</b>" in cfer
-    assert ("weight aligning, mirror images in training, shifts of up to 2 pixels in training, prediction by nearest "
-            "class mean") in cfer
+    assert "weight aligning, mirror images in training, prediction by nearest class mean" in cfer
+    moved = describe_preset("cfer", dataclasses.replace(preset_config("cfer"), shift_training=2))
+    assert ("mirror images in training, shifts of up to 2 pixels in training, prediction by nearest "
+            "class mean") in strategy_words(moved)
     published = strategy_words(describe_preset("published", preset_config("published")))
     assert "weight aligning" not in published and published.endswith("prediction by the head")
     assert "mirror images" not in published
@@ -33,5 +35,5 @@ def test_the_strategy_sentence_names_weight_aligning_and_the_prediction_rule():
     assert "memory items" not in published
     older = {"preset": "cfer", "options": {k: v for k, v in old["options"].items() if k != "psmr_first_step_weight"}}
     assert "memory items" not in strategy_words(older)  # a run written before the option existed
-    oldest = {"preset": "cfer", "options": {k: v for k, v in cfer_options().items() if k != "shift_training"}}
+    oldest = {"preset": "cfer", "options": {k: v for k, v in moved["options"].items() if k != "shift_training"}}
     assert "shifts" not in strategy_words(oldest)  # a run written before the option existed
