@@ -96,8 +96,8 @@ class CferConfig:
             preset, off in the published method, which trains on the faces as stored).
         shift_training: Move each training face by a random whole number of pixels, up to
             this many in each direction (:mod:`~cfer.continual.plugins.shift_augment`; 0:
-            off, in the preset and the published method; the preset had 2 for part of
-            2026-12-06, until a wider validation measured a loss at 3 classes a step).
+            off, in the preset and the published method; 2 is measured in
+            ``docs/benchmarks.md``).
     """
 
     gamma0: float = 0.1
