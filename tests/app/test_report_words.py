@@ -6,10 +6,6 @@ from cfer.app.report_words import strategy_words
 from cfer.continual.presets import describe_preset, preset_config
 
 
-def cfer_options():
-    return describe_preset("cfer", preset_config("cfer"))["options"]
-
-
 def test_the_strategy_sentence_names_weight_aligning_and_the_prediction_rule():
     cfer = strategy_words(describe_preset("cfer", preset_config("cfer")))
     assert "<b>cfer</b>" in cfer
