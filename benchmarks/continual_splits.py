@@ -89,8 +89,8 @@ def pooled_table(runs: dict[str, dict[tuple[int, tuple], dict]], *, reference: s
                 for k in ("average_accuracy", "final_accuracy", "forgetting")]
         lines.append(f"| {name} | {len(got)} | " + " | ".join(f"{c.mean():.3f} ± {c.std():.3f}" for c in cols) + " |")
     lines += [f"\npaired, {reference} minus each strategy over the runs both have:\n",
-              "| strategy | runs | Δ avg acc over steps | Δ final acc | runs won (avg acc) | Δ avg acc by split |",
-              "|---|---|---|---|---|---|"]
+              "| strategy | runs | Δ avg acc over steps | Δ final acc | Δ forgetting | runs won (avg acc) "
+              "| Δ avg acc by split |", "|---|---|---|---|---|---|---|"]
     for name, got in runs.items():
         if name == reference:
             continue
@@ -99,10 +99,12 @@ def pooled_table(runs: dict[str, dict[tuple[int, tuple], dict]], *, reference: s
             continue
         d = np.array([runs[reference][k]["average_accuracy"] - got[k]["average_accuracy"] for k in both])
         df = np.array([runs[reference][k]["final_accuracy"] - got[k]["final_accuracy"] for k in both])
+        dg = np.array([runs[reference][k]["forgetting"] - got[k]["forgetting"] for k in both])
         by_split = [np.mean([d[i] for i, k in enumerate(both) if k[0] == s]) for s in splits
                     if any(k[0] == s for k in both)]
         lines.append(f"| {name} | {len(both)} | {d.mean():+.3f} ± {d.std():.3f} | {df.mean():+.3f} ± {df.std():.3f} | "
-                     f"{int((d > 0).sum())} / {len(both)} | " + ", ".join(f"{v:+.3f}" for v in by_split) + " |")
+                     f"{dg.mean():+.3f} ± {dg.std():.3f} | {int((d > 0).sum())} / {len(both)} | "
+                     + ", ".join(f"{v:+.3f}" for v in by_split) + " |")
     return "\n".join(lines)
 
 

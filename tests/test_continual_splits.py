@@ -12,7 +12,7 @@ def splits(load_benchmark):
 
 def _file(tmp_path, seed, results, **args):
     path = tmp_path / f"seed{seed}.json"
-    runs = {s: [{"order": list(o), "average_accuracy": a, "final_accuracy": a - 0.1, "forgetting": 0.1}
+    runs = {s: [{"order": list(o), "average_accuracy": a, "final_accuracy": a - 0.1, "forgetting": 1.0 - a}
                 for o, a in r] for s, r in results.items()}
     path.write_text(json.dumps({"args": {"seed": seed, "data": "d", "per_step": 1, **args},
                                 "results": [{"strategy": s, "runs": r} for s, r in runs.items()]}))
@@ -30,6 +30,7 @@ def test_splits_pool_pair_and_count_a_repeated_order_once(splits, tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("| icarl | 3 | +"))
     # differences +0.1, -0.1 (split 0) and +0.3 (split 1): mean +0.1, won 2 of 3, by split 0.0 and +0.3
     assert "+0.100 ± 0.163" in row and "2 / 3" in row and row.endswith("+0.000, +0.300 |")
+    assert "| -0.100 ± 0.163 |" in row  # forgetting: 1 - avg acc in these runs
 
 
 def test_splits_refuse_a_strategy_twice_on_a_seed_or_another_comparison(splits, tmp_path):
