@@ -79,7 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "esP (early stopping within each step on validation subjects, "
                          "patience P epochs, the best epoch kept; eN is then the maximum), bwW (a class of the "
                          "first step keeps W times the memory items of a later class; the preset: 0.5, a spelt-out "
-                         "variant: 1), supW (a supervised contrastive term on the features, weight W); e.g. "
+                         "variant: 1), supW (a supervised contrastive term on the features, weight W), lrcos (the "
+                         "learning rate decays by a cosine within each step; baselines take it too, e.g. icarl+lrcos), "
+                         "hws (the new classes' head rows fitted on frozen features before each step; baselines too); "
+                         "e.g. "
                          "cfer+la+ncm, cfer+bw1 (the preset with every class alike in the memory)")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
     ap.add_argument("--per-step", type=int, default=3, help="compound classes per step (1 = published protocol)")
@@ -138,7 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 VARIANTS = ("la", "ncm", "ncmnew", "mirror", "ncmhead", "sig", "bft", "nofeat", "grow", "cat", "herd", "prev",
-            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal", "flip", "noflip", "noshift")
+            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal", "flip", "noflip", "noshift", "lrcos", "hws")
 
 
 def _number(text: str) -> bool:
@@ -156,8 +159,8 @@ def _strategy_name(name: str) -> str:
            and not (o[:2] == "wi" and _number(o[2:])) and not (o[:3] == "sup" and _number(o[3:]))
            and not (o[:5] == "shift" and o[5:].isdigit() and int(o[5:]) > 0)
            and not (o[:2] == "es" and o[2:].isdigit() and int(o[2:]) > 0)]
-    if base not in STRATEGIES or (opts and base != "cfer" and not {o for o in opts if o[:5] != "shift"} <= {"flip"}) \
-            or bad:
+    baseline_opts = {o for o in opts if o[:5] != "shift"}
+    if base not in STRATEGIES or (opts and base != "cfer" and not baseline_opts <= {"flip", "lrcos", "hws"}) or bad:
         raise argparse.ArgumentTypeError(f"{name!r}: use one of {list(STRATEGIES)}, or cfer+OPT[+OPT...] with OPT in "
                                          f"{list(VARIANTS)}")
     return name
@@ -181,7 +184,7 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     shifts = {"shift_training": max(moved)} if moved else {}
     extra = {o for o in opts if o[:2] in ("es", "bw", "wi") or o[:3] == "sup" or o[:5] == "shift"
              or (o[:1] == "e" and o[1:].isdigit())}
-    if not opts - {"nocache", "bal", "flip", "noflip", "noshift"} - extra:
+    if not opts - {"nocache", "bal", "flip", "noflip", "noshift", "lrcos", "hws"} - extra:
         # the preset (eN, esP: epochs and stopping; noflip: without its mirror images in training;
         # bwW: another weight of the first step's classes in the memory; noshift, shiftN: its shifts)
         return CferConfig(cache_teacher="nocache" not in opts, mirror_training="noflip" not in opts,
@@ -297,6 +300,25 @@ def shift(name: str) -> list:
     return [ShiftAugmentPlugin(max_shift=found[-1])] if base != "cfer" and found else []
 
 
+def schedule(name: str) -> list:
+    """``[StepCosinePlugin]`` for any strategy named with ``lrcos`` (``cfer+lrcos``,
+    ``icarl+lrcos``: the learning rate decays to 1% over each step by a cosine), else ``[]``."""
+    from cfer.continual.plugins.step_schedule import StepCosinePlugin
+
+    return [StepCosinePlugin()] if "lrcos" in name.split("+")[1:] else []
+
+
+def warm_start(name: str, cfer_opts: CferConfig) -> list:
+    """``[HeadWarmStartPlugin]`` for any strategy named with ``hws`` (the new classes' head rows
+    fitted on the frozen student's features before each step, with cfer's logit adjustment
+    for a cfer variant), else ``[]``."""
+    from cfer.continual.plugins.head_warm_start import HeadWarmStartPlugin
+
+    if "hws" not in name.split("+")[1:]:
+        return []
+    return [HeadWarmStartPlugin(logit_adjustment=cfer_opts.logit_adjustment if name.startswith("cfer") else 0.0)]
+
+
 def stop_and_score(val: FaceDataset, *, evaluate_on: str, early: bool) -> tuple[FaceDataset | None, FaceDataset]:
     """The validation faces early stopping reads and those a ``--evaluate-on val`` run is
     scored on. Scored on test, early stopping reads every validation subject; scored on
@@ -329,7 +351,8 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
                              plugins=[epochs, *early_stopping(name, stop_val, cfer_opts), *sampler(name),
-                                      *mirror(name), *shift(name)],
+                                      *mirror(name), *shift(name), *schedule(name),
+                                      *warm_start(name, cfer_opts)],
                              cfer=cfer_opts)
     interpolate = [float(o[2:]) for o in name.split("+")[1:] if o[:2] == "wi"]
     if interpolate:  # first in after_training_exp: every other plugin sees the interpolated student

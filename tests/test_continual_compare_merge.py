@@ -85,9 +85,18 @@ def test_variant_names_build_the_configuration_they_name(compare):
     assert compare.shift("cfer+shift2") == [] and compare.shift("icarl+flip") == []
     # supW adds a plugin: the preset's configuration stays as it is
     assert compare.cfer_options(compare._strategy_name("cfer+sup0.1"), args) == CferConfig()
+    # lrcos and hws add plugins to any strategy, cfer's preset included
+    for name in ("cfer+lrcos", "cfer+hws"):
+        assert compare.cfer_options(compare._strategy_name(name), args) == CferConfig()
+    assert [type(p).__name__ for p in compare.schedule(compare._strategy_name("icarl+lrcos"))] == ["StepCosinePlugin"]
+    assert compare.schedule("cfer+hws") == []
+    cfer_start = compare.warm_start(compare._strategy_name("cfer+hws"), CferConfig())
+    assert [p.logit_adjustment for p in cfer_start] == [CferConfig().logit_adjustment]  # cfer's training prior
+    assert [p.logit_adjustment for p in compare.warm_start(compare._strategy_name("replay+hws"), CferConfig())] == [0.0]
+    assert compare.warm_start("cfer+lrcos", CferConfig()) == []
     for bad in ("cfer+prevsx", "cfer+prevs0", "replay+prevs3", "joint+flip+la", "cfer+bw0", "cfer+bwx",
                 "joint+shift", "joint+shift0", "cfer+shiftx", "icarl+noshift", "cfer+sup0", "cfer+supx",
-                "joint+sup0.1"):
+                "joint+sup0.1", "joint+lrcos+la"):
         with pytest.raises(Exception, match="use one of"):
             compare._strategy_name(bad)
 

@@ -21,6 +21,10 @@
   with the previous step's after each step (``WeightInterpolationPlugin``);
 * :mod:`~cfer.continual.plugins.supervised_contrastive`: a supervised contrastive term on
   the student's features (``SupConPlugin``);
+* :mod:`~cfer.continual.plugins.step_schedule`: the learning rate decays by a cosine within
+  each experience (``StepCosinePlugin``);
+* :mod:`~cfer.continual.plugins.head_warm_start`: the new classes' head rows fitted on the
+  frozen student's features before each experience trains (``HeadWarmStartPlugin``);
 * :mod:`~cfer.continual.plugins.class_balanced_sampler`: class-balanced draws of the new
   data and the memory (``ClassBalancedSamplerPlugin``);
 * :mod:`~cfer.continual.plugins.early_stopping`: each experience stops when its
@@ -56,7 +60,8 @@ _NAMES = {
     "WeightAligningPlugin": "weight_aligning", "align_new_classes": "weight_aligning",
     "MirrorAugmentPlugin": "mirror_augment", "ShiftAugmentPlugin": "shift_augment",
     "WeightInterpolationPlugin": "weight_interpolation", "SupConPlugin": "supervised_contrastive",
-    "supcon_loss": "supervised_contrastive",
+    "supcon_loss": "supervised_contrastive", "StepCosinePlugin": "step_schedule",
+    "HeadWarmStartPlugin": "head_warm_start",
     "DistributedPlugin": "ddp", "per_process_batch": "ddp",
     "CriterionAdjustment": "criterion", "adjust_criterion": "criterion",
     "CferTermsMetric": "monitor", "TERM_NAMES": "monitor",
