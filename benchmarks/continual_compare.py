@@ -96,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="replay budget M as a fraction of the training set (the published 0.3)")
     ap.add_argument("--image-size", type=int, default=48)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-per-order", action="store_true",
+                    help="draw each class order's initial weights and training randomness from its own seed "
+                         "(order k: --seed + 1000 k; order 0 as without the flag), so that the basic step, which "
+                         "every order otherwise shares, varies with the orders and their spread counts it")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--psmr-mode", choices=("grow", "limit"), default="limit",
                     help="cfer's buffer mode; 'limit' uses the same budget M at every step as the other replay methods")
@@ -336,10 +340,17 @@ def stop_and_score(val: FaceDataset, *, evaluate_on: str, early: bool) -> tuple[
     return val.subset(np.flatnonzero(is_stop)), val.subset(np.flatnonzero(~is_stop))
 
 
+def order_seed(args: argparse.Namespace, k: int) -> int:
+    """The seed of class order ``k``'s initial weights and training: ``--seed`` for every order,
+    or with ``--init-per-order`` ``--seed + 1000 k`` (order 0 keeps ``--seed``)."""
+    return args.seed + 1000 * k if args.init_per_order else args.seed
+
+
 def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memory_size: int,
-            eval_data: FaceDataset, stop_val=None) -> dict:
+            eval_data: FaceDataset, stop_val=None, *, seed: int | None = None) -> dict:
+    seed = args.seed if seed is None else seed
     model = build_model(arch=args.arch, num_classes=stream.n_basic, in_chans=3, img_size=args.image_size,
-                        seed=args.seed)
+                        seed=seed)
     model.load_state_dict(copy.deepcopy(init_state))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     own = [int(o[1:]) for o in name.split("+")[1:] if o[:1] == "e" and o[1:].isdigit()]
@@ -347,7 +358,7 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
     cfer_opts = cfer_options(name, args) if name.startswith("cfer") else CferConfig()
     # Seeded before the strategy is built too: iCaRL's classifier and DER's widened head are
     # drawn there, and torch's generator is seeded at random when a process starts.
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     strategy = make_strategy(name.split("+")[0], model=model, optimizer=opt, train_epochs=args.epochs, train_mb_size=32,
                              eval_mb_size=256, memory_size=memory_size, total_classes=len(stream.class_names),
                              plugins=[epochs, *early_stopping(name, stop_val, cfer_opts), *sampler(name),
@@ -364,7 +375,7 @@ def run_one(name: str, stream, args: argparse.Namespace, init_state: dict, memor
         from cfer.continual.plugins.supervised_contrastive import SupConPlugin
 
         strategy.plugins.append(SupConPlugin(weight=contrast[-1]))
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     res = run_stream(strategy, stream, evaluate_on=args.evaluate_on)
     names = tuple(stream.class_names)
     from cfer.continual.plugins.early_stopping import StepEarlyStoppingPlugin
@@ -384,9 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     splits, first, later = load_splits(args)
     memory_size = int(args.memory_fraction * len(splits["train"]))
     orders = compound_orders(classes=later, n_orders=args.orders, seed=args.seed)
-    init = build_model(arch=args.arch, num_classes=len(first), in_chans=1 if args.grey else 3,
-                       img_size=args.image_size, seed=args.seed)
-    init_state = init.state_dict()
+    def initial_state(seed: int) -> dict:
+        return build_model(arch=args.arch, num_classes=len(first), in_chans=1 if args.grey else 3,
+                           img_size=args.image_size, seed=seed).state_dict()
+
+    init_state = initial_state(args.seed)
     records: dict[str, list[dict]] = {n: [] for n in args.strategies}
     print(f"# continual comparison: {len(args.strategies)} strategies x {len(orders)} orders, arch {args.arch}, "
           f"{args.per_step} compound classes per step, M={memory_size}, train={len(splits['train'])} faces",
@@ -406,10 +419,12 @@ def main(argv: list[str] | None = None) -> int:
             stream.val_stream if stop_faces is score_faces else
             make_stream(train=splits["train"], test=splits["test"], val=stop_faces, per_step=args.per_step,
                         basic=first, compound=later, order=order).val_stream)
+        seed = order_seed(args, k)
+        state = init_state if seed == args.seed else initial_state(seed)
         for name in args.strategies:
             t0 = time.perf_counter()
-            rec = run_one(name, stream, args, init_state, memory_size, eval_faces, stop_val)
-            rec["order"] = list(order)
+            rec = run_one(name, stream, args, state, memory_size, eval_faces, stop_val, seed=seed)
+            rec["order"], rec["seed"] = list(order), seed
             records[name].append(rec)
             print(f"  order {k} {name:8s} avg {rec['average_accuracy']:.3f} final {rec['final_accuracy']:.3f} "
                   f"macro-F1 {rec['final_macro_f1']:.3f} "
@@ -498,7 +513,8 @@ def report_merged(args: argparse.Namespace) -> int:
         data = json.loads(Path(path).read_text())
         a = data["args"]
         settings.add((a["per_step"], a["arch"], a["epochs"], a["basic_epochs"], tuple(a["subjects"]), a["per_class"],
-                      a["memory_fraction"], a["seed"], a["evaluate_on"], tuple(a.get("scored_subjects", ()))))
+                      a["memory_fraction"], a["seed"], a["evaluate_on"], tuple(a.get("scored_subjects", ())),
+                      a.get("init_per_order", False)))
         for res in data["results"]:
             runs = by_order.setdefault(res["strategy"], {})
             for run in res["runs"]:

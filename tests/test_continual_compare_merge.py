@@ -159,3 +159,22 @@ def test_merge_refuses_validation_runs_scored_on_different_subjects(compare, tmp
     halved.write_text(json.dumps(data))
     with pytest.raises(SystemExit, match="different settings"):
         compare.report_merged(compare.parse_args(["--merge", str(plain), str(halved)]))
+
+
+def test_init_per_order_gives_each_order_its_own_start(compare, tmp_path):
+    """Without the flag every class order starts from the same weights and so learns the same
+    basic step; with it order k starts from seed + 1000 k, and order 0 is the run without it."""
+    common = ["--quick", "--strategies", "replay", "--orders", "2", "--threads", "1", "--subjects", "3", "2", "2",
+              "--epochs", "1", "--basic-epochs", "2", "--seed", "3"]
+    compare.main([*common, "--json", str(tmp_path / "shared.json")])
+    compare.main([*common, "--init-per-order", "--json", str(tmp_path / "own.json")])
+    shared = json.loads((tmp_path / "shared.json").read_text())["results"][0]["runs"]
+    own = json.loads((tmp_path / "own.json").read_text())["results"][0]["runs"]
+    assert [r["seed"] for r in shared] == [3, 3] and [r["seed"] for r in own] == [3, 1003]
+    assert own[0]["matrix"] == shared[0]["matrix"]  # order 0: the run without the flag
+    assert shared[0]["matrix"][0] == shared[1]["matrix"][0]  # one basic step for both orders
+    assert own[1]["matrix"] != shared[1]["matrix"]  # order 1 started elsewhere
+    assert compare.order_seed(compare.parse_args(["--seed", "2", "--init-per-order"]), 4) == 4002
+    # runs with and without the flag are different settings: --merge refuses to mix them
+    with pytest.raises(SystemExit, match="different settings"):
+        compare.main(["--merge", str(tmp_path / "shared.json"), str(tmp_path / "own.json")])
