@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cfer.machine import describe, mixed_machines
+
 VARIANTS = {
     "apex": dict(temporal="apex", streams=("frames",)),
     "frames": dict(temporal="transformer", streams=("frames",)),
@@ -167,6 +169,9 @@ def main() -> None:
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="JSON files of earlier runs: print the tables")
     args = p.parse_args()
     if args.merge:
+        note = mixed_machines({str(f): json.loads(f.read_text()).get("machine") for f in args.merge})
+        if note:
+            print(note + "\n")
         print(tables(merge_runs([r for f in args.merge for r in json.loads(f.read_text())["runs"]])))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -176,8 +181,8 @@ def main() -> None:
     for seed in args.seeds:
         runs.append(run_seed(seed, args))
         if args.out:
-            args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs},
-                                           indent=1))
+            args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                            "machine": describe(), "runs": runs}, indent=1))
     print(tables(runs))
 
 

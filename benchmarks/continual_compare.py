@@ -45,6 +45,7 @@ from cfer.continual.runner import run_stream
 from cfer.continual.stream import compound_orders, make_stream
 from cfer.data.base import FaceDataset
 from cfer.data.synthetic import make_synthetic_splits
+from cfer.machine import describe, mixed_machines
 
 COLUMNS = [
     ("average_accuracy", "avg acc over steps"),
@@ -447,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"args": {k: (list(v) if isinstance(v, tuple) else v)
                                                   for k, v in vars(args).items() if k not in ("json", "plot", "merge")}
                                          | ({"scored_subjects": sorted(set(score_faces.subjects))} if halved else {}),
-                                         "total_seconds": total, "results": out}, indent=1, default=str))
+                                         "machine": describe(), "total_seconds": total, "results": out},
+                                        indent=1, default=str))
         print(f"\nJSON written to {args.json}")
     if args.plot is not None:
         plot(records, args.plot)
@@ -509,8 +511,10 @@ def report_merged(args: argparse.Namespace) -> int:
     by_order: dict[str, dict[tuple, dict]] = {}
     replaced = 0
     settings = set()
+    machines = {}
     for path in args.merge:
         data = json.loads(Path(path).read_text())
+        machines[str(path)] = data.get("machine")
         a = data["args"]
         settings.add((a["per_step"], a["arch"], a["epochs"], a["basic_epochs"], tuple(a["subjects"]), a["per_class"],
                       a["memory_fraction"], a["seed"], a["evaluate_on"], tuple(a.get("scored_subjects", ())),
@@ -525,6 +529,9 @@ def report_merged(args: argparse.Namespace) -> int:
         raise SystemExit(f"--merge: the files hold different settings {sorted(settings)}; merge runs of one setting")
     print(f"merged {len(args.merge)} files: {len(records)} strategies"
           + (f"; {replaced} runs replaced by a later file's" if replaced else "") + "\n")
+    note = mixed_machines(machines)
+    if note:
+        print(note + "\n")
     print_tables(records)
     if args.plot is not None:
         plot(records, args.plot)

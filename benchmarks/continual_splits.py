@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cfer.machine import mixed_machines
+
 MUST_MATCH = ("data", "per_step", "epochs", "basic_epochs", "arch", "memory_fraction", "evaluate_on", "first", "later")
 """Arguments every file must share: the same comparison, only the seed differs."""
 
@@ -76,6 +78,12 @@ def load_runs(paths: list[Path], *, renames: list[str] = ()) -> dict[str, dict[t
     return runs
 
 
+def machines_note(paths: list[Path]) -> str | None:
+    """A warning when the files ran on different machines, or some record none
+    (:func:`cfer.machine.mixed_machines`)."""
+    return mixed_machines({str(p): json.loads(Path(p).read_text()).get("machine") for p in paths})
+
+
 def pooled_table(runs: dict[str, dict[tuple[int, tuple], dict]], *, reference: str) -> str:
     """The markdown tables: each strategy over all runs, and ``reference`` minus each, paired."""
     if reference not in runs:
@@ -115,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rename", action="append", default=[], metavar="FOLDER:OLD=NEW",
                     help="call strategy OLD of the files under FOLDER NEW (e.g. an earlier preset's runs)")
     args = ap.parse_args(argv)
-    print(pooled_table(load_runs(args.files, renames=args.rename), reference=args.reference))
+    runs = load_runs(args.files, renames=args.rename)
+    note = machines_note(args.files)
+    if note:
+        print(note + "\n")
+    print(pooled_table(runs, reference=args.reference))
     return 0
 
 

@@ -69,6 +69,7 @@ from cfer.continual.stream import compound_orders, make_stream
 from cfer.continual.teacher import TeacherConfig, train_teacher
 from cfer.continual.unlabelled_distillation import distil_unlabelled
 from cfer.data.synthetic import make_synthetic_splits
+from cfer.machine import describe, mixed_machines
 
 SETUPS = ("single", "single->own", "ensemble->single", "ensemble->member", "ensemble", "single->self",
           "ensemble->member+basic", "ensemble->member+pool", "single->self+pool", "ensemble->best+pool")
@@ -190,6 +191,7 @@ def summarise(paths: list[Path], setups: list[str] | None = None) -> str:
     """The set-ups of several runs' JSON files (``setups``: only these), paired by seed: means and
     paired differences over the seeds every set-up has."""
     runs: dict[str, dict[int, dict]] = {}
+    note = mixed_machines({str(p): json.loads(p.read_text()).get("machine") for p in paths})
     for path in paths:
         for setup, recs in json.loads(path.read_text())["runs"].items():
             if setups is not None and setup not in setups:
@@ -199,7 +201,7 @@ def summarise(paths: list[Path], setups: list[str] | None = None) -> str:
     if not runs:
         raise SystemExit("no runs in the files given")
     seeds = sorted(set.intersection(*(set(v) for v in runs.values())))
-    lines = [f"seeds {seeds} (those every set-up has)", "",
+    lines = [*([note, ""] if note else []), f"seeds {seeds} (those every set-up has)", "",
              "| set-up | " + " | ".join(label for _, label in COLUMNS) + " | forgetting |", "|---|" + "---|" * 6]
     for setup, by_seed in runs.items():
         cells = [_fmt([by_seed[k][key] for k in seeds]) for key, _ in (*COLUMNS, ("forgetting", ""))]
@@ -280,7 +282,8 @@ def _write(args: argparse.Namespace, teachers: dict, runs: dict, seconds: float)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"args": {k: (list(v) if isinstance(v, tuple) else v)
                                               for k, v in vars(args).items() if k != "json"},
-                                     "total_seconds": seconds, "teachers": teachers, "runs": runs},
+                                     "machine": describe(), "total_seconds": seconds, "teachers": teachers,
+                                     "runs": runs},
                                     indent=1, default=str))
 
 

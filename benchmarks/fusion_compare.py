@@ -41,6 +41,7 @@ from cfer.continual.confusion import confusion
 from cfer.continual.teacher import TeacherConfig, photo_recipe, train_teacher
 from cfer.data.synthetic import make_synthetic_splits
 from cfer.data.synthetic.framed_splits import make_framed_splits
+from cfer.machine import describe, mixed_machines
 
 MEMBERS = ("resemotenet_slim", "vit_tiny_patch16_224", "manet_slim")
 MODELS = (*MEMBERS, "ensemble:" + "+".join(MEMBERS), "dualview_slim")
@@ -181,6 +182,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     if a.summarise:
+        note = mixed_machines({str(f): json.loads(f.read_text()).get("machine") for f in a.summarise})
+        if note:
+            print(note + "\n")
         runs = [r for f in a.summarise for r in json.loads(f.read_text())["runs"]]
         _report(runs, list(dict.fromkeys(r["arch"] for r in runs)), list(dict.fromkeys(r["task"] for r in runs)))
         return
@@ -207,7 +211,7 @@ def main() -> None:
     print(f"\n{total / 60:.1f} minutes in all")
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"args": vars(a), "total_seconds": total, "runs": runs}, fh, indent=1)
+            json.dump({"args": vars(a), "machine": describe(), "total_seconds": total, "runs": runs}, fh, indent=1)
 
 
 if __name__ == "__main__":

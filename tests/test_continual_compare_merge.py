@@ -171,6 +171,9 @@ def test_init_per_order_gives_each_order_its_own_start(compare, tmp_path):
     shared = json.loads((tmp_path / "shared.json").read_text())["results"][0]["runs"]
     own = json.loads((tmp_path / "own.json").read_text())["results"][0]["runs"]
     assert [r["seed"] for r in shared] == [3, 3] and [r["seed"] for r in own] == [3, 1003]
+    from cfer.machine import describe
+
+    assert json.loads((tmp_path / "own.json").read_text())["machine"] == describe()  # what it ran on
     assert own[0]["matrix"] == shared[0]["matrix"]  # order 0: the run without the flag
     assert shared[0]["matrix"][0] == shared[1]["matrix"][0]  # one basic step for both orders
     assert own[1]["matrix"] != shared[1]["matrix"]  # order 1 started elsewhere

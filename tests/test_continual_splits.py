@@ -59,3 +59,26 @@ def test_splits_rename_a_strategy_in_the_files_of_one_folder(splits, tmp_path):
     assert runs["cfer"][(0, ("a", "b"))]["average_accuracy"] == 0.8  # the other folder's cfer keeps its name
     with pytest.raises(SystemExit, match="FOLDER:OLD=NEW"):
         splits.load_runs([old], renames=["cfer=cfer+old"])
+
+
+def test_files_of_two_machines_are_flagged(splits, tmp_path, capsys):
+    from cfer.machine import describe
+
+    here = describe()
+    a = _file(tmp_path, 0, {"cfer": [("ab", 0.8)]})
+    b = _file(tmp_path, 1, {"cfer": [("ab", 0.7)]})
+    for path, record in ((a, here), (b, here)):
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "machine": record}))
+    splits.main([str(a), str(b)])
+    assert "machine" not in capsys.readouterr().out  # one machine: nothing to say
+    data = json.loads(b.read_text())
+    b.write_text(json.dumps({**data, "machine": {**here, "cpu_capability": "AVX2" if here["cpu_capability"] != "AVX2"
+                                                 else "AVX512"}}))
+    splits.main([str(a), str(b)])
+    out = capsys.readouterr().out
+    assert out.startswith("note: the files ran on 2 machines (cpu_capability:") and "pair runs of one machine" in out
+    data.pop("machine")
+    b.write_text(json.dumps(data))
+    splits.main([str(a), str(b)])
+    assert "1 of the 2 files record no machine" in capsys.readouterr().out

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "cfer"
-BASE = {"cfer", "cfer.taxonomy", "cfer.atomic", "cfer.lazy", "cfer.schedule", "cfer.distributed", "cfer.cliplayout"}
+BASE = {"cfer", "cfer.taxonomy", "cfer.atomic", "cfer.lazy", "cfer.schedule", "cfer.distributed", "cfer.cliplayout",
+        "cfer.machine"}
 ALLOWED = {
     "base": set(),
     "data": {"base"},

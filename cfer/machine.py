@@ -1,0 +1,116 @@
+"""What a measurement ran on: the processor, its vector instructions, the library versions.
+
+Training on the CPU repeats itself to the last digit on one machine, but another processor
+(other vector kernels) or another torch build rounds differently, and over a continual
+stream of 16 steps one class order's final accuracy can then move by several points
+(``docs/benchmarks.md``, "The baselines run again on one machine"). Benchmarks record
+:func:`describe` next to their figures so that runs of two machines are not paired
+unawares; :func:`differences` says what two records disagree on.
+
+Example:
+    >>> record = describe()
+    >>> sorted(record)[:3]
+    ['avalanche', 'cores', 'cpu']
+    >>> differences(record, dict(record))
+    {}
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["describe", "differences", "mixed_machines", "COMPARED"]
+
+COMPARED = ("cpu", "cpu_capability", "torch", "numpy", "avalanche", "timm")
+"""The keys whose values change the figures (the core count and Python's version do not
+change a one-thread run's arithmetic)."""
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def describe() -> dict[str, str | int]:
+    """The machine this process runs on, as plain values for a JSON file.
+
+    Returns:
+        ``cpu`` (the processor's model name), ``cpu_capability`` (the vector instructions
+        torch's CPU kernels use, e.g. ``AVX2`` or ``AVX512``), ``cores``, and the versions of
+        ``python``, ``torch``, ``numpy``, ``avalanche`` and ``timm``.
+    """
+    import numpy
+    import torch
+
+    return {
+        "cpu": _cpu_model(),
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+        "cores": os.cpu_count() or 0,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "avalanche": _version("avalanche-lib"),
+        "timm": _version("timm"),
+    }
+
+
+def differences(a: dict | None, b: dict | None) -> dict[str, tuple[object, object]]:
+    """The keys of :data:`COMPARED` on which two :func:`describe` records disagree, with both
+    values; a missing record (a file written before records were kept) disagrees on every
+    key, as ``None``.
+
+    Example:
+        >>> differences({"cpu": "x", "torch": "2.1"}, {"cpu": "y", "torch": "2.1"})
+        {'cpu': ('x', 'y')}
+    """
+    if a is None or b is None:
+        return {} if a is None and b is None else {k: ((a or {}).get(k), (b or {}).get(k)) for k in COMPARED}
+    return {k: (a.get(k), b.get(k)) for k in COMPARED if a.get(k) != b.get(k) and (k in a or k in b)}
+
+
+def mixed_machines(records: dict[str, dict | None]) -> str | None:
+    """A warning for results read from several files (``{file: its describe() record or
+    None}``) when they ran on different machines or some record no machine; ``None`` when
+    every file ran on the same one (or there is one file).
+
+    Example:
+        >>> mixed_machines({"a.json": {"cpu": "x"}, "b.json": {"cpu": "x"}}) is None
+        True
+        >>> text = mixed_machines({"a.json": {"cpu": "x"}, "b.json": {"cpu": "y"}})
+        >>> text.startswith("note: the files ran on 2 machines (cpu: 'x' in a.json, 'y' in b.json)")
+        True
+    """
+    if len(records) < 2:
+        return None
+    missing = [name for name, record in records.items() if record is None]
+    known = {name: record for name, record in records.items() if record is not None}
+    notes = []
+    if missing:
+        notes.append(f"{len(missing)} of the {len(records)} files record no machine ({', '.join(missing)}), so "
+                     "whether their runs share a machine cannot be checked")
+    if known:
+        first = next(iter(known.values()))
+        keys = sorted({k for record in known.values() for k in differences(first, record)})
+        if keys:
+            distinct = {tuple(record.get(k) for k in COMPARED) for record in known.values()}
+            shown = "; ".join(f"{k}: " + ", ".join(f"{record.get(k)!r} in {name}" for name, record in known.items())
+                              for k in keys)
+            notes.append(f"the files ran on {len(distinct)} machines ({shown})")
+    if not notes:
+        return None
+    return ("note: " + "; ".join(notes) + ". Runs of two machines may differ by several points: pair runs of one "
+            "machine")
