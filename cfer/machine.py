@@ -82,10 +82,11 @@ def differences(a: dict | None, b: dict | None) -> dict[str, tuple[object, objec
     return {k: (a.get(k), b.get(k)) for k in COMPARED if a.get(k) != b.get(k) and (k in a or k in b)}
 
 
-def mixed_machines(records: dict[str, dict | None]) -> str | None:
+def mixed_machines(records: dict[str, dict | None], *, what: str = "files") -> str | None:
     """A warning for results read from several files (``{file: its describe() record or
     None}``) when they ran on different machines or some record no machine; ``None`` when
-    every file ran on the same one (or there is one file).
+    every file ran on the same one (or there is one file). ``what`` names the files in the
+    text (``"runs"`` for run folders).
 
     Example:
         >>> mixed_machines({"a.json": {"cpu": "x"}, "b.json": {"cpu": "x"}}) is None
@@ -100,8 +101,8 @@ def mixed_machines(records: dict[str, dict | None]) -> str | None:
     known = {name: record for name, record in records.items() if record is not None}
     notes = []
     if missing:
-        notes.append(f"{len(missing)} of the {len(records)} files record no machine ({', '.join(missing)}), so "
-                     "whether their runs share a machine cannot be checked")
+        notes.append(f"{len(missing)} of the {len(records)} {what} record no machine ({', '.join(missing)}), so "
+                     "whether they share a machine cannot be checked")
     if known:
         first = next(iter(known.values()))
         keys = sorted({k for record in known.values() for k in differences(first, record)})
@@ -109,7 +110,7 @@ def mixed_machines(records: dict[str, dict | None]) -> str | None:
             distinct = {tuple(record.get(k) for k in COMPARED) for record in known.values()}
             shown = "; ".join(f"{k}: " + ", ".join(f"{record.get(k)!r} in {name}" for name, record in known.items())
                               for k in keys)
-            notes.append(f"the files ran on {len(distinct)} machines ({shown})")
+            notes.append(f"the {what} ran on {len(distinct)} machines ({shown})")
     if not notes:
         return None
     return ("note: " + "; ".join(notes) + ". Runs of two machines may differ by several points: pair runs of one "

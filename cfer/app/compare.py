@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from cfer.app import compare_figures as figs
 from cfer.app.config_io import config_from_dict, config_to_dict, load_config
 from cfer.atomic import save_figure, write_text
+from cfer.machine import mixed_machines
 
 __all__ = ["MISSING", "SUMMARY", "RunRecord", "Measure", "read_run", "read_runs", "config_rows", "measures",
            "write_comparison"]
@@ -235,6 +236,13 @@ def _label(m: Measure) -> str:
     return f"{html.escape(m.label)}<br><small>{what}</small>"
 
 
+def _machine(record: dict | None) -> str:
+    """A run's machine in a few words (runs written before cfer recorded it have none)."""
+    if not record:
+        return MISSING
+    return f"{record.get('cpu', '?')}, {record.get('cpu_capability', '?')}, torch {record.get('torch', '?')}"
+
+
 def _figure(src: str, caption: str) -> str:
     return (f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -256,11 +264,13 @@ def _html(runs: Sequence[RunRecord], rows: list, table: list[Measure], out: Path
             ("data", [html.escape(str(r.metrics.get("data", {}).get("source", MISSING))) for r in runs]),
             ("time", [f"{sum(v for k, v in r.timing.items() if k.endswith('_s')):.0f} s" if r.timing else MISSING
                       for r in runs]),
+            ("machine", [html.escape(_machine(r.metrics.get("machine"))) for r in runs]),
             ("run report", [link(r) for r in runs])]
     run_rows = "".join(f"<tr><td>{k}</td>{''.join(f'<td>{v}</td>' for v in vs)}</tr>" for k, vs in info)
     metric_rows = "".join(f"<tr><td>{_label(m)}</td>{''.join(_cell(m, i, orders[i]) for i in range(len(runs)))}</tr>"
                           for m in table)
     differing = [k for k, _, d in rows if d]
+    machines = mixed_machines({r.name: r.metrics.get("machine") for r in runs}, what="runs")
 
     def config_row(key: str, values: list[str | None], differs: bool) -> str:
         cells = "".join(f"<td class=missing>{MISSING}</td>" if v is None else f"<td>{html.escape(v)}</td>"
@@ -281,6 +291,7 @@ def _html(runs: Sequence[RunRecord], rows: list, table: list[Measure], out: Path
         "<p class=note>Continual numbers are the mean over each run's class orders ± their standard deviation "
         "(population std over orders); few-shot numbers are the mean over episodes ± the 95% confidence "
         "interval.</p>",
+        *([f"<p class=note><b>{html.escape(machines)}</b></p>"] if machines else []),
         "<h2>Accuracy after each step</h2>",
         _figure("figures/accuracy_vs_step.png", "Accuracy on all classes seen so far after each step: mean over "
                 "each run's class orders, shaded ± one standard deviation."),

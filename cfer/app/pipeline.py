@@ -195,12 +195,14 @@ _SUMMARY_KEYS = ("average_accuracy", "final_accuracy", "final_basic_accuracy", "
 
 def _metrics(state: RunState) -> dict:
     from cfer.continual.presets import describe_preset
+    from cfer.machine import describe
 
     data, out = state.data, state.outputs
     records = out["continual"]["records"]
     teacher_info = out["teacher"][1]
     return {
         "cfer_version": cfer.__version__,
+        "machine": describe(),  # runs repeat to the digit on one machine only (cfer.machine)
         "data": {"source": data.source, "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
                  "basic": list(data.basic), "compound": list(data.compound), "holdout": list(data.holdout),
                  "fewshot_classes": list(data.fewshot_classes), "unused": dict(data.unused),

@@ -131,6 +131,23 @@ def test_runs_with_different_step_counts_still_compare(two_runs, tmp_path):
     assert paths["fewshot"].is_file() and paths["accuracy_vs_step"].is_file()
 
 
+@pytest.mark.slow
+def test_the_page_names_each_runs_machine_and_warns_when_they_differ(two_runs, tmp_path):
+    a, b, out = two_runs
+    page = (out / "compare.html").read_text()
+    machine = json.loads((a / "metrics.json").read_text())["machine"]
+    assert f"{machine['cpu']}, {machine['cpu_capability']}, torch {machine['torch']}" in page
+    assert "machines" not in page  # both runs here: one machine, no warning
+    other = tmp_path / "elsewhere"
+    shutil.copytree(b, other, ignore=shutil.ignore_patterns("*.pt"))
+    m = json.loads((other / "metrics.json").read_text())
+    m["machine"] = {**m["machine"], "cpu_capability": "another"}
+    (other / "metrics.json").write_text(json.dumps(m))
+    write_comparison([a, other], out_dir=tmp_path / "cmp")
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "the runs ran on 2 machines (cpu_capability:" in page and "pair runs of one machine" in page
+
+
 def test_a_folder_name_shared_by_two_runs_gets_its_parent(tmp_path):
     for parent in ("x", "y"):
         _fake_run(tmp_path / parent / "run")

@@ -58,6 +58,9 @@ def test_metrics_describe_the_stream_episodes_and_maps(tiny_run):
     assert [len(s) for s in orders[0]["step_classes"]] == [6, 4, 3, 3]
     assert len(orders[0]["matrix"]) == 4 and len(orders[0]["matrix"][-1]) == 4
     assert saved["continual"]["summary"]["average_accuracy"]["n"] == 2
+    from cfer.machine import describe
+
+    assert saved["machine"] == describe()  # what it ran on: runs repeat to the digit on one machine only
     assert orders[0]["memory_size"] == int(0.3 * 4 * 6 * 16)  # M = floor(0.3 |train|), 16 stream classes
     # the quotas the report shows: a basic class half a compound class's share (6 * 0.5 + 10 = 13 shares)
     assert (orders[0]["memory_per_basic_class"], orders[0]["memory_per_class"]) == (115 // 2 // 13, 115 // 13) == (4, 8)
