@@ -1,7 +1,7 @@
 """What a measurement ran on: the processor, its vector instructions, the library versions.
 
 Training on the CPU repeats itself to the last digit on one machine, but another processor
-(other vector kernels) or another torch build rounds differently, and over a continual
+(other vector kernels) or another torch build may round differently, and over a continual
 stream of 16 steps one class order's final accuracy can then move by several points
 (``docs/benchmarks.md``, "The baselines run again on one machine"). Benchmarks record
 :func:`describe` next to their figures so that runs of two machines are not paired
