@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cfer.machine import describe, mixed_machines
+from cfer.machine import describe, machines_note
 
 VARIANTS = {
     "apex": dict(temporal="apex", streams=("frames",)),
@@ -169,7 +169,7 @@ def main() -> None:
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="JSON files of earlier runs: print the tables")
     args = p.parse_args()
     if args.merge:
-        note = mixed_machines({str(f): json.loads(f.read_text()).get("machine") for f in args.merge})
+        note = machines_note(args.merge)
         if note:
             print(note + "\n")
         print(tables(merge_runs([r for f in args.merge for r in json.loads(f.read_text())["runs"]])))

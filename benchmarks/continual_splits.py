@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cfer.machine import mixed_machines
+from cfer.machine import machines_note
 
 MUST_MATCH = ("data", "per_step", "epochs", "basic_epochs", "arch", "memory_fraction", "evaluate_on", "first", "later")
 """Arguments every file must share: the same comparison, only the seed differs."""
@@ -76,12 +76,6 @@ def load_runs(paths: list[Path], *, renames: list[str] = ()) -> dict[str, dict[t
             for run in entry["runs"]:
                 runs.setdefault(entry["strategy"], {})[(seed, tuple(run["order"]))] = run
     return runs
-
-
-def machines_note(paths: list[Path]) -> str | None:
-    """A warning when the files ran on different machines, or some record none
-    (:func:`cfer.machine.mixed_machines`)."""
-    return mixed_machines({str(p): json.loads(Path(p).read_text()).get("machine") for p in paths})
 
 
 def pooled_table(runs: dict[str, dict[tuple[int, tuple], dict]], *, reference: str) -> str:

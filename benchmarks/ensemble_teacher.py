@@ -69,7 +69,7 @@ from cfer.continual.stream import compound_orders, make_stream
 from cfer.continual.teacher import TeacherConfig, train_teacher
 from cfer.continual.unlabelled_distillation import distil_unlabelled
 from cfer.data.synthetic import make_synthetic_splits
-from cfer.machine import describe, mixed_machines
+from cfer.machine import describe, machines_note
 
 SETUPS = ("single", "single->own", "ensemble->single", "ensemble->member", "ensemble", "single->self",
           "ensemble->member+basic", "ensemble->member+pool", "single->self+pool", "ensemble->best+pool")
@@ -191,7 +191,7 @@ def summarise(paths: list[Path], setups: list[str] | None = None) -> str:
     """The set-ups of several runs' JSON files (``setups``: only these), paired by seed: means and
     paired differences over the seeds every set-up has."""
     runs: dict[str, dict[int, dict]] = {}
-    note = mixed_machines({str(p): json.loads(p.read_text()).get("machine") for p in paths})
+    note = machines_note(paths)
     for path in paths:
         for setup, recs in json.loads(path.read_text())["runs"].items():
             if setups is not None and setup not in setups:

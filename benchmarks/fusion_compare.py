@@ -41,7 +41,7 @@ from cfer.continual.confusion import confusion
 from cfer.continual.teacher import TeacherConfig, photo_recipe, train_teacher
 from cfer.data.synthetic import make_synthetic_splits
 from cfer.data.synthetic.framed_splits import make_framed_splits
-from cfer.machine import describe, mixed_machines
+from cfer.machine import describe, machines_note
 
 MEMBERS = ("resemotenet_slim", "vit_tiny_patch16_224", "manet_slim")
 MODELS = (*MEMBERS, "ensemble:" + "+".join(MEMBERS), "dualview_slim")
@@ -182,7 +182,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     if a.summarise:
-        note = mixed_machines({str(f): json.loads(f.read_text()).get("machine") for f in a.summarise})
+        note = machines_note(a.summarise)
         if note:
             print(note + "\n")
         runs = [r for f in a.summarise for r in json.loads(f.read_text())["runs"]]

@@ -17,12 +17,13 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["describe", "differences", "mixed_machines", "COMPARED"]
+__all__ = ["describe", "differences", "mixed_machines", "machines_note", "COMPARED"]
 
 COMPARED = ("cpu", "cpu_capability", "torch", "numpy", "avalanche", "timm")
 """The keys whose values change the figures (the core count and Python's version do not
@@ -115,3 +116,8 @@ def mixed_machines(records: dict[str, dict | None], *, what: str = "files") -> s
         return None
     return ("note: " + "; ".join(notes) + ". Runs of two machines may differ by several points: pair runs of one "
             "machine")
+
+
+def machines_note(paths: list[str | os.PathLike]) -> str | None:
+    """:func:`mixed_machines` over benchmark JSON files, each read for its ``"machine"`` record."""
+    return mixed_machines({str(p): json.loads(Path(p).read_text()).get("machine") for p in paths})

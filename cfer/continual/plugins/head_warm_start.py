@@ -121,13 +121,17 @@ class HeadWarmStartPlugin(SupervisedPlugin, supports_distributed=True):
                 self._warned = True
             return
         feats, labels = self._features(strategy, strategy.adapted_dataset)
-        if not torch.isin(labels, torch.tensor(old, device=labels.device)).any():
+
+        def has_old() -> bool:
+            return bool(torch.isin(labels, torch.tensor(old, device=labels.device)).any())
+
+        if not has_old():
             # half-memory mini-batches: the step's dataset is the new data alone; the old
             # classes' items are in the replay buffer
             for buffer in self._memory(strategy):
                 more = self._features(strategy, buffer)
                 feats, labels = torch.cat([feats, more[0]]), torch.cat([labels, more[1]])
-        if not torch.isin(labels, torch.tensor(old, device=labels.device)).any():
+        if not has_old():
             logger.warning("HeadWarmStartPlugin: no item of an old class in the step's data or a replay buffer, so "
                            "the new rows of step %d start as they are", strategy.clock.train_exp_counter)
             return
