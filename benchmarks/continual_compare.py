@@ -45,7 +45,7 @@ from cfer.continual.runner import run_stream
 from cfer.continual.stream import compound_orders, make_stream
 from cfer.data.base import FaceDataset
 from cfer.data.synthetic import make_synthetic_splits
-from cfer.machine import describe, mixed_machines
+from cfer.machine import describe, mixed_machines, record_of
 
 COLUMNS = [
     ("average_accuracy", "avg acc over steps"),
@@ -514,7 +514,7 @@ def report_merged(args: argparse.Namespace) -> int:
     machines = {}
     for path in args.merge:
         data = json.loads(Path(path).read_text())
-        machines[str(path)] = data.get("machine")
+        machines[str(path)] = record_of(data)
         a = data["args"]
         settings.add((a["per_step"], a["arch"], a["epochs"], a["basic_epochs"], tuple(a["subjects"]), a["per_class"],
                       a["memory_fraction"], a["seed"], a["evaluate_on"], tuple(a.get("scored_subjects", ())),

@@ -1,7 +1,8 @@
-"""What a measurement ran on: the processor, its vector instructions, the library versions.
+"""What a measurement ran on: the processor, its vector instructions, torch's threads, the library versions.
 
 Training on the CPU repeats itself to the last digit on one machine, but another processor
-(other vector kernels) or another torch build may round differently, and over a continual
+(other vector kernels), another torch build or another number of threads (torch splits its
+sums over the threads, so their order changes) may round differently, and over a continual
 stream of 16 steps one class order's final accuracy can then move by several points
 (``docs/benchmarks.md``, "The baselines run again on one machine"). Benchmarks record
 :func:`describe` next to their figures so that runs of two machines are not paired
@@ -23,11 +24,11 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["describe", "differences", "mixed_machines", "machines_note", "COMPARED"]
+__all__ = ["describe", "differences", "mixed_machines", "machines_note", "record_of", "COMPARED"]
 
-COMPARED = ("cpu", "cpu_capability", "torch", "numpy", "avalanche", "timm")
+COMPARED = ("cpu", "cpu_capability", "threads", "torch", "numpy", "avalanche", "timm")
 """The keys whose values change the figures (the core count and Python's version do not
-change a one-thread run's arithmetic)."""
+change a run's arithmetic; torch's thread count does)."""
 
 
 def _cpu_model() -> str:
@@ -51,7 +52,8 @@ def describe() -> dict[str, str | int]:
 
     Returns:
         ``cpu`` (the processor's model name), ``cpu_capability`` (the vector instructions
-        torch's CPU kernels use, e.g. ``AVX2`` or ``AVX512``), ``cores``, and the versions of
+        torch's CPU kernels use, e.g. ``AVX2`` or ``AVX512``), ``cores``, ``threads`` (torch's
+        intra-op threads now: call it after ``torch.set_num_threads``), and the versions of
         ``python``, ``torch``, ``numpy``, ``avalanche`` and ``timm``.
     """
     import numpy
@@ -61,6 +63,7 @@ def describe() -> dict[str, str | int]:
         "cpu": _cpu_model(),
         "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "cores": os.cpu_count() or 0,
+        "threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -111,13 +114,38 @@ def mixed_machines(records: dict[str, dict | None], *, what: str = "files") -> s
             distinct = {tuple(record.get(k) for k in COMPARED) for record in known.values()}
             shown = "; ".join(f"{k}: " + ", ".join(f"{record.get(k)!r} in {name}" for name, record in known.items())
                               for k in keys)
-            notes.append(f"the {what} ran on {len(distinct)} machines ({shown})")
+            kind = ("thread counts" if keys == ["threads"] else
+                    "machines or thread counts" if "threads" in keys else "machines")
+            notes.append(f"the {what} ran on {len(distinct)} {kind} ({shown})")
     if not notes:
         return None
-    return ("note: " + "; ".join(notes) + ". Runs of two machines may differ by several points: pair runs of one "
-            "machine")
+    return ("note: " + "; ".join(notes) + ". Runs of two machines or thread counts may differ by several points: "
+            "pair runs of one machine and one thread count")
+
+
+def record_of(data: dict) -> dict | None:
+    """The ``"machine"`` record of a benchmark's JSON (``data``), or ``None`` where it has none.
+
+    Records written before ``threads`` joined :func:`describe` take it from the run's own
+    ``args["threads"]`` (the benchmarks' ``--threads``), so that a file of one thread and a
+    file of two are not taken for one set-up.
+
+    Example:
+        >>> record_of({"machine": {"cpu": "x"}, "args": {"threads": 1}})
+        {'cpu': 'x', 'threads': 1}
+        >>> record_of({"args": {"threads": 1}}) is None
+        True
+    """
+    record = data.get("machine")
+    if record is None:
+        return None
+    threads = (data.get("args") or {}).get("threads")
+    if "threads" not in record and threads is not None:
+        record = {**record, "threads": threads}
+    return record
 
 
 def machines_note(paths: list[str | os.PathLike]) -> str | None:
-    """:func:`mixed_machines` over benchmark JSON files, each read for its ``"machine"`` record."""
-    return mixed_machines({str(p): json.loads(Path(p).read_text()).get("machine") for p in paths})
+    """:func:`mixed_machines` over benchmark JSON files, each read for its machine record
+    (:func:`record_of`)."""
+    return mixed_machines({str(p): record_of(json.loads(Path(p).read_text())) for p in paths})

@@ -45,3 +45,30 @@ def test_the_ensemble_teacher_summary_says_when_its_files_ran_on_two_machines(lo
     same = json.loads(paths[1].read_text()) | {"machine": json.loads(paths[0].read_text())["machine"]}
     paths[1].write_text(json.dumps(same))
     assert bench.summarise(paths).startswith("seeds [0]")
+
+
+def test_the_thread_count_is_recorded_and_two_counts_are_not_paired_unawares():
+    import torch
+
+    record = describe()
+    assert record["threads"] == torch.get_num_threads()
+    note = mixed_machines({"one.json": {**record, "threads": 1}, "two.json": {**record, "threads": 2}})
+    assert note.startswith("note: the files ran on 2 thread counts (threads: 1 in one.json, 2 in two.json)")
+    note = mixed_machines({"one.json": {**record, "threads": 1}, "two.json": {**record, "threads": 2, "cpu": "y"}})
+    assert "ran on 2 machines or thread counts (cpu: " in note
+
+
+def test_an_older_record_takes_the_thread_count_from_the_runs_arguments(tmp_path):
+    from cfer.machine import machines_note, record_of
+
+    old = {k: v for k, v in describe().items() if k != "threads"}  # written before threads were recorded
+    assert record_of({"machine": old, "args": {"threads": 2}})["threads"] == 2
+    assert "threads" not in record_of({"machine": old, "args": {}})
+    assert record_of({"machine": {**old, "threads": 1}, "args": {"threads": 2}})["threads"] == 1  # the record wins
+    assert record_of({"args": {"threads": 1}}) is None
+    paths = []
+    for name, threads in (("a.json", 1), ("b.json", 1), ("c.json", 2)):
+        paths.append(tmp_path / name)
+        paths[-1].write_text(json.dumps({"machine": old, "args": {"threads": threads}}))
+    assert machines_note(paths[:2]) is None
+    assert "(threads: 1 in " in machines_note(paths) and f"2 in {paths[2]}" in machines_note(paths)

@@ -240,7 +240,18 @@ def _machine(record: dict | None) -> str:
     """A run's machine in a few words (runs written before cfer recorded it have none)."""
     if not record:
         return MISSING
-    return f"{record.get('cpu', '?')}, {record.get('cpu_capability', '?')}, torch {record.get('torch', '?')}"
+    threads = f", {record['threads']} threads" if "threads" in record else ""
+    return f"{record.get('cpu', '?')}, {record.get('cpu_capability', '?')}, torch {record.get('torch', '?')}{threads}"
+
+
+def _machine_record(run: RunRecord) -> dict | None:
+    """The run's machine record; one written before cfer recorded torch's threads takes the
+    config's ``threads`` (what the run asked for: under ``torchrun`` a process may have used
+    fewer, see ``local_threads``)."""
+    record = run.metrics.get("machine")
+    if record is not None and "threads" not in record and "threads" in run.config:
+        record = {**record, "threads": run.config["threads"]}
+    return record
 
 
 def _figure(src: str, caption: str) -> str:
@@ -264,13 +275,13 @@ def _html(runs: Sequence[RunRecord], rows: list, table: list[Measure], out: Path
             ("data", [html.escape(str(r.metrics.get("data", {}).get("source", MISSING))) for r in runs]),
             ("time", [f"{sum(v for k, v in r.timing.items() if k.endswith('_s')):.0f} s" if r.timing else MISSING
                       for r in runs]),
-            ("machine", [html.escape(_machine(r.metrics.get("machine"))) for r in runs]),
+            ("machine", [html.escape(_machine(_machine_record(r))) for r in runs]),
             ("run report", [link(r) for r in runs])]
     run_rows = "".join(f"<tr><td>{k}</td>{''.join(f'<td>{v}</td>' for v in vs)}</tr>" for k, vs in info)
     metric_rows = "".join(f"<tr><td>{_label(m)}</td>{''.join(_cell(m, i, orders[i]) for i in range(len(runs)))}</tr>"
                           for m in table)
     differing = [k for k, _, d in rows if d]
-    machines = mixed_machines({r.name: r.metrics.get("machine") for r in runs}, what="runs")
+    machines = mixed_machines({r.name: _machine_record(r) for r in runs}, what="runs")
 
     def config_row(key: str, values: list[str | None], differs: bool) -> str:
         cells = "".join(f"<td class=missing>{MISSING}</td>" if v is None else f"<td>{html.escape(v)}</td>"

@@ -148,6 +148,24 @@ def test_the_page_names_each_runs_machine_and_warns_when_they_differ(two_runs, t
     assert "the runs ran on 2 machines (cpu_capability:" in page and "pair runs of one machine" in page
 
 
+def test_a_run_recorded_before_the_thread_count_takes_its_configs(tmp_path):
+    from cfer.app.compare import RunRecord, _machine, _machine_record
+    from cfer.machine import describe, mixed_machines
+
+    old = {k: v for k, v in describe().items() if k != "threads"}
+
+    def run(name, machine, threads):
+        return RunRecord(name=name, path=tmp_path / name, config={"threads": threads}, metrics={"machine": machine},
+                         timing={})
+
+    a, b = run("a", old, 1), run("b", {**old, "threads": 1}, 2)
+    assert _machine_record(a)["threads"] == 1 and _machine_record(b)["threads"] == 1  # the record wins
+    assert _machine(_machine_record(a)).endswith(", 1 threads")
+    assert mixed_machines({r.name: _machine_record(r) for r in (a, b)}, what="runs") is None
+    c = run("c", old, 2)
+    assert "ran on 2 thread counts" in mixed_machines({r.name: _machine_record(r) for r in (a, c)}, what="runs")
+
+
 def test_a_folder_name_shared_by_two_runs_gets_its_parent(tmp_path):
     for parent in ("x", "y"):
         _fake_run(tmp_path / parent / "run")
