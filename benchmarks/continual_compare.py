@@ -82,7 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "first step keeps W times the memory items of a later class; the preset: 0.5, a spelt-out "
                          "variant: 1), supW (a supervised contrastive term on the features, weight W), lrcos (the "
                          "learning rate decays by a cosine within each step; baselines take it too, e.g. icarl+lrcos), "
-                         "hws (the new classes' head rows fitted on frozen features before each step; baselines too); "
+                         "hws (the new classes' head rows fitted on frozen features before each step; baselines too), "
+                         "mixed (the preset with random replay's half-memory mini-batches, an epoch as long as the "
+                         "new data); "
                          "e.g. "
                          "cfer+la+ncm, cfer+bw1 (the preset with every class alike in the memory)")
     ap.add_argument("--orders", type=int, default=3, help="number of random compound class orders")
@@ -146,7 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 VARIANTS = ("la", "ncm", "ncmnew", "mirror", "ncmhead", "sig", "bft", "nofeat", "grow", "cat", "herd", "prev",
-            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal", "flip", "noflip", "noshift", "lrcos", "hws")
+            "nocache", "cos", "wa", "margin", "fmem", "fnew", "bal", "flip", "noflip", "noshift", "lrcos", "hws",
+            "mixed")
 
 
 def _number(text: str) -> bool:
@@ -179,7 +182,9 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     preset without mirror images in training (``flip`` in a spelt-out variant turns them on),
     ``shiftN`` random shifts of up to N pixels in the training faces (the preset has none,
     as a spelt-out variant: ``cfer+shift2`` is the preset of part of 2026-12-06, and
-    ``cfer+noshift``, the preset without them then, is the preset now). ``eN``, ``esP``,
+    ``cfer+noshift``, the preset without them then, is the preset now); ``cfer+mixed`` the preset
+    with random replay's mini-batches (half new faces, half memory; an epoch ends with the new
+    faces) instead of the whole memory every epoch. ``eN``, ``esP``,
     ``wiA`` and ``bal`` (epochs, early stopping, weight interpolation, the class-balanced
     sampler) and ``supW`` (a supervised contrastive term of weight W) add plugins, not
     options: ``cfer+e8`` is the preset's configuration."""
@@ -189,10 +194,12 @@ def cfer_options(name: str, args: argparse.Namespace) -> CferConfig:
     shifts = {"shift_training": max(moved)} if moved else {}
     extra = {o for o in opts if o[:2] in ("es", "bw", "wi") or o[:3] == "sup" or o[:5] == "shift"
              or (o[:1] == "e" and o[1:].isdigit())}
-    if not opts - {"nocache", "bal", "flip", "noflip", "noshift", "lrcos", "hws"} - extra:
+    if not opts - {"nocache", "bal", "flip", "noflip", "noshift", "lrcos", "hws", "mixed"} - extra:
         # the preset (eN, esP: epochs and stopping; noflip: without its mirror images in training;
-        # bwW: another weight of the first step's classes in the memory; noshift, shiftN: its shifts)
+        # bwW: another weight of the first step's classes in the memory; noshift, shiftN: its shifts;
+        # mixed: half-memory mini-batches, an epoch as long as the new data, as random replay's)
         return CferConfig(cache_teacher="nocache" not in opts, mirror_training="noflip" not in opts,
+                          **({"replay_batches": "mixed"} if "mixed" in opts else {}),
                           **({"psmr_first_step_weight": weights[0]} if weights else {}), **shifts)
     return CferConfig(gamma0=args.gamma0, feature_weight=0.0 if "nofeat" in opts else args.feature_weight,
                       psmr_mode="grow" if "grow" in opts else args.psmr_mode,

@@ -56,6 +56,9 @@ def test_variant_names_build_the_configuration_they_name(compare):
     assert compare.cfer_options(compare._strategy_name(preset + "+shift2"), args) == moved
     assert compare.cfer_options(compare._strategy_name("cfer+shift2"), args) == moved
     assert compare.cfer_options("cfer+flip", args) == CferConfig()  # the preset already has it
+    mixed = dataclasses.replace(CferConfig(), replay_batches="mixed")  # random replay's mini-batches
+    assert compare.cfer_options(compare._strategy_name("cfer+mixed"), args) == mixed
+    assert compare.cfer_options(preset.replace("+cat", ""), args) == mixed  # the spelt-out name without cat
     alike = dataclasses.replace(CferConfig(), psmr_first_step_weight=1.0)  # the preset before the memory share
     assert compare.cfer_options(compare._strategy_name("cfer+bw1"), args) == alike
     unmoved = dataclasses.replace(alike, shift_training=0)  # a spelt-out name: w = 1 and no shifts
