@@ -240,7 +240,8 @@ def _machine(record: dict | None) -> str:
     """A run's machine in a few words (runs written before cfer recorded it have none)."""
     if not record:
         return MISSING
-    threads = f", {record['threads']} threads" if "threads" in record else ""
+    n = record.get("threads")
+    threads = "" if n is None else f", {n} thread" + ("" if n == 1 else "s")
     return f"{record.get('cpu', '?')}, {record.get('cpu_capability', '?')}, torch {record.get('torch', '?')}{threads}"
 
 

@@ -160,7 +160,7 @@ def test_a_run_recorded_before_the_thread_count_takes_its_configs(tmp_path):
 
     a, b = run("a", old, 1), run("b", {**old, "threads": 1}, 2)
     assert _machine_record(a)["threads"] == 1 and _machine_record(b)["threads"] == 1  # the record wins
-    assert _machine(_machine_record(a)).endswith(", 1 threads")
+    assert _machine(_machine_record(a)).endswith(", 1 thread") and _machine({"threads": 2}).endswith(", 2 threads")
     assert mixed_machines({r.name: _machine_record(r) for r in (a, b)}, what="runs") is None
     c = run("c", old, 2)
     assert "ran on 2 thread counts" in mixed_machines({r.name: _machine_record(r) for r in (a, c)}, what="runs")
