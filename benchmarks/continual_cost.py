@@ -11,8 +11,9 @@ Prints a markdown table and, with ``--plot``, draws each strategy as a point wit
 over orders, against its cost on a log axis, with a line at ``--cost-line`` times replay's.
 
 Usage:
-    python benchmarks/continual_cost.py docs/results/continual_published/same_day_2026-12-06/*.json \\
-        --paired-to icarl --cost-line 1.3 --plot docs/img/continual_cost_1perstep.png
+    D=docs/results/continual_published/same_day_2026-12-06
+    python benchmarks/continual_cost.py $D/cfer_mixed_replay.json $D/cfer_e1_e2_replay.json \\
+        $D/icarl_icarl_flip_replay.json --paired-to icarl --cost-line 1.3 --plot docs/img/continual_cost_1perstep.png
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from cfer.machine import mixed_machines, record_of
 SETTING = ("per_step", "arch", "epochs", "basic_epochs", "subjects", "per_class", "memory_fraction", "seed",
            "evaluate_on", "init_per_order", "data")
 """The arguments every file must share (``continual_compare.py``'s): one comparison."""
+DEFAULTS = {"init_per_order": False}
+"""Arguments older files do not record, as they ran."""
 
 
 def load(paths: list[Path]) -> tuple[dict[str, dict[tuple, dict]], dict[str, list[float]], dict]:
@@ -44,7 +47,7 @@ def load(paths: list[Path]) -> tuple[dict[str, dict[tuple, dict]], dict[str, lis
     for path in paths:
         data = json.loads(Path(path).read_text())
         args = data.get("args", {})
-        settings[str(path)] = tuple(json.dumps(args.get(k), sort_keys=True) for k in SETTING)
+        settings[str(path)] = tuple(json.dumps(args.get(k, DEFAULTS.get(k)), sort_keys=True) for k in SETTING)
         machines[str(path)] = record_of(data)
         times = {r["strategy"]: float(np.mean([run["mean_step_time_s"] for run in r["runs"]]))
                  for r in data["results"] if r["runs"]}

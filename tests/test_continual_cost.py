@@ -51,6 +51,8 @@ def test_a_file_without_replay_or_of_another_setting_is_refused_with_the_fix(cos
     three = _file(tmp_path / "three.json", {"replay": [("ab", 0.4, 1.0)]}, per_step=3)
     with pytest.raises(SystemExit, match=r"different settings \(per_step differ in .*three.json\)"):
         cost.load([a, three])
+    newer = _file(tmp_path / "newer.json", {"replay": [("ba", 0.4, 1.0)]}, init_per_order=False)
+    assert set(cost.load([a, newer])[0]["replay"]) == {("a", "b"), ("b", "a")}  # older files lack the flag
     runs, ratios, _ = cost.load([a])
     with pytest.raises(SystemExit, match="--paired-to icarl: not in the files"):
         cost.table(runs, ratios, paired_to="icarl")
