@@ -24,7 +24,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["describe", "differences", "mixed_machines", "machines_note", "record_of", "COMPARED"]
+__all__ = ["describe", "differences", "mixed_machines", "machines_note", "record_of", "with_threads", "COMPARED"]
 
 COMPARED = ("cpu", "cpu_capability", "threads", "torch", "numpy", "avalanche", "timm")
 """The keys whose values change the figures (the core count and Python's version do not
@@ -123,12 +123,26 @@ def mixed_machines(records: dict[str, dict | None], *, what: str = "files") -> s
             "pair runs of one machine and one thread count")
 
 
-def record_of(data: dict) -> dict | None:
-    """The ``"machine"`` record of a benchmark's JSON (``data``), or ``None`` where it has none.
+def with_threads(record: dict | None, threads: int | None) -> dict | None:
+    """``record`` with ``threads`` filled in where it has none (a record written before
+    ``threads`` joined :func:`describe`; ``threads`` is what the run asked for), so that a run
+    of one thread and a run of two are not taken for one set-up.
 
-    Records written before ``threads`` joined :func:`describe` take it from the run's own
-    ``args["threads"]`` (the benchmarks' ``--threads``), so that a file of one thread and a
-    file of two are not taken for one set-up.
+    Example:
+        >>> with_threads({"cpu": "x"}, 1)
+        {'cpu': 'x', 'threads': 1}
+        >>> with_threads({"cpu": "x", "threads": 2}, 1)["threads"], with_threads(None, 1)
+        (2, None)
+    """
+    if record is None or threads is None or "threads" in record:
+        return record
+    return {**record, "threads": threads}
+
+
+def record_of(data: dict) -> dict | None:
+    """The ``"machine"`` record of a benchmark's JSON (``data``), or ``None`` where it has none;
+    an older record takes its thread count from the run's ``args["threads"]`` (the benchmarks'
+    ``--threads``; :func:`with_threads`).
 
     Example:
         >>> record_of({"machine": {"cpu": "x"}, "args": {"threads": 1}})
@@ -136,13 +150,7 @@ def record_of(data: dict) -> dict | None:
         >>> record_of({"args": {"threads": 1}}) is None
         True
     """
-    record = data.get("machine")
-    if record is None:
-        return None
-    threads = (data.get("args") or {}).get("threads")
-    if "threads" not in record and threads is not None:
-        record = {**record, "threads": threads}
-    return record
+    return with_threads(data.get("machine"), (data.get("args") or {}).get("threads"))
 
 
 def machines_note(paths: list[str | os.PathLike]) -> str | None:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from cfer.app import compare_figures as figs
 from cfer.app.config_io import config_from_dict, config_to_dict, load_config
 from cfer.atomic import save_figure, write_text
-from cfer.machine import mixed_machines
+from cfer.machine import mixed_machines, with_threads
 
 __all__ = ["MISSING", "SUMMARY", "RunRecord", "Measure", "read_run", "read_runs", "config_rows", "measures",
            "write_comparison"]
@@ -249,10 +249,7 @@ def _machine_record(run: RunRecord) -> dict | None:
     """The run's machine record; one written before cfer recorded torch's threads takes the
     config's ``threads`` (what the run asked for: under ``torchrun`` a process may have used
     fewer, see ``local_threads``)."""
-    record = run.metrics.get("machine")
-    if record is not None and "threads" not in record and "threads" in run.config:
-        record = {**record, "threads": run.config["threads"]}
-    return record
+    return with_threads(run.metrics.get("machine"), run.config.get("threads"))
 
 
 def _figure(src: str, caption: str) -> str:
