@@ -15,6 +15,11 @@ Multi-stream variants train with modality dropout (``--modality-dropout``). For 
 model the script also scores each stream alone (the others dropped at test time) and the
 model with one stream dropped at test time, next to the variant trained without it.
 
+With ``--pool-people N`` every multi-stream variant is then fine-tuned on unlabelled clips of
+N other people, the model teaching its own stream subsets from its full output
+(:func:`cfer.continual.stream_distillation.distil_streams_unlabelled`); the JSON keeps the
+figures before that step under ``"before_pool"`` (``--merge --before-pool`` prints them).
+
 Each process runs the seeds it is given (one seed = other people and another
 initialisation); ``--merge`` makes the tables from the JSON files of parallel runs (runs of one seed with
 different variants are joined).
@@ -57,19 +62,45 @@ def _accuracy(model: torch.nn.Module, ds, classes: tuple[str, ...], names: tuple
     return evaluate(model, sub, label_map=label_map, batch_size=64)
 
 
+def _dropped(model: torch.nn.Module, splits: dict, classes, groups) -> tuple[dict, dict]:
+    """Each stream alone in the fused model, and the fused model with each stream dropped, at test."""
+    net, streams = model.backbone, ("frames", "motion", "audio")
+    alone, dropped = {}, {}
+    for s in streams:
+        with net.dropping(set(streams) - {s}):
+            alone[s] = {k: _accuracy(model, splits["test"], classes, v) for k, v in groups}
+        with net.dropping({s}):
+            dropped[s] = {k: _accuracy(model, splits["test"], classes, v) for k, v in groups}
+            dropped[s]["val_all"] = _accuracy(model, splits["val"], classes, classes)
+    return alone, dropped
+
+
+def _row(model: torch.nn.Module, splits: dict, classes, groups) -> dict:
+    row = {k: _accuracy(model, splits["test"], classes, v) for k, v in groups}
+    row["val_all"] = _accuracy(model, splits["val"], classes, classes)
+    return row
+
+
 def run_seed(seed: int, args: argparse.Namespace) -> dict:
     from cfer import taxonomy
+    from cfer.continual.stream_distillation import distil_streams_unlabelled
     from cfer.continual.teacher import TeacherConfig, train_teacher
-    from cfer.data.video import ClipLayout, make_clip_splits
+    from cfer.data.video import ClipLayout, make_clip_splits, synthetic_clips
 
     layout = ClipLayout(frames=args.frames, image_size=args.size)
     splits = make_clip_splits(classes="all", subjects=tuple(args.subjects), per_class=args.per_class, layout=layout,
                               decoded_frames=args.decoded_frames, seed=1000 + seed)
+    pool = None
+    if args.pool_people:  # other people (ids after the test people's), no random crops; labels unused
+        pool = synthetic_clips(classes="all", n_subjects=args.pool_people, per_class=1,
+                               first_subject=sum(args.subjects), layout=layout, decoded_frames=args.decoded_frames,
+                               seed=1000 + seed, split="pool")
     classes = tuple(splits["train"].classes)
     basic = tuple(c for c in classes if c not in taxonomy.COMPOUND)
     compound = tuple(c for c in classes if c in taxonomy.COMPOUND)
+    groups = (("basic", basic), ("compound", compound), ("all", classes))
     out: dict = {"seed": seed, "variants": {}}
-    fused_model = None
+    before: dict = {"variants": {}}
     for name in args.variants:
         multi = len(VARIANTS[name]["streams"]) > 1
         opts = dict(VARIANTS[name], fusion=args.fusion, modality_dropout=args.modality_dropout if multi else 0.0,
@@ -79,28 +110,27 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         res = train_teacher(train=splits["train"], val=splits["val"], config=cfg, classes=classes)
         took = time.perf_counter() - t0
-        row = {"basic": _accuracy(res.model, splits["test"], classes, basic),
-               "compound": _accuracy(res.model, splits["test"], classes, compound),
-               "all": _accuracy(res.model, splits["test"], classes, classes),
-               "val_all": _accuracy(res.model, splits["val"], classes, classes),
-               "best_epoch": res.best_epoch, "epochs": len(res.history), "seconds": took,
+        row = {**_row(res.model, splits, classes, groups), "best_epoch": res.best_epoch,
+               "epochs": len(res.history), "seconds": took,
                "clips_per_s": len(res.history) * len(splits["train"]) / took}
+        if pool is not None and multi and args.stream_loss > 0:
+            before["variants"][name] = dict(row)
+            if name == "fused":
+                before["fused_alone"], before["fused_dropped"] = _dropped(res.model, splits, classes, groups)
+            t0 = time.perf_counter()
+            hist = distil_streams_unlabelled(model=res.model, pool=pool, train=splits["train"], val=splits["val"],
+                                             epochs=args.pool_epochs, lr=args.pool_lr, batch_size=args.batch,
+                                             seed=seed)
+            best = max(hist, key=lambda h: h["val"])  # the first of the best: the state kept
+            row.update(_row(res.model, splits, classes, groups), pool_seconds=time.perf_counter() - t0,
+                       pool_best_epoch=best["epoch"], pool_history=hist)
         out["variants"][name] = row
-        logging.info("seed %d %s: %s", seed, name, {k: round(v, 3) for k, v in row.items()})
+        logging.info("seed %d %s: %s", seed, name,
+                     {k: round(v, 3) for k, v in row.items() if isinstance(v, (int, float))})
         if name == "fused":
-            fused_model = res.model
-    if fused_model is not None:
-        net, streams = fused_model.backbone, ("frames", "motion", "audio")
-        alone, dropped = {}, {}
-        for s in streams:
-            with net.dropping(set(streams) - {s}):
-                alone[s] = {k: _accuracy(fused_model, splits["test"], classes, v)
-                            for k, v in (("basic", basic), ("compound", compound), ("all", classes))}
-            with net.dropping({s}):
-                dropped[s] = {k: _accuracy(fused_model, splits["test"], classes, v)
-                              for k, v in (("basic", basic), ("compound", compound), ("all", classes))}
-                dropped[s]["val_all"] = _accuracy(fused_model, splits["val"], classes, classes)
-        out["fused_alone"], out["fused_dropped"] = alone, dropped
+            out["fused_alone"], out["fused_dropped"] = _dropped(res.model, splits, classes, groups)
+    if before["variants"]:
+        out["before_pool"] = before
     return out
 
 
@@ -122,7 +152,8 @@ def tables(runs: list[dict]) -> str:
         lines += ["", f"fused - apex on compound classes (paired over seeds): {_ms(d)}"]
     if all("fused_alone" in r for r in runs):
         lines += ["", "| stream | alone in the fused model (compound / all) | fused without it at test | "
-                      "trained without it | test-time cost | training-time cost |", "|---|---|---|---|---|---|"]
+                      "trained without it | test-time cost | training-time cost | dropped - trained without, by seed |",
+                  "|---|---|---|---|---|---|---|"]
         for s, other in WITHOUT.items():
             alone = [r["fused_alone"][s] for r in runs]
             test = [r["fused_dropped"][s]["all"] for r in runs]
@@ -132,12 +163,19 @@ def tables(runs: list[dict]) -> str:
             cost_train = [f - t for f, t in zip(full, trained)] if len(trained) == len(runs) else []
             lines.append(f"| {s} | {_ms([a['compound'] for a in alone])} / {_ms([a['all'] for a in alone])} | "
                          f"{_ms(test)} | {_ms(trained) if trained else '-'} | {_ms(cost_test)} | "
-                         f"{_ms(cost_train) if cost_train else '-'} |")
+                         f"{_ms(cost_train) if cost_train else '-'} | "
+                         f"{', '.join(f'{t - w:+.3f}' for t, w in zip(test, trained)) if cost_train else '-'} |")
     return "\n".join(lines)
 
 
-def merge_runs(runs: list[dict]) -> list[dict]:
-    """One run per seed: runs of the same seed (other variants, run in parallel) are joined."""
+def merge_runs(runs: list[dict], *, before_pool: bool = False) -> list[dict]:
+    """One run per seed: runs of the same seed (other variants, run in parallel) are joined.
+    ``before_pool``: the figures of the runs with ``--pool-people`` before the unlabelled step
+    (the multi-stream variants; others as they are)."""
+    if before_pool:
+        runs = [{**r, "variants": {**r["variants"], **r["before_pool"]["variants"]},
+                 **{k: v for k, v in r["before_pool"].items() if k != "variants"}} if "before_pool" in r else r
+                for r in runs]
     by_seed: dict[int, dict] = {}
     for r in runs:
         into = by_seed.setdefault(r["seed"], {"seed": r["seed"], "variants": {}})
@@ -164,15 +202,24 @@ def main() -> None:
     p.add_argument("--fusion", default="attention", choices=("attention", "late"))
     p.add_argument("--stream-loss", type=float, default=0.0,
                    help="weight of each stream's own cross-entropy (multi-stream variants)")
+    p.add_argument("--pool-people", type=int, default=0,
+                   help="then fine-tune each multi-stream variant on unlabelled clips of this many other people "
+                        "(one clip per class and person), the model teaching its stream subsets (needs --stream-loss)")
+    p.add_argument("--pool-epochs", type=int, default=8, help="epochs (passes over the unlabelled clips) of that step")
+    p.add_argument("--pool-lr", type=float, default=3e-4, help="Adam learning rate of that step")
+    p.add_argument("--before-pool", action="store_true", help="with --merge: the figures before the unlabelled step")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--merge", type=Path, nargs="+", default=None, help="JSON files of earlier runs: print the tables")
     args = p.parse_args()
+    if args.pool_people and args.stream_loss <= 0:
+        p.error("--pool-people needs --stream-loss > 0: the subset terms are what the unlabelled clips teach")
     if args.merge:
         note = machines_note(args.merge)
         if note:
             print(note + "\n")
-        print(tables(merge_runs([r for f in args.merge for r in json.loads(f.read_text())["runs"]])))
+        print(tables(merge_runs([r for f in args.merge for r in json.loads(f.read_text())["runs"]],
+                                before_pool=args.before_pool)))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("cfer").setLevel(logging.WARNING)
