@@ -77,7 +77,7 @@ def pool_logits(model: nn.Module, pool: Any, *, batch_size: int = 64) -> torch.T
 def _kl(student: torch.Tensor, teacher_logp: torch.Tensor, temperature: float) -> torch.Tensor:
     """``KL(teacher ‖ student)`` per row of the leading dimensions (summed over classes)."""
     logp = nn.functional.log_softmax(student / temperature, -1)
-    return (teacher_logp.exp() * (teacher_logp - logp)).sum(-1)
+    return nn.functional.kl_div(logp, teacher_logp.expand_as(logp), log_target=True, reduction="none").sum(-1)
 
 
 def _check(model: nn.Module, pool: Any, train: Any, epochs: int, lr: float, batch_size: int,
